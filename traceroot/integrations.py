@@ -1,8 +1,29 @@
-"""Libraries traceroot can instrument, and the registry that instruments them on import."""
+"""Libraries traceroot can instrument, and the registry that instruments them on import.
+
+Nothing here imports an instrumented library. Each requested integration gets an
+import hook; the library is instrumented the moment its module finishes executing
+(or at once when it is already imported), so a program pays only for what it uses.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.metadata
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from enum import Enum
+from types import ModuleType
+from typing import Any
+
+from opentelemetry.trace import TracerProvider
+
+logger = logging.getLogger("traceroot")
 
 
 class Integration(str, Enum):
@@ -29,3 +50,678 @@ class Integration(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How one integration is detected, hooked and instrumented."""
+
+    dists: tuple[str, ...]
+    """Distributions providing the library; any one installed counts."""
+    module: str
+    """The module whose import triggers instrumentation."""
+    instrumentor_dist: str
+    """The distribution that carries the instrumentor."""
+    instrumentor: str
+    """``module:Class`` of an object with ``instrument(tracer_provider=...)``/``uninstrument()``."""
+    extra: str | None = None
+    """``traceroot[extra]`` that installs the instrumentor; None when it is a core dependency."""
+
+
+_OI = "openinference.instrumentation"
+
+# The one registry. The first four are core dependencies; the rest are extras of the same name.
+REGISTRY: dict[Integration, _Spec] = {
+    Integration.OPENAI: _Spec(
+        ("openai",), "openai", "openinference-instrumentation-openai",
+        f"{_OI}.openai:OpenAIInstrumentor",
+    ),
+    Integration.ANTHROPIC: _Spec(
+        ("anthropic",), "anthropic", "openinference-instrumentation-anthropic",
+        "traceroot.integrations:_AnthropicInstrumentor",
+    ),
+    # Keyed on langchain-core, which the instrumentor patches, so LangGraph-only apps count.
+    Integration.LANGCHAIN: _Spec(
+        ("langchain-core",), "langchain_core", "openinference-instrumentation-langchain",
+        f"{_OI}.langchain:LangChainInstrumentor",
+    ),
+    Integration.GOOGLE_GENAI: _Spec(
+        ("google-genai",), "google.genai", "openinference-instrumentation-google-genai",
+        f"{_OI}.google_genai:GoogleGenAIInstrumentor",
+    ),
+    Integration.CREWAI: _Spec(
+        ("crewai",), "crewai", "openinference-instrumentation-crewai",
+        f"{_OI}.crewai:CrewAIInstrumentor", "crewai",
+    ),
+    Integration.OPENAI_AGENTS: _Spec(
+        ("openai-agents",), "agents", "openinference-instrumentation-openai-agents",
+        f"{_OI}.openai_agents:OpenAIAgentsInstrumentor", "openai-agents",
+    ),
+    Integration.CLAUDE_AGENT_SDK: _Spec(
+        ("claude-agent-sdk",), "claude_agent_sdk",
+        "openinference-instrumentation-claude-agent-sdk",
+        f"{_OI}.claude_agent_sdk:ClaudeAgentSDKInstrumentor", "claude-agent-sdk",
+    ),
+    Integration.LLAMA_INDEX: _Spec(
+        ("llama-index-core",), "llama_index.core", "openinference-instrumentation-llama-index",
+        f"{_OI}.llama_index:LlamaIndexInstrumentor", "llama-index",
+    ),
+    # AG2 is imported as `autogen`; pyautogen is the same project under its old name.
+    Integration.AUTOGEN: _Spec(
+        ("ag2", "pyautogen"), "autogen", "openinference-instrumentation-ag2",
+        f"{_OI}.ag2:AG2Instrumentor", "autogen",
+    ),
+    Integration.AGNO: _Spec(
+        ("agno",), "agno", "openinference-instrumentation-agno",
+        f"{_OI}.agno:AgnoInstrumentor", "agno",
+    ),
+    Integration.GROQ: _Spec(
+        ("groq",), "groq", "openinference-instrumentation-groq",
+        f"{_OI}.groq:GroqInstrumentor", "groq",
+    ),
+    Integration.DSPY: _Spec(
+        ("dspy", "dspy-ai"), "dspy", "openinference-instrumentation-dspy",
+        f"{_OI}.dspy:DSPyInstrumentor", "dspy",
+    ),
+    Integration.GOOGLE_ADK: _Spec(
+        ("google-adk",), "google.adk", "openinference-instrumentation-google-adk",
+        f"{_OI}.google_adk:GoogleADKInstrumentor", "google-adk",
+    ),
+    Integration.MISTRAL: _Spec(
+        ("mistralai",), "mistralai", "openinference-instrumentation-mistralai",
+        f"{_OI}.mistralai:MistralAIInstrumentor", "mistral",
+    ),
+    # Pydantic AI and Agent Framework emit spans natively; OpenInference ships span
+    # processors that reshape them, which the adapters below install.
+    Integration.PYDANTIC_AI: _Spec(
+        ("pydantic-ai", "pydantic-ai-slim"), "pydantic_ai",
+        "openinference-instrumentation-pydantic-ai",
+        "traceroot.integrations:_PydanticAIInstrumentor", "pydantic-ai",
+    ),
+    Integration.BEDROCK: _Spec(
+        ("boto3",), "boto3", "openinference-instrumentation-bedrock",
+        f"{_OI}.bedrock:BedrockInstrumentor", "bedrock",
+    ),
+    Integration.AGENT_FRAMEWORK: _Spec(
+        ("agent-framework-core",), "agent_framework",
+        "openinference-instrumentation-agent-framework",
+        "traceroot.integrations:_AgentFrameworkInstrumentor", "agent-framework",
+    ),
+    Integration.LITELLM: _Spec(
+        ("litellm",), "litellm", "openinference-instrumentation-litellm",
+        f"{_OI}.litellm:LiteLLMInstrumentor", "litellm",
+    ),
+}
+
+_ENV_INTEGRATIONS = "TRACEROOT_INTEGRATIONS"
+_ENV_OTEL_INSTRUMENTORS = "TRACEROOT_OTEL_INSTRUMENTORS"
+_OTEL_ENTRY_POINT_GROUP = "opentelemetry_instrumentor"
+
+
+# -- adapters for integrations that are not a plain OpenInference instrumentor ----------
+
+
+class _AnthropicInstrumentor:
+    """OpenInference's Anthropic instrumentor, with the client's own call spans turned off.
+
+    Recent anthropic releases trace every API call themselves on the global tracer
+    provider, which would give two spans per call; the OpenInference one is what the
+    backend reads. Clients made with an explicit ``open_telemetry`` option keep it.
+    """
+
+    _ENV = "ANTHROPIC_OPEN_TELEMETRY"
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.anthropic import AnthropicInstrumentor
+
+        self._inner = AnthropicInstrumentor()
+        self._set_env = False
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        self._inner.instrument(tracer_provider=tracer_provider)
+        if self._ENV not in os.environ:
+            os.environ[self._ENV] = "false"
+            self._set_env = True
+
+    def uninstrument(self) -> None:
+        self._inner.uninstrument()
+        if self._set_env:
+            os.environ.pop(self._ENV, None)
+            self._set_env = False
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+def _add_span_processor(tracer_provider: TracerProvider, processor: Any) -> None:
+    add = getattr(tracer_provider, "add_span_processor", None)
+    if add is None:
+        raise TypeError(f"{type(tracer_provider).__name__} cannot take span processors")
+    add(processor)
+
+
+class _PydanticAIInstrumentor:
+    """Turns on Pydantic AI's native spans and reshapes them into OpenInference ones."""
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        from openinference.instrumentation.pydantic_ai import OpenInferenceSpanProcessor
+        from pydantic_ai import Agent, InstrumentationSettings
+
+        _add_span_processor(tracer_provider, OpenInferenceSpanProcessor())
+        Agent.instrument_all(InstrumentationSettings(tracer_provider=tracer_provider))
+
+    def uninstrument(self) -> None:
+        from pydantic_ai import Agent
+
+        Agent.instrument_all(False)
+
+
+class _AgentFrameworkInstrumentor:
+    """Turns on Agent Framework's native spans and reshapes them into OpenInference ones."""
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        from agent_framework.observability import enable_instrumentation
+        from openinference.instrumentation.agent_framework import (
+            AgentFrameworkToOpenInferenceProcessor,
+        )
+
+        _add_span_processor(tracer_provider, AgentFrameworkToOpenInferenceProcessor())
+        enable_instrumentation()
+
+    def uninstrument(self) -> None:
+        """Agent Framework has no switch back off; its spans stay OpenInference-shaped."""
+
+
+# -- import hooks -----------------------------------------------------------------------
+
+
+class _NotifyingLoader(importlib.abc.Loader):
+    """Runs the real loader, then the watcher's callbacks for the module."""
+
+    def __init__(self, loader: importlib.abc.Loader, finder: _PostImportFinder) -> None:
+        self._loader = loader
+        self._finder = finder
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        # Put the real loader back first: the module (and importlib.resources) sees
+        # exactly what it would have seen without us.
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        self._finder.fire(module.__name__)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """A meta path finder that calls back once a watched module has finished executing."""
+
+    def __init__(self) -> None:
+        self._callbacks: dict[str, list[Callable[[], None]]] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, module: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when ``module`` is imported: now if it already is."""
+        if _imported(module):
+            callback()
+            return
+        with self._lock:
+            self._callbacks.setdefault(module, []).append(callback)
+            if self not in sys.meta_path:
+                sys.meta_path.insert(0, self)
+
+    def unwatch(self, module: str, callback: Callable[[], None]) -> None:
+        with self._lock:
+            callbacks = self._callbacks.get(module, [])
+            if callback in callbacks:
+                callbacks.remove(callback)
+            if not callbacks:
+                self._callbacks.pop(module, None)
+            if not self._callbacks and self in sys.meta_path:
+                sys.meta_path.remove(self)
+
+    def watched(self, module: str) -> bool:
+        return bool(self._callbacks.get(module))
+
+    def fire(self, module: str) -> None:
+        with self._lock:
+            callbacks = self._callbacks.pop(module, [])
+            if not self._callbacks and self in sys.meta_path:
+                sys.meta_path.remove(self)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # an import must never fail because of tracing
+                logger.warning("traceroot: import hook for %s failed", module, exc_info=True)
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self._callbacks:
+            return None
+        try:
+            later = sys.meta_path[sys.meta_path.index(self) + 1 :]
+        except ValueError:
+            return None
+        # Ask the finders after us directly, so the spec is the one Python would have used.
+        for finder in later:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(fullname, path, target) if find_spec is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _NotifyingLoader(spec.loader, self)
+        return spec
+
+
+def _imported(module: str) -> bool:
+    found = sys.modules.get(module)
+    if found is None:
+        return False
+    spec = getattr(found, "__spec__", None)
+    return not getattr(spec, "_initializing", False)
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _load_object(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# -- state ------------------------------------------------------------------------------
+
+
+class _State:
+    """What has been requested, hooked and instrumented in this process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.finder = _PostImportFinder()
+        self.provider: TracerProvider | None = None
+        self.explicit = False
+        self.hooks: dict[Integration, Callable[[], None]] = {}
+        self.instrumented: dict[Integration, Any] = {}
+        self.in_progress: set[Integration] = set()
+        self.failed: dict[Integration, str] = {}
+        self.otel_seen: set[str] = set()
+        self.otel_hooks: list[tuple[str, Callable[[], None]]] = []
+        self.otel_instrumented: list[Any] = []
+
+
+_state = _State()
+
+
+def _pip_hint(integration: Integration) -> str:
+    spec = REGISTRY[integration]
+    if spec.extra is not None:
+        return f"pip install 'traceroot[{spec.extra}]'"
+    return f"pip install {spec.instrumentor_dist}"
+
+
+def _parse(
+    requested: Sequence[Integration | str] | str | None, source: str
+) -> list[Integration] | None:
+    """The integrations ``requested`` names; None for "every one installed"."""
+    if requested is None:
+        return None
+    if isinstance(requested, str):
+        text = requested.strip().lower()
+        if text in ("", "auto", "all"):
+            return None
+        if text == "none":
+            return []
+        names: Iterable[Integration | str] = text.split(",")
+    else:
+        names = requested
+    chosen: list[Integration] = []
+    for name in names:
+        if isinstance(name, Integration):
+            chosen.append(name)
+            continue
+        key = str(name).strip().lower().replace("-", "_")
+        if not key:
+            continue
+        try:
+            chosen.append(Integration(key))
+        except ValueError:
+            valid = ", ".join(member.value for member in Integration)
+            logger.warning(
+                "traceroot: unknown integration %r in %s; valid values: %s, all, none",
+                str(name).strip(), source, valid,
+            )
+    return list(dict.fromkeys(chosen))
+
+
+def activate(
+    requested: Sequence[Integration | str] | str | None,
+    tracer_provider: TracerProvider,
+    *,
+    explicit: bool,
+) -> None:
+    """Instrument the requested integrations on import, with ``tracer_provider``.
+
+    ``explicit=True``: ``requested`` is the user's ``initialize(integrations=...)`` list
+    (None does nothing); it replaces hooks left by an earlier automatic activation.
+    ``explicit=False``: ``requested`` is ``TRACEROOT_INTEGRATIONS`` ("a,b", "all", "none")
+    or None for every integration whose library is installed; ignored after an explicit
+    activation. Never raises; problems are logged on the ``traceroot`` logger.
+    """
+    try:
+        _activate(requested, tracer_provider, explicit=explicit)
+    except Exception:
+        logger.warning("traceroot: could not activate integrations", exc_info=True)
+
+
+def _activate(
+    requested: Sequence[Integration | str] | str | None,
+    tracer_provider: TracerProvider,
+    *,
+    explicit: bool,
+) -> None:
+    source = "initialize(integrations=...)" if explicit else _ENV_INTEGRATIONS
+    chosen = _parse(requested, source)
+    if explicit and chosen is None:
+        return
+    with _state.lock:
+        if not explicit and _state.explicit:
+            logger.debug("traceroot: integrations already chosen by initialize(); %s ignored",
+                         _ENV_INTEGRATIONS)
+            return
+        previous, _state.provider = _state.provider, tracer_provider
+        if explicit and not _state.explicit:
+            _state.explicit = True
+            for integration in [i for i in _state.hooks if i not in (chosen or [])]:
+                _withdraw_hook(integration)
+        named = chosen is not None
+        ready = [
+            integration
+            for integration in (chosen if chosen is not None else list(Integration))
+            if _request(integration, named=named)
+        ]
+    # Instrumenting imports modules, so it happens without the lock: another thread may be
+    # inside an import, waiting for the lock in its hook.
+    if previous is not None and previous is not tracer_provider:
+        _rebind(tracer_provider)
+    for integration in ready:
+        _instrument(integration)
+
+
+def _rebind(tracer_provider: TracerProvider) -> None:
+    """Point everything already instrumented at a new provider (after a re-initialize)."""
+    for integration, instrumentor in list(_state.instrumented.items()):
+        try:
+            instrumentor.uninstrument()
+            instrumentor.instrument(tracer_provider=tracer_provider)
+        except Exception as exc:
+            with _state.lock:
+                _state.instrumented.pop(integration, None)
+            _fail(integration, exc)
+
+
+def _request(integration: Integration, *, named: bool) -> bool:
+    """Hook ``integration``; True when its library is already imported, to instrument now."""
+    spec = REGISTRY[integration]
+    if integration in _state.instrumented or integration in _state.hooks:
+        return False
+    if not any(_installed(dist) for dist in spec.dists):
+        log = logger.warning if named else logger.debug
+        log("traceroot: skipping the %s integration: %s is not installed",
+            integration.value, " or ".join(spec.dists))
+        return False
+    if _imported(spec.module):
+        return True
+
+    def hook() -> None:
+        with _state.lock:
+            if _state.hooks.get(integration) is not hook:
+                return
+            del _state.hooks[integration]
+        _instrument(integration)
+
+    _state.hooks[integration] = hook
+    _state.finder.watch(spec.module, hook)
+    return False
+
+
+def _withdraw_hook(integration: Integration) -> None:
+    hook = _state.hooks.pop(integration, None)
+    if hook is not None:
+        _state.finder.unwatch(REGISTRY[integration].module, hook)
+
+
+def _instrument(integration: Integration) -> None:
+    """Instrument ``integration`` once; its library has just been imported."""
+    spec = REGISTRY[integration]
+    with _state.lock:
+        if integration in _state.instrumented or integration in _state.in_progress:
+            return
+        _state.in_progress.add(integration)
+        provider = _state.provider
+    # The lock is not held while instrumenting: that imports modules, and another
+    # thread may be inside an import waiting for the lock in its hook.
+    try:
+        if not _installed(spec.instrumentor_dist):
+            logger.warning(
+                "traceroot: cannot trace %s: the instrumentor %s is not installed; run: %s",
+                integration.value, spec.instrumentor_dist, _pip_hint(integration),
+            )
+            return
+        instrumentor = _load_object(spec.instrumentor)()
+        instrumentor.instrument(tracer_provider=provider)
+        # BaseInstrumentor declines, with its own log line, on a library version conflict.
+        if not getattr(instrumentor, "is_instrumented_by_opentelemetry", True):
+            with _state.lock:
+                _state.failed[integration] = "failed: DependencyConflict"
+            return
+        with _state.lock:
+            _state.instrumented[integration] = instrumentor
+            _state.failed.pop(integration, None)
+        logger.debug("traceroot: instrumented %s", integration.value)
+    except Exception as exc:
+        _fail(integration, exc)
+    finally:
+        with _state.lock:
+            _state.in_progress.discard(integration)
+
+
+def _fail(integration: Integration, exc: BaseException) -> None:
+    with _state.lock:
+        _state.failed[integration] = f"failed: {type(exc).__name__}"
+    logger.warning("traceroot: instrumenting %s failed; other integrations are unaffected",
+                   integration.value, exc_info=exc)
+
+
+def status() -> dict[Integration, str]:
+    """Each integration's state, for ``traceroot-run --check``.
+
+    One of "instrumented", "waiting for import", "not requested", "library not installed",
+    "instrumentor missing (pip install ...)" or "failed: <ExcType>".
+    """
+    result: dict[Integration, str] = {}
+    with _state.lock:
+        for integration, spec in REGISTRY.items():
+            if integration in _state.instrumented:
+                result[integration] = "instrumented"
+            elif integration in _state.failed:
+                result[integration] = _state.failed[integration]
+            elif not any(_installed(dist) for dist in spec.dists):
+                result[integration] = "library not installed"
+            elif not _installed(spec.instrumentor_dist):
+                result[integration] = f"instrumentor missing ({_pip_hint(integration)})"
+            elif integration in _state.hooks:
+                result[integration] = "waiting for import"
+            else:
+                result[integration] = "not requested"
+    return result
+
+
+def deactivate() -> None:
+    """Uninstrument everything instrumented here and remove every pending import hook."""
+    with _state.lock:
+        for integration in list(_state.hooks):
+            _withdraw_hook(integration)
+        for module, hook in _state.otel_hooks:
+            _state.finder.unwatch(module, hook)
+        instrumentors = [*_state.instrumented.values(), *_state.otel_instrumented]
+        _state.instrumented.clear()
+        _state.otel_hooks.clear()
+        _state.otel_instrumented.clear()
+        _state.otel_seen.clear()
+        _state.failed.clear()
+        _state.provider = None
+        _state.explicit = False
+    for instrumentor in instrumentors:
+        try:
+            instrumentor.uninstrument()
+        except Exception:
+            logger.debug("traceroot: uninstrumenting %r failed", instrumentor, exc_info=True)
+
+
+# -- standard OpenTelemetry instrumentors ------------------------------------------------
+
+
+def _enabled(variable: str) -> bool:
+    return os.environ.get(variable, "true").strip().lower() not in ("false", "0", "no", "off")
+
+
+def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
+    """Activate installed ``opentelemetry_instrumentor`` entry points, each on import.
+
+    For the launcher path. Skipped when ``TRACEROOT_OTEL_INSTRUMENTORS`` is false; honours
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. Never raises.
+    """
+    if not _enabled(_ENV_OTEL_INSTRUMENTORS):
+        return
+    disabled = {
+        name.strip()
+        for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+    }
+    if "*" in disabled:
+        return
+    try:
+        entry_points = importlib.metadata.entry_points(group=_OTEL_ENTRY_POINT_GROUP)
+    except Exception:
+        logger.warning("traceroot: could not list OpenTelemetry instrumentors", exc_info=True)
+        return
+    for entry_point in entry_points:
+        if entry_point.name not in disabled:
+            activate_otel_entry_point(entry_point, tracer_provider)
+
+
+def _covered_by_registry(entry_point: importlib.metadata.EntryPoint, libraries: set[str]) -> bool:
+    """Whether an LLM integration of ours already traces what this entry point would."""
+    if entry_point.value.startswith(_OI + "."):
+        return True
+    ours = {_normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
+    ours |= {_normalize(member.value) for member in Integration}
+    return _normalize(entry_point.name) in ours or bool(libraries & ours)
+
+
+def activate_otel_entry_point(
+    entry_point: importlib.metadata.EntryPoint,
+    tracer_provider: TracerProvider,
+    **kwargs: Any,
+) -> None:
+    """Instrument one OpenTelemetry instrumentor entry point when its library is imported.
+
+    Entry points for libraries an LLM integration covers are skipped (they would make a
+    second span per call), as are ones already handled. Never raises.
+    """
+    try:
+        libraries = _instrumented_libraries(entry_point)
+        with _state.lock:
+            if entry_point.name in _state.otel_seen:
+                return
+            _state.otel_seen.add(entry_point.name)
+        if _covered_by_registry(entry_point, set(libraries)):
+            logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
+            return
+        modules = [m for lib in libraries if _installed(lib) for m in _top_level_modules(lib)]
+        if libraries and not modules:
+            logger.debug("traceroot: %s skipped: its library is not installed", entry_point.name)
+            return
+        done = threading.Event()
+
+        def hook() -> None:
+            if done.is_set():
+                return
+            done.set()
+            instrumentor = entry_point.load()()
+            instrumentor.instrument(tracer_provider=tracer_provider, **kwargs)
+            with _state.lock:
+                _state.otel_instrumented.append(instrumentor)
+                for module, other in [h for h in _state.otel_hooks if h[1] is hook]:
+                    _state.finder.unwatch(module, other)
+
+        if not modules:  # the standard library or an unknown target: nothing to wait for
+            hook()
+            return
+        for module in modules:
+            with _state.lock:
+                _state.otel_hooks.append((module, hook))
+            _state.finder.watch(module, hook)
+    except Exception:
+        logger.warning("traceroot: OpenTelemetry instrumentor %s failed", entry_point.name,
+                       exc_info=True)
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _instrumented_libraries(entry_point: importlib.metadata.EntryPoint) -> list[str]:
+    """Distributions the entry point's package instruments, from its ``instruments`` extras."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    dist = entry_point.dist
+    if dist is None:
+        return []
+    libraries: list[str] = []
+    for line in dist.requires or []:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        marker = requirement.marker
+        if marker is not None and any(
+            marker.evaluate({"extra": extra}) for extra in ("instruments", "instruments-any")
+        ):
+            libraries.append(requirement.name)
+    return libraries
+
+
+def _top_level_modules(dist_name: str) -> list[str]:
+    """Top-level import names a distribution provides, read from its metadata only."""
+    dist = importlib.metadata.distribution(dist_name)
+    listed = dist.read_text("top_level.txt")
+    if listed:
+        return [line.strip() for line in listed.splitlines() if line.strip()]
+    names: set[str] = set()
+    for file in dist.files or []:
+        first = file.parts[0]
+        if len(file.parts) == 1:
+            if first.endswith(".py"):
+                names.add(first[:-3])
+        elif not first.endswith((".dist-info", ".data")) and first != "__pycache__" and (
+            file.name == "__init__.py"
+        ):
+            names.add(first)
+    return sorted(names)

@@ -1,0 +1,206 @@
+"""A loopback HTTP server speaking enough of the OpenAI, Anthropic and Gemini APIs.
+
+The real client libraries talk to it through their ``base_url`` options, so the
+tests exercise the real clients and the real instrumentors, with no network and
+no keys. Replies are fixed and their token counts known:
+
+- OpenAI ``POST /v1/chat/completions`` (JSON, or SSE when ``stream``; a final
+  usage chunk when ``stream_options.include_usage``).
+- Anthropic ``POST /v1/messages`` (JSON, or SSE events when ``stream``).
+- Gemini ``POST /{version}/models/{model}:generateContent`` and
+  ``:streamGenerateContent?alt=sse``.
+
+A request whose model is ``FAIL_MODEL`` gets HTTP 500.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAIL_MODEL = "fail-500"
+REPLY = "Hello from the fake provider"
+PROMPT_TOKENS = 11
+COMPLETION_TOKENS = 7
+# A streamed reply comes in this many pieces, so a test can stop reading half-way.
+STREAM_PIECES = ["Hello", " from", " the", " fake", " provider"]
+
+
+def _openai_completion(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": REPLY},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        },
+    }
+
+
+def _openai_stream(model: str, include_usage: bool) -> Iterator[str]:
+    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": model}
+    for i, piece in enumerate(STREAM_PIECES):
+        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+        yield json.dumps({**base, "choices": [{"index": 0, "delta": delta,
+                                                "finish_reason": None}]})
+    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if include_usage:
+        yield json.dumps({**base, "choices": [], "usage": _openai_completion(model)["usage"]})
+    yield "[DONE]"
+
+
+def _anthropic_message(model: str) -> dict[str, Any]:
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": REPLY}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
+    }
+
+
+def _anthropic_stream(model: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    start = {**_anthropic_message(model), "content": [], "stop_reason": None,
+             "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}
+    yield "message_start", {"type": "message_start", "message": start}
+    yield "content_block_start", {"type": "content_block_start", "index": 0,
+                                  "content_block": {"type": "text", "text": ""}}
+    for piece in STREAM_PIECES:
+        yield "content_block_delta", {"type": "content_block_delta", "index": 0,
+                                      "delta": {"type": "text_delta", "text": piece}}
+    yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+    yield "message_delta", {"type": "message_delta",
+                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                            "usage": {"output_tokens": COMPLETION_TOKENS}}
+    yield "message_stop", {"type": "message_stop"}
+
+
+def _gemini_response(model: str, text: str, usage: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
+             "index": 0}
+        ],
+        "modelVersion": model,
+    }
+    if usage:
+        body["usageMetadata"] = {
+            "promptTokenCount": PROMPT_TOKENS,
+            "candidatesTokenCount": COMPLETION_TOKENS,
+            "totalTokenCount": PROMPT_TOKENS + COMPLETION_TOKENS,
+        }
+    return body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.server.requests.append((self.path, body))
+        path = self.path.split("?", 1)[0]
+        model = str(body.get("model", ""))
+        if "/models/" in path:
+            model = path.split("/models/", 1)[1].split(":", 1)[0]
+        if model == FAIL_MODEL:
+            self._json(500, {"error": {"message": "fake provider failure", "type": "server_error",
+                                       "code": 500, "status": "INTERNAL"}})
+        elif path.endswith("/chat/completions"):
+            if body.get("stream"):
+                usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                self._sse((None, data) for data in _openai_stream(model, usage))
+            else:
+                self._json(200, _openai_completion(model))
+        elif path.endswith("/messages"):
+            if body.get("stream"):
+                self._sse((event, json.dumps(data)) for event, data in _anthropic_stream(model))
+            else:
+                self._json(200, _anthropic_message(model))
+        elif path.endswith(":generateContent"):
+            self._json(200, _gemini_response(model, REPLY))
+        elif path.endswith(":streamGenerateContent"):
+            last = len(STREAM_PIECES) - 1
+            self._sse(
+                (None, json.dumps(_gemini_response(model, piece, usage=i == last)))
+                for i, piece in enumerate(STREAM_PIECES)
+            )
+        else:
+            self._json(404, {"error": {"message": f"no fake for {self.path}"}})
+
+    def _json(self, code: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _sse(self, events: Iterator[tuple[str | None, str]]) -> None:
+        chunks = []
+        for event, data in events:
+            prefix = f"event: {event}\n" if event else ""
+            chunks.append(f"{prefix}data: {data}\n\n")
+        payload = "".join(chunks).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        try:
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client closed a half-read stream
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    requests: list[tuple[str, dict[str, Any]]]
+
+
+class FakeProviders:
+    """The fake provider server on an ephemeral loopback port; a context manager."""
+
+    def __init__(self) -> None:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.requests = []
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeProviders:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        """Root URL: OpenAI's base_url is ``url + "/v1"``, Anthropic's and Gemini's ``url``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """(path, JSON body) of every request received."""
+        return list(self._server.requests)
