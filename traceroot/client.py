@@ -1,0 +1,291 @@
+"""The process-wide client: the tracer provider, our processor on it, and its lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+
+from traceroot import attributes as attr
+from traceroot import git, integrations, lifecycle
+from traceroot.config import Config, load_config
+from traceroot.pipeline import ExportPipeline
+from traceroot.redaction import Redact
+from traceroot.stamping import StampingProcessor
+from traceroot.version import SDK_NAME, __version__
+
+logger = logging.getLogger("traceroot")
+
+Mode = Literal["explicit", "auto", "lazy"]
+
+_LOCAL_NOTICE = (
+    "traceroot: no TRACEROOT_API_KEY set, so traces stay local and are printed here. "
+    "Set TRACEROOT_API_KEY to send them to TraceRoot (or OTEL_EXPORTER_OTLP_ENDPOINT for any "
+    "OTLP backend); TRACEROOT_CONSOLE=false silences this view.\n"
+)
+
+
+class _SwitchableProcessor(SpanProcessor):
+    """The one processor we add to a provider; a later `initialize()` swaps what it runs."""
+
+    def __init__(self, stamping: StampingProcessor, pipeline: ExportPipeline) -> None:
+        self.stamping = stamping
+        self.pipeline = pipeline
+
+    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+        try:
+            self.stamping.on_start(span, parent_context)
+        except Exception as exc:
+            logger.debug("traceroot: stamping a span failed: %r", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.pipeline.on_end(span)
+
+    def shutdown(self) -> None:
+        self.pipeline.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.pipeline.force_flush(timeout_millis)
+
+
+class TraceRootClient:
+    """Holds the configuration and the tracing pipeline of this process."""
+
+    def __init__(self, config: Config, redact: Redact | None = None, mode: Mode = "explicit"):
+        self.config = config
+        self.mode: Mode = mode
+        self.redact = redact
+        self.git = git.GitContext()
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+        self._processor: _SwitchableProcessor | None = None
+        self._provider: TracerProvider | None = None
+        self._closed = False
+        if config.enabled:
+            self._start()
+
+    def __repr__(self) -> str:
+        return f"TraceRootClient(mode={self.mode!r}, {self.config!r})"
+
+    @property
+    def enabled(self) -> bool:
+        """Whether spans are being recorded."""
+        return self.config.enabled and not self._closed
+
+    @property
+    def tracer_provider(self) -> TracerProvider | None:
+        """The OpenTelemetry provider our processor sits on (ours or one already installed)."""
+        return self._provider
+
+    def _start(self) -> None:
+        self.git = git.detect(self.config.git_repo, self.config.git_ref)
+        stamping, pipeline = self._build_processors()
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, TracerProvider):
+            provider = existing  # join it: the app's own exporters keep working
+        else:
+            provider = TracerProvider(resource=self._resource(), shutdown_on_exit=False)
+            trace.set_tracer_provider(provider)
+        self._processor = _SwitchableProcessor(stamping, pipeline)
+        provider.add_span_processor(self._processor)
+        self._provider = provider
+        self.tracer = provider.get_tracer(attr.DECORATOR_SCOPE, __version__)
+        self._announce()
+
+    def _build_processors(self) -> tuple[StampingProcessor, ExportPipeline]:
+        static: dict[str, Any] = {attr.SDK_NAME: SDK_NAME, attr.SDK_VERSION: __version__}
+        if self.git.repo:
+            static[attr.GIT_REPO] = self.git.repo
+        if self.git.ref:
+            static[attr.GIT_REF] = self.git.ref
+        if self.config.environment:
+            static[attr.ENVIRONMENT] = self.config.environment
+        return StampingProcessor(static), ExportPipeline(self.config, self.redact)
+
+    def _resource(self) -> Resource:
+        values: dict[str, Any] = {"service.name": self.config.service_name}
+        if self.config.environment:
+            values["deployment.environment.name"] = self.config.environment
+        return Resource.create(values)
+
+    def _announce(self) -> None:
+        destination = self.config.destination
+        logger.info("traceroot: sending traces to %s", destination.describe())
+        if destination.kind == "local" and self.config.console_enabled:
+            try:
+                sys.stderr.write(_LOCAL_NOTICE)
+            except (OSError, ValueError):
+                pass
+
+    def reconfigure(self, config: Config, redact: Redact | None, mode: Mode) -> None:
+        """Take over from an automatic initialization with the user's explicit settings."""
+        self.mode = mode
+        self.redact = redact if redact is not None else self.redact
+        old, was_closed = self.config, self._closed
+        self.config = config
+        self._closed = not config.enabled
+        if not config.enabled:
+            if self._processor is not None:
+                self._processor.pipeline.shutdown()
+            return
+        if self._processor is None:
+            self._start()
+            return
+        if config == old and redact is None and not was_closed:
+            return
+        self.git = git.detect(config.git_repo, config.git_ref)
+        stamping, pipeline = self._build_processors()
+        previous = self._processor.pipeline
+        self._processor.stamping, self._processor.pipeline = stamping, pipeline
+        previous.shutdown()
+        if old.destination != config.destination:
+            self._announce()
+
+    def activate_integrations(
+        self, requested: Sequence[integrations.Integration | str] | str | None, explicit: bool
+    ) -> None:
+        """Instrument the requested libraries (on import) with our provider."""
+        if self._provider is None:
+            return
+        try:
+            integrations.activate(requested, self._provider, explicit=explicit)
+        except Exception as exc:  # the registry never raises; this guards the program anyway
+            logger.warning("traceroot: enabling integrations failed: %r", exc)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what is queued; waits at most `timeout` seconds (default: the shutdown timeout)."""
+        if self._processor is None or self._closed:
+            return True
+        budget = self.config.shutdown_timeout if timeout is None else timeout
+        return self._processor.pipeline.force_flush(int(budget * 1000))
+
+    def shutdown(self) -> None:
+        """Flush within `TRACEROOT_SHUTDOWN_TIMEOUT`, then stop exporting."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._processor is not None:
+            self._processor.pipeline.shutdown()
+
+
+_lock = threading.RLock()
+_client: TraceRootClient | None = None
+_shut_down = False
+_exit_hooked = False
+
+
+def _install_exit_hooks() -> None:
+    global _exit_hooked
+    if not _exit_hooked:
+        _exit_hooked = True
+        lifecycle.on_exit(shutdown)
+
+
+def initialize(
+    api_key: str | None = None,
+    host_url: str | None = None,
+    flush_interval: float | None = None,
+    batch_size: int | None = None,
+    timeout: float | None = None,
+    enabled: bool | None = None,
+    integrations: Sequence[integrations.Integration | str] | None = None,
+    git_repo: str | None = None,
+    git_ref: str | None = None,
+    redact: Redact | None = None,
+    environment: str | None = None,
+) -> TraceRootClient:
+    """Set up tracing for this process; arguments win over `TRACEROOT_*` variables.
+
+    A second call warns and returns the existing client, except after an automatic
+    initialization (by `traceroot-run` or a first `@observe` call), which it takes over.
+    """
+    global _client, _shut_down
+    with _lock:
+        config = load_config(
+            api_key=api_key,
+            host_url=host_url,
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            timeout=timeout,
+            enabled=enabled,
+            environment=environment,
+            git_repo=git_repo,
+            git_ref=git_ref,
+        )
+        if _client is not None and _client.mode == "explicit" and not _shut_down:
+            logger.warning(
+                "traceroot: initialize() was called more than once; keeping the first "
+                "configuration. Call traceroot.shutdown() first to re-initialize."
+            )
+            if redact is not None and _client.redact is None:
+                _client.reconfigure(_client.config, redact, "explicit")
+            return _client
+        if _client is not None:
+            _client.reconfigure(config, redact, "explicit")
+        else:
+            _client = TraceRootClient(config, redact, mode="explicit")
+        _shut_down = False
+        _install_exit_hooks()
+        if integrations is not None:
+            _client.activate_integrations(list(integrations), explicit=True)
+        return _client
+
+
+def auto_initialize() -> TraceRootClient | None:
+    """Initialize as `traceroot-run` does: from the environment, integrations auto-detected,
+    SIGTERM flushed. Idempotent; a later explicit `initialize()` takes over. Never raises."""
+    global _client
+    try:
+        with _lock:
+            if _client is not None:
+                return _client
+            _client = TraceRootClient(load_config(), mode="auto")
+            _install_exit_hooks()
+            if _client.enabled:
+                _client.activate_integrations(_client.config.integrations, explicit=False)
+                lifecycle.SigtermFlush(_flush_quietly).install()
+            return _client
+    except Exception as exc:
+        logger.warning("traceroot: could not start tracing (%r); the program runs untraced.", exc)
+        return None
+
+
+def get_client() -> TraceRootClient:
+    """The process's client, initialized from the environment on first use."""
+    global _client
+    client = _client
+    if client is not None:
+        return client
+    with _lock:
+        if _client is None:
+            _client = TraceRootClient(load_config(), mode="lazy")
+            _install_exit_hooks()
+            if _client.enabled and _client.config.integrations:
+                _client.activate_integrations(_client.config.integrations, explicit=False)
+        return _client
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Send every finished span now; bounded by `timeout` (default the shutdown timeout)."""
+    client = _client
+    return client.flush(timeout) if client is not None else True
+
+
+def shutdown() -> None:
+    """Flush (bounded by `TRACEROOT_SHUTDOWN_TIMEOUT`) and stop tracing."""
+    global _shut_down
+    with _lock:
+        client = _client
+        _shut_down = True
+    if client is not None:
+        client.shutdown()
+
+
+def _flush_quietly() -> None:
+    flush()

@@ -1,0 +1,186 @@
+"""OTLP/HTTP protobuf span exporter with the retry rules a hosted backend needs.
+
+429 and 5xx are retried with exponential backoff and jitter, honouring
+`Retry-After`, within the timeout; 413 splits the batch; 401/403 are reported
+once and not retried; DNS and TLS failures name the host. Protobuf and the HTTP
+stack are imported on first export, in the batch thread, not at start-up.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+logger = logging.getLogger("traceroot")
+
+_RETRYABLE = {429, 500, 502, 503, 504}
+_MAX_BACKOFF = 8.0
+_WARN_EVERY = 60.0
+
+
+class _Failure(Exception):
+    """An attempt failed; `retry` says whether trying again can help."""
+
+    def __init__(self, message: str, retry: bool, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.wait = wait
+
+
+class OTLPHTTPExporter(SpanExporter):
+    """Sends spans as one gzip'd ExportTraceServiceRequest per batch."""
+
+    def __init__(self, endpoint: str, headers: Mapping[str, str], timeout: float) -> None:
+        parts = urlsplit(endpoint)
+        self.endpoint = endpoint
+        self.host = parts.hostname or ""
+        self._https = parts.scheme == "https"
+        self._netloc = parts.netloc.rpartition("@")[2]
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = {
+            **headers,
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "gzip",
+        }
+        self._timeout = timeout
+        self._stop = threading.Event()
+        self._conn: http.client.HTTPConnection | None = None
+        self._last_warning: dict[str, float] = {}
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not spans:
+            return SpanExportResult.SUCCESS
+        if self._stop.is_set():
+            return SpanExportResult.FAILURE
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        body = gzip.compress(encode_spans(spans).SerializeToString(), compresslevel=6)
+        deadline = time.monotonic() + self._timeout
+        status = self._send(body, deadline)
+        if status == 413 and len(spans) > 1:
+            half = len(spans) // 2
+            first = self.export(spans[:half])
+            second = self.export(spans[half:])
+            ok = first is SpanExportResult.SUCCESS and second is SpanExportResult.SUCCESS
+            return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+        if status == 413:
+            self._warn("413", f"the backend at {self.host} refused a span as too large (413)")
+        return (
+            SpanExportResult.SUCCESS
+            if status is not None and status < 300
+            else (SpanExportResult.FAILURE)
+        )
+
+    def _send(self, body: bytes, deadline: float) -> int | None:
+        """POST until accepted, refused for good, or out of time; the final status or None."""
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                return None
+            try:
+                return self._post(body, remaining)
+            except _Failure as failure:
+                if not failure.retry:
+                    self._warn(str(failure), str(failure))
+                    return None
+                attempt += 1
+                backoff = min(_MAX_BACKOFF, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                wait = failure.wait if failure.wait is not None else backoff
+                if time.monotonic() + wait >= deadline:
+                    self._warn(
+                        "gave-up", f"{failure}; giving up on this batch after {attempt} tries"
+                    )
+                    return None
+                logger.debug("traceroot: %s; retrying in %.2fs", failure, wait)
+                if self._stop.wait(wait):
+                    return None
+
+    def _post(self, body: bytes, timeout: float) -> int:
+        conn = self._connection(timeout)
+        try:
+            conn.request("POST", self._path, body=body, headers=self._headers)
+            response = conn.getresponse()
+            response.read()
+        except socket.gaierror as exc:
+            self._close()
+            raise _Failure(
+                f"cannot resolve host {self.host!r} ({exc.strerror})", retry=True
+            ) from None
+        except ssl.SSLError as exc:
+            self._close()
+            raise _Failure(
+                f"TLS error talking to {self.host}: {exc.reason or exc}", retry=False
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            self._close()
+            raise _Failure(f"cannot reach {self.endpoint}: {exc!r}", retry=True) from None
+        status = response.status
+        if status in (401, 403):
+            raise _Failure(
+                f"API key rejected by {self.host} (HTTP {status}); check TRACEROOT_API_KEY",
+                retry=False,
+            )
+        if status in _RETRYABLE:
+            raise _Failure(
+                f"{self.host} answered HTTP {status}",
+                retry=True,
+                wait=_retry_after(response.getheader("Retry-After")),
+            )
+        if status >= 400 and status != 413:
+            raise _Failure(f"{self.host} refused the spans with HTTP {status}", retry=False)
+        return status
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(self._netloc, timeout=timeout)
+        else:
+            self._conn.timeout = timeout
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(timeout)
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _warn(self, key: str, message: str) -> None:
+        # One line per kind of failure per minute: a dead backend must not flood stderr.
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -_WARN_EVERY) >= _WARN_EVERY:
+            self._last_warning[key] = now
+            logger.warning("traceroot: %s", message)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None

@@ -1,0 +1,385 @@
+"""`@observe`: one span per call of a function, coroutine, generator or async generator."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import sys
+from collections.abc import AsyncGenerator, Callable, Generator
+from types import FrameType
+from typing import Any, TypeVar, overload
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
+
+from traceroot import attributes as attr
+from traceroot.client import TraceRootClient, get_client
+from traceroot.serialize import to_json, to_output_value
+from traceroot.span_kind import SpanKind
+
+logger = logging.getLogger("traceroot")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# A generator's output is the list of what it yielded; past this many items we stop keeping them.
+MAX_GENERATOR_ITEMS = 1000
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SKIPPED_PARTS = (f"{os.sep}opentelemetry{os.sep}", f"{os.sep}openinference{os.sep}")
+
+
+@overload
+def observe(name: F) -> F: ...
+
+
+@overload
+def observe(
+    name: str | None = None,
+    *,
+    type: SpanKind | str = SpanKind.SPAN,
+    metadata: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    session_id: str | None = None,
+    user_id: str | None = None,
+) -> Callable[[F], F]: ...
+
+
+def observe(
+    name: Any = None,
+    *,
+    type: SpanKind | str = SpanKind.SPAN,  # noqa: A002 - the documented parameter name
+    metadata: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    session_id: str | None = None,
+    user_id: str | None = None,
+) -> Any:
+    """Trace each call of the decorated function as a span.
+
+    Usable bare (`@observe`) or with arguments (`@observe(name=..., type="tool")`).
+    Exceptions mark the span ERROR and are re-raised unchanged.
+    """
+    options = dict(
+        kind=_kind(type),
+        metadata=metadata,
+        tags=tags,
+        capture_input=capture_input,
+        capture_output=capture_output,
+        session_id=session_id,
+        user_id=user_id,
+    )
+    if callable(name) or isinstance(name, classmethod | staticmethod):
+        return _decorate(name, None, **options)
+
+    def decorator(func: F) -> F:
+        return _decorate(func, name, **options)
+
+    return decorator
+
+
+def _kind(value: SpanKind | str) -> SpanKind:
+    try:
+        return SpanKind(str(value).strip().lower())
+    except ValueError:
+        logger.warning(
+            "traceroot: unknown span type %r; using 'span'. Valid types: %s.",
+            value,
+            ", ".join(k.value for k in SpanKind),
+        )
+        return SpanKind.SPAN
+
+
+def _decorate(func: Any, name: str | None, **options: Any) -> Any:
+    if isinstance(func, classmethod | staticmethod):
+        return type(func)(_decorate(func.__func__, name, **options))
+    span_name = name or str(getattr(func, "__name__", "span"))
+    return _Observed(func, span_name, **options).wrapper()
+
+
+class _Observed:
+    """What one decoration knows: the function, its signature and the static attributes."""
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        name: str,
+        *,
+        kind: SpanKind,
+        metadata: dict[str, Any] | None,
+        tags: list[str] | None,
+        capture_input: bool,
+        capture_output: bool,
+        session_id: str | None,
+        user_id: str | None,
+    ) -> None:
+        self.func = func
+        self.name = name
+        self.capture_input = capture_input
+        self.capture_output = capture_output
+        self.static: dict[str, Any] = {attr.SPAN_TYPE: kind.value}
+        if session_id:
+            self.static[attr.TRACE_SESSION_ID] = str(session_id)
+        if user_id:
+            self.static[attr.TRACE_USER_ID] = str(user_id)
+        if metadata:
+            self.static[attr.SPAN_METADATA] = to_json(metadata)
+        if tags:
+            self.static[attr.SPAN_TAGS] = [str(t) for t in tags]
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):
+            self.signature = None
+        params = list(self.signature.parameters) if self.signature else []
+        self.skip_first = bool(params) and params[0] in ("self", "cls")
+
+    def wrapper(self) -> Any:
+        func = self.func
+        if inspect.isasyncgenfunction(func):
+            wrapped: Any = self._async_gen_wrapper()
+        elif inspect.isgeneratorfunction(func):
+            wrapped = self._gen_wrapper()
+        elif inspect.iscoroutinefunction(func):
+            wrapped = self._async_wrapper()
+        else:
+            wrapped = self._sync_wrapper()
+        return functools.wraps(func)(wrapped)
+
+    def _start(
+        self, client: TraceRootClient, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Span:
+        span = client.tracer.start_span(self.name, attributes=self.static)
+        if not span.is_recording():
+            return span
+        try:
+            limit = client.config.max_attribute_length
+            if self.capture_input:
+                span.set_attribute(
+                    attr.SPAN_INPUT, to_json(self._bound_arguments(args, kwargs), limit)
+                )
+            _set_source(span, client, sys._getframe(2))
+        except Exception as exc:  # capture is best-effort; the call itself must go ahead
+            logger.debug("traceroot: capturing the input of %s failed: %r", self.name, exc)
+        return span
+
+    def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.signature is None:
+            return {"args": list(args), "kwargs": kwargs}
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError:
+            return {"args": list(args), "kwargs": kwargs}
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        if self.skip_first:
+            arguments.pop(next(iter(self.signature.parameters)), None)
+        return arguments
+
+    def _finish(self, span: Span, client: TraceRootClient, result: Any) -> None:
+        if not self.capture_output or result is None or not span.is_recording():
+            return
+        # An output the function set itself with update_current_span() is kept.
+        if attr.SPAN_OUTPUT in (getattr(span, "attributes", None) or {}):
+            return
+        try:
+            span.set_attribute(
+                attr.SPAN_OUTPUT, to_output_value(result, client.config.max_attribute_length)
+            )
+        except Exception as exc:
+            logger.debug("traceroot: capturing the output of %s failed: %r", self.name, exc)
+
+    def _sync_wrapper(self) -> Callable[..., Any]:
+        func = self.func
+
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            client = get_client()
+            if not client.enabled:
+                return func(*args, **kwargs)
+            span = self._start(client, args, kwargs)
+            token = context_api.attach(trace.set_span_in_context(span))
+            try:
+                result = func(*args, **kwargs)
+                self._finish(span, client, result)
+                return result
+            except Exception as exc:
+                _record_error(span, exc)
+                raise
+            finally:
+                context_api.detach(token)
+                span.end()
+
+        return sync_wrapper
+
+    def _async_wrapper(self) -> Callable[..., Any]:
+        func = self.func
+
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            client = get_client()
+            if not client.enabled:
+                return await func(*args, **kwargs)
+            span = self._start(client, args, kwargs)
+            token = context_api.attach(trace.set_span_in_context(span))
+            try:
+                result = await func(*args, **kwargs)
+                self._finish(span, client, result)
+                return result
+            except Exception as exc:
+                _record_error(span, exc)
+                raise
+            finally:
+                context_api.detach(token)
+                span.end()
+
+        return async_wrapper
+
+    def _gen_wrapper(self) -> Callable[..., Any]:
+        func = self.func
+
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            client = get_client()
+            if not client.enabled:
+                return (yield from func(*args, **kwargs))
+            span = self._start(client, args, kwargs)
+            span_context = trace.set_span_in_context(span)
+            inner = func(*args, **kwargs)
+            items: list[Any] = []
+            send: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    token = context_api.attach(span_context)
+                    try:
+                        item = inner.throw(thrown) if thrown is not None else inner.send(send)
+                    except StopIteration as stop:
+                        self._finish(span, client, _collected(items))
+                        return stop.value
+                    finally:
+                        thrown = None
+                        context_api.detach(token)
+                    _keep(items, item)
+                    try:
+                        send = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:  # thrown in by the consumer: pass it on
+                        thrown = exc
+            except GeneratorExit:
+                token = context_api.attach(span_context)
+                try:
+                    inner.close()
+                finally:
+                    context_api.detach(token)
+                raise
+            except Exception as exc:
+                _record_error(span, exc)
+                raise
+            finally:
+                span.end()
+
+        return gen_wrapper
+
+    def _async_gen_wrapper(self) -> Callable[..., Any]:
+        func = self.func
+
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            client = get_client()
+            if not client.enabled:
+                async for item in func(*args, **kwargs):
+                    yield item
+                return
+            span = self._start(client, args, kwargs)
+            span_context = trace.set_span_in_context(span)
+            inner = func(*args, **kwargs)
+            items: list[Any] = []
+            send: Any = None
+            thrown: BaseException | None = None
+            try:
+                while True:
+                    token = context_api.attach(span_context)
+                    try:
+                        if thrown is not None:
+                            item = await inner.athrow(thrown)
+                        else:
+                            item = await inner.asend(send)
+                    except StopAsyncIteration:
+                        self._finish(span, client, _collected(items))
+                        return
+                    finally:
+                        thrown = None
+                        context_api.detach(token)
+                    _keep(items, item)
+                    try:
+                        send = yield item
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        thrown = exc
+            except GeneratorExit:
+                await inner.aclose()
+                raise
+            except Exception as exc:
+                _record_error(span, exc)
+                raise
+            finally:
+                span.end()
+
+        return async_gen_wrapper
+
+
+def _keep(items: list[Any], item: Any) -> None:
+    if len(items) <= MAX_GENERATOR_ITEMS:
+        items.append(item)
+
+
+def _collected(items: list[Any]) -> Any:
+    if not items:
+        return None
+    if len(items) > MAX_GENERATOR_ITEMS:
+        return [*items[:MAX_GENERATOR_ITEMS], f"...[more than {MAX_GENERATOR_ITEMS} items]"]
+    return items
+
+
+def _record_error(span: Span, exc: BaseException) -> None:
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+_relative_paths: dict[str, str] = {}
+
+
+def _set_source(span: Span, client: TraceRootClient, frame: FrameType | None) -> None:
+    """The call site: the first frame outside traceroot and OpenTelemetry/OpenInference."""
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_PACKAGE_DIR) and not any(p in filename for p in _SKIPPED_PARTS):
+            break
+        frame = frame.f_back
+    if frame is None:
+        return
+    filename = frame.f_code.co_filename
+    relative = _relative_paths.get(filename)
+    if relative is None:
+        relative = _relative_paths[filename] = _relative_path(filename, client)
+    span.set_attribute(attr.GIT_SOURCE_FILE, relative)
+    span.set_attribute(attr.GIT_SOURCE_LINE, frame.f_lineno)
+    span.set_attribute(attr.GIT_SOURCE_FUNCTION, frame.f_code.co_name)
+
+
+def _relative_path(filename: str, client: TraceRootClient) -> str:
+    absolute = os.path.abspath(filename)
+    for base in (client.git.root, os.getcwd()):
+        if base is None:
+            continue
+        try:
+            relative = os.path.relpath(absolute, base)
+        except ValueError:
+            continue
+        if not relative.startswith(os.pardir):
+            return relative
+    return absolute

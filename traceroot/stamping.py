@@ -1,0 +1,55 @@
+"""Stamps the contract's per-span attributes on every span when it starts.
+
+Runs as a span processor, so spans made by third-party instrumentors get them too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.util.types import AttributeValue
+
+from traceroot import attributes as attr
+from traceroot.trace_attributes import context_attributes
+
+
+class StampingProcessor(SpanProcessor):
+    """Adds sdk/git/environment attributes, the span's path, and `using_attributes` values."""
+
+    def __init__(self, static_attributes: Mapping[str, AttributeValue]) -> None:
+        self._static = dict(static_attributes)
+
+    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+        span.set_attributes(self._static)
+        parent = trace.get_current_span(parent_context)
+        parent_ctx = parent.get_span_context()
+        if not parent_ctx.is_valid:
+            path: list[str] = [span.name]
+            ids: list[str] = []
+        else:
+            parent_id = format(parent_ctx.span_id, "016x")
+            parent_attrs = parent.attributes if isinstance(parent, ReadableSpan) else None
+            parent_path = parent_attrs.get(attr.SPAN_PATH) if parent_attrs else None
+            if parent_path is not None and parent_attrs is not None:
+                path = [*parent_path, span.name]  # type: ignore[misc]
+                ids = [*parent_attrs.get(attr.SPAN_IDS_PATH, ()), parent_id]  # type: ignore[misc]
+            else:  # a remote parent (another process) or one from another SDK
+                path = [span.name]
+                ids = [parent_id]
+        span.set_attribute(attr.SPAN_PATH, path)
+        span.set_attribute(attr.SPAN_IDS_PATH, ids)
+        extra = context_attributes(parent_context)
+        if extra:
+            span.set_attributes(extra)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -1,0 +1,117 @@
+"""`using_attributes`: user, session, tags and metadata for every span started in a block.
+
+The values live in the OpenTelemetry context under the OpenInference keys, so
+OpenInference instrumentors copy them onto their spans; the stamping processor
+copies them onto every other span.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from opentelemetry import context as context_api
+
+from traceroot import attributes as attr
+from traceroot.serialize import to_jsonable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The merged metadata dict, kept beside its JSON form so nested blocks can merge it.
+_METADATA_DICT_KEY = "traceroot.using_attributes.metadata"
+
+
+def context_attributes(ctx: context_api.Context | None = None) -> dict[str, Any]:
+    """The `using_attributes` values active in `ctx` (default: the current context)."""
+    found = {}
+    for key in (attr.USER_ID, attr.SESSION_ID, attr.METADATA, attr.TAG_TAGS):
+        value = context_api.get_value(key, ctx)
+        if value is not None:
+            found[key] = value
+    return found
+
+
+class using_attributes:  # noqa: N801 - lowercase, as in the SDK docs and OpenInference
+    """Attach user, session, tags and metadata to every span started inside the block.
+
+    Works as `with`, `async with` and as a decorator. Nested blocks merge: inner
+    values win, metadata dicts are merged, tags are added.
+    """
+
+    def __init__(
+        self,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._user_id = user_id
+        self._session_id = session_id
+        self._tags = tags
+        self._metadata = metadata
+        self._tokens: list[object] = []
+
+    def _context(self) -> context_api.Context:
+        ctx = context_api.get_current()
+        if self._user_id:
+            ctx = context_api.set_value(attr.USER_ID, str(self._user_id), ctx)
+        if self._session_id:
+            ctx = context_api.set_value(attr.SESSION_ID, str(self._session_id), ctx)
+        if self._tags:
+            outer = list(context_api.get_value(attr.TAG_TAGS, ctx) or ())  # type: ignore[call-overload]
+            merged = outer + [str(t) for t in self._tags if str(t) not in outer]
+            ctx = context_api.set_value(attr.TAG_TAGS, merged, ctx)
+        if self._metadata:
+            outer_meta = context_api.get_value(_METADATA_DICT_KEY, ctx) or {}
+            merged_meta = {**outer_meta, **to_jsonable(dict(self._metadata))}  # type: ignore[dict-item]
+            ctx = context_api.set_value(_METADATA_DICT_KEY, merged_meta, ctx)
+            ctx = context_api.set_value(attr.METADATA, json.dumps(merged_meta), ctx)
+        return ctx
+
+    def __enter__(self) -> using_attributes:
+        self._tokens.append(context_api.attach(self._context()))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        context_api.detach(self._tokens.pop())  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> using_attributes:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with self._copy():
+                    return await func(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._copy():
+                return func(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def _copy(self) -> using_attributes:
+        # A fresh manager per call keeps concurrent calls' tokens apart.
+        return using_attributes(self._user_id, self._session_id, self._tags, self._metadata)
