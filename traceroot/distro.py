@@ -12,14 +12,14 @@ import os
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.distro import BaseDistro
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
 from traceroot import integrations
 
 _CONFIGURATOR = "OTEL_PYTHON_CONFIGURATOR"
 
 
-class TracerootDistro(BaseDistro):  # type: ignore[misc]
+class TracerootDistro(BaseDistro):
     """Initializes traceroot when ``opentelemetry-instrument`` starts."""
 
     _initialized = False
