@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -39,6 +40,21 @@ def _kind(span: ReadableSpan) -> str:
     return str(kind).lower() if kind else "span"
 
 
+def _tokens(attributes: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Token counts from OpenInference keys, else from `update_current_span(usage=...)`."""
+    prompt = attributes.get(attr.OI_TOKENS_PROMPT)
+    completion = attributes.get(attr.OI_TOKENS_COMPLETION)
+    if prompt is None and completion is None and isinstance(attributes.get(attr.LLM_USAGE), str):
+        try:
+            usage = json.loads(attributes[attr.LLM_USAGE])
+        except ValueError:
+            return None, None
+        if isinstance(usage, dict):
+            prompt = usage.get("input_tokens", usage.get("prompt_tokens"))
+            completion = usage.get("output_tokens", usage.get("completion_tokens"))
+    return prompt, completion
+
+
 def describe_span(span: ReadableSpan) -> str:
     """One line: name, kind, duration, model and tokens where present, error marked."""
     attributes = span.attributes or {}
@@ -46,8 +62,7 @@ def describe_span(span: ReadableSpan) -> str:
     model = attributes.get(attr.OI_MODEL_NAME) or attributes.get(attr.LLM_MODEL)
     if model:
         parts.append(f"model={_short(str(model), 40)}")
-    prompt = attributes.get(attr.OI_TOKENS_PROMPT)
-    completion = attributes.get(attr.OI_TOKENS_COMPLETION)
+    prompt, completion = _tokens(attributes)
     if prompt is not None or completion is not None:
         parts.append(
             f"tokens={prompt if prompt is not None else '?'}->"
