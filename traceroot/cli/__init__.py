@@ -1,0 +1,1 @@
+"""The ``traceroot-run`` launcher; the command itself is ``traceroot.cli.main.main``."""

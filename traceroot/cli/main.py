@@ -1,0 +1,326 @@
+"""``traceroot-run``: run any program so that every Python process it starts is traced.
+
+The launcher only prepares the environment: it puts the folder holding
+traceroot's ``sitecustomize`` first on ``PYTHONPATH`` and replaces itself with
+the program (same PID, signals and exit code). Each Python process that
+inherits that environment then initializes tracing at start-up.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+import sys
+from collections.abc import Mapping, MutableMapping, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from traceroot.cli.envfile import EnvFileError, load_env_file
+from traceroot.integrations import Integration
+from traceroot.version import __version__
+
+PROG = "traceroot-run"
+# Where sitecustomize.py lives; the only thing this folder contributes to sys.path.
+HOOK_DIR = str(Path(__file__).resolve().parent.parent / "sitecustomize")
+# Tells the program's processes which interpreter traceroot-run runs on, for the
+# warning when theirs cannot import traceroot.
+LAUNCHER_PYTHON_VAR = "TRACEROOT_LAUNCHER_PYTHON"
+
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+_PYTHON_NAME = re.compile(r"python[0-9.]*[a-z]?(\.exe)?$")
+# Python flags that keep sitecustomize from running: -S skips site, -E ignores
+# PYTHONPATH, -I implies -E.
+_SITE_BLOCKING = "IES"
+
+
+def _integrations_value(value: str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("all", "none"):
+        return text
+    names = [n.strip().replace("-", "_") for n in text.split(",") if n.strip()]
+    valid = {member.value for member in Integration}
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown integration(s) {', '.join(unknown) or repr(value)}; "
+            f"use all, none or a comma-separated list of: {', '.join(sorted(valid))}",
+            param_hint="--integrations",
+        )
+    return ",".join(dict.fromkeys(names))
+
+
+def with_hook_on_pythonpath(pythonpath: str | None, hook_dir: str = HOOK_DIR) -> str:
+    """``PYTHONPATH`` with ``hook_dir`` first and listed once; the rest kept as it was.
+
+    An unset or empty ``PYTHONPATH`` gives just ``hook_dir``: a stray separator
+    would put the current directory on the program's ``sys.path``.
+    """
+    target = os.path.normcase(os.path.realpath(hook_dir))
+    entries = pythonpath.split(os.pathsep) if pythonpath else []
+    kept = [e for e in entries if not (e and os.path.normcase(os.path.realpath(e)) == target)]
+    return os.pathsep.join([hook_dir, *kept])
+
+
+class LaunchError(Exception):
+    """The program cannot be started; ``code`` is the shell's exit status for it."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def resolve_program(program: str, path: str | None) -> str:
+    """The file ``program`` names, found on ``path`` as ``execvp`` does; else LaunchError."""
+    if os.sep in program or (os.altsep and os.altsep in program):
+        candidates = [program]
+    else:
+        if not program:
+            raise LaunchError(EXIT_NOT_FOUND, f"{PROG}: '': command not found")
+        dirs = (path if path is not None else os.defpath).split(os.pathsep)
+        candidates = [os.path.join(d or os.curdir, program) for d in dirs]
+    unusable: str | None = None
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
+            return candidate
+        unusable = unusable or candidate
+    if unusable is not None:
+        reason = "Is a directory" if os.path.isdir(unusable) else "Permission denied"
+        raise LaunchError(EXIT_CANNOT_EXECUTE, f"{PROG}: {program}: {reason}")
+    if candidates == [program]:
+        raise LaunchError(EXIT_NOT_FOUND, f"{PROG}: {program}: No such file or directory")
+    raise LaunchError(EXIT_NOT_FOUND, f"{PROG}: {program}: command not found")
+
+
+def _python_command_line(executable: str, args: Sequence[str]) -> list[str] | None:
+    """The interpreter options in effect when ``executable args`` runs Python, else None."""
+    if _PYTHON_NAME.match(os.path.basename(executable)):
+        return list(args)
+    try:
+        with open(executable, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    if words and os.path.basename(words[0]) == "env":
+        words = [w for w in words[1:] if not w.startswith("-")][:1] + [
+            w for w in words[2:] if w.startswith("-")
+        ]
+    if not words or not _PYTHON_NAME.match(os.path.basename(words[0])):
+        return None
+    return words[1:]
+
+
+def site_blocking_flag(args: Sequence[str]) -> str | None:
+    """The first of -I / -E / -S among Python's own options in ``args``, if any."""
+    words = iter(args)
+    for arg in words:
+        if arg in ("-", "--") or not arg.startswith("-"):
+            return None  # the script (or stdin) starts here
+        if arg.startswith("--"):
+            if arg == "--check-hash-based-pycs":
+                next(words, None)
+            continue
+        for index, flag in enumerate(arg[1:], start=2):
+            if flag in _SITE_BLOCKING:
+                return f"-{flag}"
+            if flag in "cm":
+                return None  # the rest belongs to the command or module
+            if flag in "WX":
+                if index == len(arg):
+                    next(words, None)  # -W VALUE: skip VALUE
+                break
+    return None
+
+
+def prepare_environment(env: MutableMapping[str, str]) -> None:
+    """Make every Python process started with ``env`` run traceroot's sitecustomize."""
+    env["PYTHONPATH"] = with_hook_on_pythonpath(env.get("PYTHONPATH"))
+    env[LAUNCHER_PYTHON_VAR] = sys.executable
+
+
+def _notice(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def exec_program(program: str, args: Sequence[str], env: Mapping[str, str]) -> NoReturn:
+    """Replace this process with ``program``; exit 126/127 with one line if impossible."""
+    try:
+        executable = resolve_program(program, env.get("PATH"))
+    except LaunchError as exc:
+        _notice(str(exc))
+        sys.exit(exc.code)
+    options = _python_command_line(executable, args)
+    flag = site_blocking_flag(options) if options is not None else None
+    if flag is not None:
+        _notice(
+            f"{PROG}: warning: python {flag} skips the start-up hook, so this program runs "
+            f"untraced; drop {flag} or call traceroot.initialize() in the program."
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(executable, [program, *args], env)
+    except OSError as exc:
+        code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_CANNOT_EXECUTE
+        detail = exc.strerror or str(exc)
+        if exc.errno == errno.ENOENT:
+            detail += " (is the interpreter on its #! line installed?)"
+        _notice(f"{PROG}: {program}: {detail}")
+        sys.exit(code)
+
+
+def _option_variables(
+    api_key: str | None,
+    host_url: str | None,
+    environment: str | None,
+    service_name: str | None,
+    integrations: str | None,
+    console: bool | None,
+    disabled: bool,
+) -> dict[str, str]:
+    values = {
+        "TRACEROOT_API_KEY": api_key,
+        "TRACEROOT_HOST_URL": host_url,
+        "TRACEROOT_ENVIRONMENT": environment,
+        "OTEL_SERVICE_NAME": service_name,
+        "TRACEROOT_INTEGRATIONS": integrations,
+        "TRACEROOT_CONSOLE": None if console is None else str(console).lower(),
+        "TRACEROOT_ENABLED": "false" if disabled else None,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _version_message() -> str:
+    return f"{PROG} {__version__} (Python {sys.version.split()[0]}, {sys.executable})"
+
+
+EPILOG = f"""\b
+Examples:
+  {PROG} python app.py
+  {PROG} --environment production uvicorn app:app --port 8000
+  {PROG} gunicorn -w 4 app:app
+  {PROG} --check
+
+\b
+Every option sets the variable it names in the program's environment; without
+the option the variable is passed on as it is. A .env file in the current
+directory is read first (like `flask run`), never overriding variables already
+set. Everything after PROGRAM, or after `--`, goes to the program.
+"""
+
+
+@click.command(
+    name=PROG,
+    epilog=EPILOG,
+    context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
+)
+@click.option("--api-key", metavar="KEY", help="TraceRoot API key. Sets TRACEROOT_API_KEY.")
+@click.option(
+    "--host-url",
+    metavar="URL",
+    help="TraceRoot server, default https://app.traceroot.ai. Sets TRACEROOT_HOST_URL.",
+)
+@click.option(
+    "--environment",
+    metavar="NAME",
+    help="Deployment environment tag, e.g. production. Sets TRACEROOT_ENVIRONMENT.",
+)
+@click.option(
+    "--service-name", metavar="NAME", help="Service name of the spans. Sets OTEL_SERVICE_NAME."
+)
+@click.option(
+    "--integrations",
+    metavar="LIST",
+    callback=lambda _ctx, _param, value: _integrations_value(value),
+    help="Libraries to instrument: a comma-separated list (openai,anthropic), 'all' "
+    "(default: every one installed) or 'none'. Sets TRACEROOT_INTEGRATIONS.",
+)
+@click.option(
+    "--console/--no-console",
+    default=None,
+    help="Print each finished trace tree on stderr (default: only when nothing is sent). "
+    "Sets TRACEROOT_CONSOLE.",
+)
+@click.option(
+    "--disabled",
+    is_flag=True,
+    help="Run the program untraced; traceroot is not even imported. Sets TRACEROOT_ENABLED=false.",
+)
+@click.option(
+    "--env-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Read variables from PATH instead of ./.env.",
+)
+@click.option("--no-env-file", is_flag=True, help="Do not read any .env file.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Print the resolved configuration, the integrations and the versions, send one "
+    "test span, and exit 0 only when all is well.",
+)
+@click.version_option(__version__, message=_version_message())
+@click.argument("program", required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def main(
+    api_key: str | None,
+    host_url: str | None,
+    environment: str | None,
+    service_name: str | None,
+    integrations: str | None,
+    console: bool | None,
+    disabled: bool,
+    env_file: Path | None,
+    no_env_file: bool,
+    check: bool,
+    program: str | None,
+    args: tuple[str, ...],
+) -> None:
+    """Run PROGRAM [ARGS]... with tracing in every Python process it starts.
+
+    PROGRAM is any command on PATH: python, uvicorn, gunicorn, celery, flask,
+    pytest... No change to its code is needed.
+    """
+    if env_file is not None and no_env_file:
+        raise click.UsageError("--env-file and --no-env-file contradict each other.")
+    if program is None and not check:
+        raise click.UsageError("Missing PROGRAM: the command to run, e.g. python app.py.")
+    env = dict(os.environ)
+    if not no_env_file:
+        path = env_file if env_file is not None else Path(".env")
+        if env_file is not None or path.is_file():
+            try:
+                for problem in load_env_file(path, env):
+                    _notice(f"{PROG}: warning: {problem}")
+            except EnvFileError as exc:
+                _notice(f"{PROG}: warning: {exc}; continuing without it")
+    env.update(
+        _option_variables(
+            api_key, host_url, environment, service_name, integrations, console, disabled
+        )
+    )
+    if check:
+        from traceroot.cli.check import run_check
+
+        sys.exit(run_check(env))
+    assert program is not None
+    prepare_environment(env)
+    exec_program(program, args, env)
+
+
+if __name__ == "__main__":
+    main()

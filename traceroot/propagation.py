@@ -1,0 +1,227 @@
+"""Trace context across process boundaries.
+
+A parent hands its current span to the Python processes it starts as W3C
+``TRACEPARENT`` / ``TRACESTATE`` (the OpenTelemetry environment-variable
+carrier); a child started that way continues the parent's trace. Covered:
+``subprocess`` (and everything built on it, e.g. ``asyncio`` subprocesses) and
+``multiprocessing`` with the spawn and forkserver start methods; forked
+children inherit the context in memory and need nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import subprocess
+import threading
+from collections.abc import Mapping
+from contextvars import ContextVar
+from multiprocessing import process as mp_process
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = ["attach_parent_from_environment", "current_carrier", "install"]
+
+logger = logging.getLogger("traceroot")
+
+TRACEPARENT = "TRACEPARENT"
+TRACESTATE = "TRACESTATE"
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+# Attribute of a multiprocessing.Process holding the carrier captured at start();
+# it travels with the pickled process object to spawn/forkserver children.
+_PROCESS_ATTR = "_traceroot_carrier"
+_WRAPPED = "__traceroot_wrapped__"
+
+_lock = threading.Lock()
+_installed = False
+_parent_attached = False
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str, *args: object) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message, *args)
+
+
+def current_carrier() -> dict[str, str]:
+    """``TRACEPARENT`` (and ``TRACESTATE``) of the current span; empty when none is current."""
+    headers: dict[str, str] = {}
+    _PROPAGATOR.inject(headers)
+    return {key.upper(): value for key, value in headers.items()}
+
+
+def _extract(carrier: Mapping[str, str]) -> Context | None:
+    headers = {key.lower(): value for key, value in carrier.items() if value}
+    ctx = _PROPAGATOR.extract(headers, context=Context())
+    return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
+
+
+def attach_parent_from_environment() -> None:
+    """Continue the trace named by ``TRACEPARENT`` / ``TRACESTATE`` in ``os.environ``.
+
+    The parent span becomes the default context of the whole process, so root
+    spans in every thread and every asyncio task join the parent's trace. Runs
+    once per process (a forked child inherits the result); never raises.
+    """
+    global _parent_attached
+    with _lock:
+        if _parent_attached:
+            return
+        _parent_attached = True
+    try:
+        value = os.environ.get(TRACEPARENT, "").strip()
+        if not value:
+            return
+        ctx = _extract({TRACEPARENT: value, TRACESTATE: os.environ.get(TRACESTATE, "")})
+        if ctx is None:
+            logger.warning(
+                "traceroot: TRACEPARENT=%r is not a W3C traceparent "
+                "(00-<32 hex>-<16 hex>-<2 hex>); ignored, this process starts its own traces. "
+                "Unset TRACEPARENT or fix its value.",
+                value,
+            )
+            return
+        _set_process_default(ctx)
+    except Exception as exc:  # never break the host program
+        logger.warning("traceroot: could not continue the parent's trace from TRACEPARENT: %r", exc)
+
+
+def _set_process_default(ctx: Context) -> None:
+    # context.attach() would only reach the calling thread (and the asyncio tasks
+    # it starts): threads begin with an empty contextvars context, so their root
+    # spans would start new traces. Making the parent the *default* value of the
+    # runtime's context variable reaches every thread. This is only safe while
+    # nothing is attached yet (tokens of the old variable would not reset on the
+    # new one), i.e. at interpreter start-up; otherwise attach to this thread.
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if (
+        isinstance(var, ContextVar)
+        and threading.current_thread() is threading.main_thread()
+        and not otel_context.get_current()
+    ):
+        runtime._current_context = ContextVar(var.name, default=ctx)  # type: ignore[union-attr]
+    else:
+        otel_context.attach(ctx)
+
+
+def _env_with_carrier(env: Any, carrier: Mapping[str, str]) -> Any:
+    """A copy of the child's ``env`` (``None``: ours) carrying ``carrier``; never mutated."""
+    if env is None:
+        env = os.environ
+    elif not isinstance(env, Mapping):
+        return env  # not something we understand; leave it to Popen to judge
+    as_bytes = any(isinstance(key, bytes) for key in env)
+    parent_key: str | bytes = TRACEPARENT.encode() if as_bytes else TRACEPARENT
+    inherited = os.environ.get(TRACEPARENT)
+    given = env.get(parent_key)
+    if isinstance(given, bytes):
+        given = given.decode(errors="surrogateescape")
+    if given is not None and given != inherited:
+        return env  # the caller chose a parent for this child explicitly
+    merged = dict(env)
+    for key in (TRACEPARENT, TRACESTATE):
+        name: str | bytes = key.encode() if as_bytes else key
+        merged.pop(name, None)
+        if key in carrier:
+            merged[name] = carrier[key].encode() if as_bytes else carrier[key]
+    return merged
+
+
+def _patch_popen() -> None:
+    original = subprocess.Popen.__init__
+    if getattr(original, _WRAPPED, False):
+        return
+    # Position of ``env`` among Popen's positional parameters, after ``self``.
+    env_index = list(inspect.signature(original).parameters).index("env") - 1
+
+    @functools.wraps(original)
+    def __init__(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            carrier = current_carrier()
+            if carrier:
+                if len(args) > env_index:
+                    args = (
+                        *args[:env_index],
+                        _env_with_carrier(args[env_index], carrier),
+                        *args[env_index + 1 :],
+                    )
+                else:
+                    kwargs["env"] = _env_with_carrier(kwargs.get("env"), carrier)
+        except Exception as exc:  # the child still starts, just without our context
+            _warn_once("popen", "traceroot: could not pass the trace context to a child: %r", exc)
+        original(self, *args, **kwargs)
+
+    setattr(__init__, _WRAPPED, True)
+    subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _patch_multiprocessing() -> None:
+    process_cls = mp_process.BaseProcess
+    original_start = process_cls.start
+    original_bootstrap = process_cls._bootstrap  # type: ignore[attr-defined]
+    if getattr(original_start, _WRAPPED, False):
+        return
+
+    @functools.wraps(original_start)
+    def start(self: mp_process.BaseProcess) -> None:
+        try:
+            carrier = current_carrier()
+            if carrier:
+                setattr(self, _PROCESS_ATTR, carrier)
+        except Exception as exc:
+            _warn_once("mp-start", "traceroot: could not pass the trace context on: %r", exc)
+        original_start(self)
+
+    @functools.wraps(original_bootstrap)
+    def _bootstrap(self: mp_process.BaseProcess, *args: Any, **kwargs: Any) -> Any:
+        token = None
+        try:
+            carrier = self.__dict__.pop(_PROCESS_ATTR, None)
+            # A forked child already runs in the context start() was called in.
+            if carrier and carrier != current_carrier():
+                ctx = _extract(carrier)
+                if ctx is not None:
+                    token = otel_context.attach(ctx)
+        except Exception as exc:
+            _warn_once("mp-child", "traceroot: could not continue the parent's trace: %r", exc)
+        try:
+            return original_bootstrap(self, *args, **kwargs)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+    setattr(start, _WRAPPED, True)
+    process_cls.start = start  # type: ignore[method-assign]
+    process_cls._bootstrap = _bootstrap  # type: ignore[attr-defined]
+
+
+def install() -> None:
+    """Make this process continue ``TRACEPARENT`` and pass its current span to children.
+
+    Idempotent; never raises. The parent's ``os.environ`` is never modified:
+    children get the context through their own environment or process object.
+    """
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    attach_parent_from_environment()
+    for patch in (_patch_popen, _patch_multiprocessing):
+        try:
+            patch()
+        except Exception as exc:
+            logger.warning(
+                "traceroot: child processes will not join this trace (%s failed: %r)",
+                patch.__name__,
+                exc,
+            )

@@ -1,0 +1,107 @@
+"""traceroot's start-up hook, imported by Python in every process that has
+this folder on ``PYTHONPATH`` (``traceroot-run`` puts it there).
+
+It initializes tracing from the ``TRACEROOT_*`` variables, then runs the
+user's own ``sitecustomize`` from further down ``sys.path``, so that one is
+not shadowed. It must never break the program: a failure is one warning on
+stderr and the program runs untraced.
+
+The folder deliberately holds nothing but this file and is not a package:
+everything in it becomes importable as a top-level module of the program.
+The file may run under any interpreter the program uses, not only the one
+traceroot is installed in, so it sticks to syntax every Python 3 accepts.
+"""
+
+import os
+import sys
+
+# Must match traceroot.config's reading of TRACEROOT_ENABLED.
+_FALSE = ("0", "false", "no", "off")
+_LAUNCHER_MODULES = ("traceroot.cli", "traceroot.cli.main")
+
+
+def _warn(message: str) -> None:
+    import logging
+
+    logging.getLogger("traceroot").warning("traceroot: %s", message)
+
+
+def _enabled() -> bool:
+    return os.environ.get("TRACEROOT_ENABLED", "").strip().lower() not in _FALSE
+
+
+def _is_launcher() -> bool:
+    # traceroot-run started through traceroot-run (or with our folder already
+    # on PYTHONPATH) is about to exec the program, which initializes itself.
+    argv = getattr(sys, "argv", None) or [""]
+    if os.path.basename(argv[0]).split(".")[0] == "traceroot-run":
+        return True
+    orig = list(getattr(sys, "orig_argv", None) or [])
+    for index, arg in enumerate(orig):
+        if arg == "-m" and index + 1 < len(orig):
+            return orig[index + 1] in _LAUNCHER_MODULES
+        if arg.startswith("-m"):
+            return arg[2:] in _LAUNCHER_MODULES
+    return False
+
+
+def _initialize() -> None:
+    try:
+        import traceroot
+    except Exception as exc:
+        launcher = os.environ.get("TRACEROOT_LAUNCHER_PYTHON")
+        where = f"traceroot-run runs on {launcher}; " if launcher else ""
+        _warn(
+            f"this program runs on {sys.executable} (Python {sys.version.split()[0]}), "
+            f"which cannot import traceroot ({type(exc).__name__}: {exc}); {where}"
+            f"the program runs untraced. Install traceroot for {sys.executable} or start "
+            "the program with the Python traceroot is installed in."
+        )
+        return
+    auto_initialize = getattr(traceroot, "auto_initialize", None)
+    if auto_initialize is None:
+        _warn(
+            f"the traceroot imported from {getattr(traceroot, '__file__', '?')} has no "
+            f"auto_initialize(); the program runs untraced. Upgrade traceroot for {sys.executable}."
+        )
+        return
+    try:
+        auto_initialize()
+    except Exception as exc:  # auto_initialize() should never raise; be sure anyway
+        _warn(f"tracing could not start ({exc!r}); the program runs untraced.")
+
+
+def _run_user_sitecustomize() -> None:
+    """Import the ``sitecustomize`` Python would have imported without us."""
+    import importlib.machinery
+    import importlib.util
+
+    here = os.path.normcase(os.path.realpath(os.path.dirname(os.path.abspath(__file__))))
+
+    def is_ours(entry: str) -> bool:
+        return bool(entry) and os.path.normcase(os.path.realpath(entry)) == here
+
+    try:
+        ours = [i for i, entry in enumerate(sys.path) if is_ours(entry)]
+        rest = [e for e in sys.path[ours[0] + 1 :] if not is_ours(e)] if ours else []
+        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    except Exception as exc:
+        _warn(f"could not look for your own sitecustomize ({exc!r}); it was not run.")
+        return
+    if spec is None or spec.loader is None:
+        return
+    this = sys.modules.get("sitecustomize")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        # Their error is reported by site.py exactly as it would be without us.
+        if this is not None:
+            sys.modules["sitecustomize"] = this
+        raise
+
+
+if _enabled() and not _is_launcher():
+    _initialize()
+_run_user_sitecustomize()
