@@ -153,19 +153,18 @@ class _Observed:
     def _start(
         self, client: TraceRootClient, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Span:
-        span = client.tracer.start_span(self.name, attributes=self.static)
-        if not span.is_recording():
-            return span
+        # One attribute dict at start: each separate set_attribute call costs a lock
+        # and a validation pass in the OpenTelemetry SDK.
+        attributes = dict(self.static)
         try:
-            limit = client.config.max_attribute_length
             if self.capture_input:
-                span.set_attribute(
-                    attr.SPAN_INPUT, to_json(self._bound_arguments(args, kwargs), limit)
+                attributes[attr.SPAN_INPUT] = to_json(
+                    self._bound_arguments(args, kwargs), client.config.max_attribute_length
                 )
-            _set_source(span, client, sys._getframe(2))
+            _add_source(attributes, client, sys._getframe(2))
         except Exception as exc:  # capture is best-effort; the call itself must go ahead
             logger.debug("traceroot: capturing the input of %s failed: %r", self.name, exc)
-        return span
+        return client.tracer.start_span(self.name, attributes=attributes)
 
     def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self.signature is None:
@@ -353,7 +352,9 @@ def _record_error(span: Span, exc: BaseException) -> None:
 _relative_paths: dict[str, str] = {}
 
 
-def _set_source(span: Span, client: TraceRootClient, frame: FrameType | None) -> None:
+def _add_source(
+    attributes: dict[str, Any], client: TraceRootClient, frame: FrameType | None
+) -> None:
     """The call site: the first frame outside traceroot and OpenTelemetry/OpenInference."""
     while frame is not None:
         filename = frame.f_code.co_filename
@@ -366,9 +367,9 @@ def _set_source(span: Span, client: TraceRootClient, frame: FrameType | None) ->
     relative = _relative_paths.get(filename)
     if relative is None:
         relative = _relative_paths[filename] = _relative_path(filename, client)
-    span.set_attribute(attr.GIT_SOURCE_FILE, relative)
-    span.set_attribute(attr.GIT_SOURCE_LINE, frame.f_lineno)
-    span.set_attribute(attr.GIT_SOURCE_FUNCTION, frame.f_code.co_name)
+    attributes[attr.GIT_SOURCE_FILE] = relative
+    attributes[attr.GIT_SOURCE_LINE] = frame.f_lineno
+    attributes[attr.GIT_SOURCE_FUNCTION] = frame.f_code.co_name
 
 
 def _relative_path(filename: str, client: TraceRootClient) -> str:

@@ -127,11 +127,7 @@ class SpanFinisher:
         too_long = [
             k
             for k, v in attributes.items()
-            if (isinstance(v, str) and len(v) > limit)
-            or (
-                isinstance(v, tuple | list)
-                and any(isinstance(i, str) and len(i) > limit for i in v)
-            )
+            if (len(v) > limit if type(v) is str else type(v) is tuple and _any_too_long(v, limit))
         ]
         if not too_long:
             return attributes
@@ -143,6 +139,10 @@ class SpanFinisher:
             else:
                 bounded[key] = [truncate(i, limit) if isinstance(i, str) else i for i in value]
         return bounded
+
+
+def _any_too_long(values: tuple[Any, ...], limit: int) -> bool:
+    return any(type(i) is str and len(i) > limit for i in values)
 
 
 def _withhold(value: Any) -> Any:

@@ -23,27 +23,25 @@ class StampingProcessor(SpanProcessor):
         self._static = dict(static_attributes)
 
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
-        span.set_attributes(self._static)
+        stamped = dict(self._static)
         parent = trace.get_current_span(parent_context)
         parent_ctx = parent.get_span_context()
         if not parent_ctx.is_valid:
-            path: list[str] = [span.name]
-            ids: list[str] = []
+            stamped[attr.SPAN_PATH] = [span.name]
+            stamped[attr.SPAN_IDS_PATH] = []
         else:
             parent_id = format(parent_ctx.span_id, "016x")
             parent_attrs = parent.attributes if isinstance(parent, ReadableSpan) else None
             parent_path = parent_attrs.get(attr.SPAN_PATH) if parent_attrs else None
             if parent_path is not None and parent_attrs is not None:
-                path = [*parent_path, span.name]  # type: ignore[misc]
-                ids = [*parent_attrs.get(attr.SPAN_IDS_PATH, ()), parent_id]  # type: ignore[misc]
+                stamped[attr.SPAN_PATH] = [*parent_path, span.name]  # type: ignore[misc]
+                parent_ids = parent_attrs.get(attr.SPAN_IDS_PATH, ())
+                stamped[attr.SPAN_IDS_PATH] = [*parent_ids, parent_id]  # type: ignore[misc]
             else:  # a remote parent (another process) or one from another SDK
-                path = [span.name]
-                ids = [parent_id]
-        span.set_attribute(attr.SPAN_PATH, path)
-        span.set_attribute(attr.SPAN_IDS_PATH, ids)
-        extra = context_attributes(parent_context)
-        if extra:
-            span.set_attributes(extra)
+                stamped[attr.SPAN_PATH] = [span.name]
+                stamped[attr.SPAN_IDS_PATH] = [parent_id]
+        stamped.update(context_attributes(parent_context))
+        span.set_attributes(stamped)
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
