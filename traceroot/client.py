@@ -14,7 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
 from traceroot import attributes as attr
-from traceroot import git, integrations, lifecycle
+from traceroot import git, integrations, lifecycle, propagation
 from traceroot.config import Config, load_config
 from traceroot.pipeline import ExportPipeline
 from traceroot.redaction import Redact
@@ -248,7 +248,10 @@ def auto_initialize() -> TraceRootClient | None:
             _client = TraceRootClient(load_config(), mode="auto")
             _install_exit_hooks()
             if _client.enabled:
+                propagation.install()
                 _client.activate_integrations(_client.config.integrations, explicit=False)
+                if _client.tracer_provider is not None:
+                    integrations.activate_otel_instrumentors(_client.tracer_provider)
                 lifecycle.SigtermFlush(_flush_quietly).install()
             return _client
     except Exception as exc:
