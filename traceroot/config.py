@@ -143,6 +143,12 @@ def _parse_bool(raw: str) -> bool | None:
     return None
 
 
+def disabled_by_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `TRACEROOT_ENABLED` turns tracing off (read without warnings, for hot paths)."""
+    raw = (os.environ if environ is None else environ).get("TRACEROOT_ENABLED")
+    return raw is not None and _parse_bool(raw) is False
+
+
 def _positive(kind: Callable[[str], T], allow_zero: bool = False) -> Callable[[str], T | None]:
     def parse(raw: str) -> T | None:
         try:

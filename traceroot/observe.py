@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from traceroot import attributes as attr
 from traceroot.client import TraceRootClient, get_client
+from traceroot.config import disabled_by_environment
 from traceroot.serialize import to_json, to_output_value
 from traceroot.span_kind import SpanKind
 
@@ -96,6 +97,8 @@ def _kind(value: SpanKind | str) -> SpanKind:
 
 
 def _decorate(func: Any, name: str | None, **options: Any) -> Any:
+    if disabled_by_environment():
+        return func  # TRACEROOT_ENABLED=false: the function itself, at no cost per call
     if isinstance(func, classmethod | staticmethod):
         return type(func)(_decorate(func.__func__, name, **options))
     span_name = name or str(getattr(func, "__name__", "span"))

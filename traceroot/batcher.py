@@ -1,0 +1,176 @@
+"""A span queue drained by one background thread, built to lose nothing silently.
+
+The calling thread only appends to a deque. The worker starts on the first span
+(so `import traceroot` and a fork before any span start no thread), exports as
+soon as `flush_at` spans wait, and keeps draining in large batches while the
+queue is long. Spans dropped because the queue is full are counted and
+reported at most once a minute, and in total at shutdown.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+logger = logging.getLogger("traceroot")
+
+# Spans per request while a backlog drains: large enough for throughput, small
+# enough that a request stays within a few MB.
+MAX_BATCH = 1000
+_DROP_WARNING_EVERY = 60.0
+
+
+class Batcher:
+    """Queue + worker thread + exporter; counts every span accepted, sent and dropped."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        flush_at: int,
+        flush_interval: float,
+        max_queue_size: int,
+        describe_target: str,
+    ) -> None:
+        self._exporter = exporter
+        self._flush_at = max(1, flush_at)
+        self._batch_size = max(self._flush_at, MAX_BATCH)
+        self._interval = flush_interval
+        self._max_queue = max_queue_size
+        self._target = describe_target
+        self.accepted = 0
+        self.delivered = 0
+        self.dropped = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._last_drop_warning = -_DROP_WARNING_EVERY
+        self._flushing = False
+
+    def after_fork_in_child(self) -> None:
+        """The parent exports what was queued; the child starts empty, with its own thread."""
+        self.accepted = self.delivered = self.dropped = 0
+        self._reset()
+
+    def add(self, span: ReadableSpan) -> None:
+        """Queue one finished span; never blocks."""
+        if self._stopping:
+            return
+        if len(self._queue) >= self._max_queue:
+            self._drop(1)
+            return
+        self._queue.append(span)
+        self.accepted += 1
+        if self._thread is None:
+            self._start_thread()
+        if len(self._queue) >= self._flush_at:
+            self._wake.set()
+
+    def _drop(self, count: int) -> None:
+        self.dropped += count
+        now = time.monotonic()
+        if now - self._last_drop_warning >= _DROP_WARNING_EVERY:
+            self._last_drop_warning = now
+            logger.warning(
+                "traceroot: the span queue is full (TRACEROOT_MAX_QUEUE_SIZE=%d) because %s is "
+                "not keeping up; %d span(s) dropped so far.",
+                self._max_queue,
+                self._target,
+                self.dropped,
+            )
+
+    def _start_thread(self) -> None:
+        with self._thread_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="traceroot-export", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._drain()
+            if self._stopping and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        while self._queue:
+            with self._idle:  # taken and marked in flight at once, so flush() never sees a gap
+                batch = self._take()
+                self._in_flight = len(batch)
+            try:
+                self._export(batch)
+            finally:
+                with self._idle:
+                    self._in_flight = 0
+                    self._idle.notify_all()
+            if len(self._queue) < self._flush_at and not self._stopping and not self._flushing:
+                break
+        with self._idle:
+            self._idle.notify_all()
+
+    def _take(self) -> list[ReadableSpan]:
+        batch: list[ReadableSpan] = []
+        pop = self._queue.popleft
+        try:
+            while len(batch) < self._batch_size:
+                batch.append(pop())
+        except IndexError:
+            pass
+        return batch
+
+    def _export(self, batch: Sequence[ReadableSpan]) -> None:
+        try:
+            result = self._exporter.export(batch)
+        except Exception as exc:  # an exporter bug must not kill the worker
+            logger.warning("traceroot: exporting %d span(s) failed: %r", len(batch), exc)
+            return
+        if result is SpanExportResult.SUCCESS:
+            self.delivered += len(batch)
+
+    def flush(self, timeout: float) -> bool:
+        """Export everything queued now; True if done within `timeout` seconds."""
+        if self._thread is None:
+            return not self._queue
+        deadline = time.monotonic() + max(timeout, 0.0)
+        self._flushing = True
+        try:
+            self._wake.set()
+            with self._idle:
+                while self._queue or self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._idle.wait(min(remaining, 0.05))
+                    self._wake.set()
+            return True
+        finally:
+            self._flushing = False
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush within `timeout`, then stop the worker and the exporter's retries."""
+        done = self.flush(timeout)
+        self._stopping = True
+        self._wake.set()
+        self._exporter.shutdown()
+        return done
+
+    @property
+    def undelivered(self) -> int:
+        """Spans accepted but not (yet) accepted by the backend, plus those dropped."""
+        return self.accepted - self.delivered + self.dropped
