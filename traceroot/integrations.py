@@ -265,6 +265,7 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
     def __init__(self) -> None:
         self._callbacks: dict[str, list[Callable[[], None]]] = {}
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def watch(self, module: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` when ``module`` is imported: now if it already is."""
@@ -294,11 +295,22 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
             callbacks = self._callbacks.pop(module, [])
             if not self._callbacks and self in sys.meta_path:
                 sys.meta_path.remove(self)
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:  # an import must never fail because of tracing
-                logger.warning("traceroot: import hook for %s failed", module, exc_info=True)
+        queue: list[tuple[str, Callable[[], None]]] | None = getattr(self._local, "queue", None)
+        if queue is not None:
+            # A hook is running on this thread and its instrumentor is importing a watched
+            # module; instrumenting that now could see the instrumentor half-imported.
+            queue.extend((module, callback) for callback in callbacks)
+            return
+        queue = self._local.queue = [(module, callback) for callback in callbacks]
+        try:
+            while queue:
+                name, callback = queue.pop(0)
+                try:
+                    callback()
+                except Exception:  # an import must never fail because of tracing
+                    logger.warning("traceroot: import hook for %s failed", name, exc_info=True)
+        finally:
+            self._local.queue = None
 
     def find_spec(
         self,
