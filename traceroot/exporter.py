@@ -57,6 +57,7 @@ class OTLPHTTPExporter(SpanExporter):
         self._stop = threading.Event()
         self._conn: http.client.HTTPConnection | None = None
         self._last_warning: dict[str, float] = {}
+        self.last_error: str | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
@@ -92,6 +93,7 @@ class OTLPHTTPExporter(SpanExporter):
             try:
                 return self._post(body, remaining)
             except _Failure as failure:
+                self.last_error = str(failure)
                 if not failure.retry:
                     self._warn(str(failure), str(failure))
                     return None

@@ -34,9 +34,11 @@ class ExportPipeline(SpanProcessor):
         self._closed = False
         self._batcher: Batcher | None = None
         endpoint = self._destination.endpoint
+        self._exporter: OTLPHTTPExporter | None = None
         if self._destination.kind != "local" and endpoint is not None:
+            self._exporter = OTLPHTTPExporter(endpoint, self._destination.headers, config.timeout)
             self._batcher = Batcher(
-                OTLPHTTPExporter(endpoint, self._destination.headers, config.timeout),
+                self._exporter,
                 flush_at=config.flush_at,
                 flush_interval=config.flush_interval,
                 max_queue_size=config.max_queue_size,
@@ -75,12 +77,17 @@ class ExportPipeline(SpanProcessor):
             self._batcher.shutdown(budget)
             lost = self._batcher.undelivered
             if lost > 0:
+                details = []
+                if self._batcher.dropped:
+                    details.append(f"{self._batcher.dropped} dropped on a full queue")
+                if self._exporter is not None and self._exporter.last_error:
+                    details.append(f"last error: {self._exporter.last_error}")
                 logger.warning(
-                    "traceroot: %d span(s) were not delivered to %s (%d dropped on a full "
-                    "queue; exit waits at most TRACEROOT_SHUTDOWN_TIMEOUT=%gs).",
+                    "traceroot: %d span(s) were not delivered to %s%s. Exit waits at most "
+                    "TRACEROOT_SHUTDOWN_TIMEOUT=%gs for the backend.",
                     lost,
                     self._destination.endpoint,
-                    self._batcher.dropped,
+                    f" ({'; '.join(details)})" if details else "",
                     budget,
                 )
         if self._console is not None:
