@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import PurePath
+from types import ModuleType
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -22,23 +23,42 @@ CYCLE = "<cycle>"
 _MAX_DEPTH = 32
 
 
-def truncate(text: str, limit: int) -> str:
-    """Cut `text` to `limit` characters with a visible marker saying how much went."""
+def truncate(text: str, limit: int, already_cut: int = 0) -> str:
+    """Cut `text` to at most `limit` characters, ending in a marker saying how much went.
+
+    `already_cut`: characters removed from the original before `text` was made
+    (long strings cut inside a value that was then JSON-encoded), so the marker
+    counts what the original lost, not what this last cut removed.
+    """
     if len(text) <= limit:
         return text
-    return f"{text[:limit]}...[truncated {len(text) - limit} chars]"
+    # The marker fits inside the limit, so a cut value is never cut again downstream.
+    widest = len(f"...[truncated {len(text) + already_cut} chars]")
+    keep = max(0, limit - widest)
+    return f"{text[:keep]}...[truncated {len(text) - keep + already_cut} chars]"
+
+
+class _Walk(set[int]):
+    """Ids of the containers being converted (cycle detection), and what cutting removed."""
+
+    cut = 0
+
+    def truncate(self, text: str, limit: int) -> str:
+        short = truncate(text, limit)
+        self.cut += len(text) - len(short)
+        return short
 
 
 def to_jsonable(value: Any, limit: int = 32768) -> Any:
     """A JSON-compatible copy of `value`: cycles become a placeholder, long strings are cut."""
-    return _convert(value, limit, set(), 0)
+    return _convert(value, limit, _Walk(), 0)
 
 
-def _convert(value: Any, limit: int, active: set[int], depth: int) -> Any:
+def _convert(value: Any, limit: int, active: _Walk, depth: int) -> Any:
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, str):
-        return truncate(value, limit)
+        return active.truncate(value, limit)
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"
@@ -56,9 +76,13 @@ def _convert(value: Any, limit: int, active: set[int], depth: int) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         try:
-            return truncate(raw.decode("utf-8"), limit)
+            return active.truncate(raw.decode("utf-8"), limit)
         except UnicodeDecodeError:
             return f"<{len(raw)} bytes>"
+    if isinstance(value, ModuleType):
+        return f"<module {value.__name__}>"
+    if isinstance(value, BaseException):
+        return active.truncate(f"{type(value).__name__}: {value}", limit)
     if depth >= _MAX_DEPTH:
         return f"<{type(value).__name__}: nested too deep>"
     key = id(value)
@@ -73,7 +97,7 @@ def _convert(value: Any, limit: int, active: set[int], depth: int) -> Any:
         active.discard(key)
 
 
-def _convert_container(value: Any, limit: int, active: set[int], depth: int) -> Any:
+def _convert_container(value: Any, limit: int, active: _Walk, depth: int) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _convert(v, limit, active, depth) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -120,11 +144,12 @@ def _slot_names(cls: type) -> list[str]:
 
 def to_json(value: Any, limit: int = 32768) -> str:
     """`value` as a JSON string, bounded to `limit` characters."""
+    walk = _Walk()
     try:
-        text = json.dumps(to_jsonable(value, limit), allow_nan=False)
+        text = json.dumps(_convert(value, limit, walk, 0), allow_nan=False)
     except (TypeError, ValueError):
         text = json.dumps(f"<{type(value).__name__}>")
-    return truncate(text, limit)
+    return truncate(text, limit, walk.cut)
 
 
 def to_output_value(value: Any, limit: int = 32768) -> AttributeValue:
