@@ -1,0 +1,18 @@
+"""User code that also calls traceroot.initialize() itself."""
+
+from opentelemetry import trace
+
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+
+
+@observe(name="explicit")
+def run() -> str:
+    return "ok"
+
+
+run()
+provider = trace.get_tracer_provider()
+print(type(provider).__name__, len(provider._active_span_processor._span_processors))
