@@ -116,14 +116,23 @@ def test_service_name_from_program_and_otel_variable(
     assert {s.resource["service.name"] for s in spans} == {"checkout-svc"}
 
 
-def test_batch_size(run_python, receiver: OTLPReceiver, traceroot_env) -> None:
-    script = "import traceroot\ntraceroot.initialize()\n" + (
+@pytest.mark.xfail(
+    strict=True,
+    reason="pipeline/batcher.py sends up to max(flush_at, 1000) spans per request; the "
+    "contract makes TRACEROOT_FLUSH_AT / batch_size the maximum batch size",
+)
+@pytest.mark.parametrize("how", ["env", "argument"])
+def test_batch_size_is_the_maximum_per_request(
+    run_python, receiver: OTLPReceiver, traceroot_env, how: str
+) -> None:
+    init = "traceroot.initialize(batch_size=2)" if how == "argument" else "traceroot.initialize()"
+    script = f"import traceroot\n{init}\n" + (
         "@traceroot.observe\ndef f(i):\n    return i\nfor i in range(5):\n    f(i)\n"
     )
-    env = {**traceroot_env, "TRACEROOT_FLUSH_AT": "2"}
+    env = {**traceroot_env, "TRACEROOT_FLUSH_AT": "2" if how == "env" else "100"}
     run_traced(run_python, receiver, env, script, expect=5)
     counts = [r.span_count for r in receiver.requests]
-    assert sum(counts) == 5 and max(counts) <= 2 and len(counts) >= 3
+    assert sum(counts) == 5 and max(counts) <= 2 and len(counts) >= 3, counts
 
 
 LONG_RUNNING = """

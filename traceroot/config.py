@@ -123,7 +123,14 @@ class Config:
         return self.console
 
 
+_warned: set[tuple[str, str]] = set()
+
+
 def _warn_bad(name: str, raw: object, expected: str, default: object) -> None:
+    # Once per process: the configuration is read again by a later initialize().
+    if (name, repr(raw)) in _warned:
+        return
+    _warned.add((name, repr(raw)))
     logger.warning(
         "traceroot: invalid %s=%r (expected %s); using the default %r. Fix or unset %s.",
         name,
