@@ -184,7 +184,7 @@ def _install_exit_hooks() -> None:
     global _exit_hooked
     if not _exit_hooked:
         _exit_hooked = True
-        lifecycle.on_exit(shutdown)
+        lifecycle.on_exit(_shutdown_at_exit)
 
 
 def initialize(
@@ -286,6 +286,14 @@ def shutdown() -> None:
     with _lock:
         client = _client
         _shut_down = True
+    if client is not None:
+        client.shutdown()
+        integrations.deactivate()
+
+
+def _shutdown_at_exit() -> None:
+    # At exit only the flush matters; uninstrumenting libraries there is wasted work.
+    client = _client
     if client is not None:
         client.shutdown()
 

@@ -54,10 +54,7 @@ def is_kept(key: str) -> bool:
 
 
 class SpanFinisher:
-    """Applies `redact` to user-content attributes and cuts over-long values.
-
-    Builds a new span only when something changed, so the common case costs a scan.
-    """
+    """Applies `redact` to user-content attributes and cuts over-long values."""
 
     def __init__(self, redact: Redact | None, max_length: int) -> None:
         self._redact = redact
@@ -65,25 +62,24 @@ class SpanFinisher:
         self._warned = False
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
+        """A compact copy of `span` with the rules applied.
+
+        The copy holds plain dicts and tuples: a live SDK span carries locks and
+        bounded deques that would triple the memory of every queued span.
+        """
         attributes = dict(span.attributes or {})
-        events = list(span.events)
+        events: tuple[Event, ...] = tuple(span.events)
         status = span.status
-        changed = False
         if self._redact is not None:
             attributes = self._apply(attributes)
-            events = [
+            events = tuple(
                 Event(e.name, self._apply(dict(e.attributes or {})), e.timestamp) for e in events
-            ]
+            )
             if status.description:
                 redacted = self._apply({STATUS_MESSAGE_KEY: status.description})
                 description = redacted.get(STATUS_MESSAGE_KEY)
                 status = Status(status.status_code, str(description) if description else None)
-            changed = True
-        bounded = self._bound(attributes)
-        if bounded is not attributes:
-            attributes, changed = bounded, True
-        if not changed:
-            return span
+        attributes = self._bound(attributes)
         return ReadableSpan(
             name=span.name,
             context=span.context,
@@ -91,7 +87,7 @@ class SpanFinisher:
             resource=span.resource,
             attributes=attributes,
             events=events,
-            links=span.links,
+            links=tuple(span.links),
             kind=span.kind,
             status=status,
             start_time=span.start_time,
