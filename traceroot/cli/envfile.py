@@ -18,11 +18,14 @@ class EnvFileError(Exception):
 
 def malformed_lines(text: str) -> list[tuple[int, str]]:
     """``(line number, text)`` of each statement python-dotenv cannot parse."""
-    return [
-        (binding.original.line, binding.original.string.strip())
-        for binding in parse_stream(io.StringIO(text))
-        if binding.error
-    ]
+    found: list[tuple[int, str]] = []
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            source = binding.original.string
+            # A statement's text starts with the blank lines before it.
+            skipped = source[: len(source) - len(source.lstrip())].count("\n")
+            found.append((binding.original.line + skipped, source.strip()))
+    return found
 
 
 def load_env_file(path: Path, env: MutableMapping[str, str]) -> list[str]:
