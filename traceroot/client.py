@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -24,12 +23,6 @@ from traceroot.version import SDK_NAME, __version__
 logger = logging.getLogger("traceroot")
 
 Mode = Literal["explicit", "auto", "lazy"]
-
-_LOCAL_NOTICE = (
-    "traceroot: no TRACEROOT_API_KEY set, so traces stay local and are printed here. "
-    "Set TRACEROOT_API_KEY to send them to TraceRoot (or OTEL_EXPORTER_OTLP_ENDPOINT for any "
-    "OTLP backend); TRACEROOT_CONSOLE=false silences this view.\n"
-)
 
 
 class _SwitchableProcessor(SpanProcessor):
@@ -117,11 +110,6 @@ class TraceRootClient:
     def _announce(self) -> None:
         destination = self.config.destination
         logger.info("traceroot: sending traces to %s", destination.describe())
-        if destination.kind == "local" and self.config.console_enabled:
-            try:
-                sys.stderr.write(_LOCAL_NOTICE)
-            except (OSError, ValueError):
-                pass
 
     def reconfigure(self, config: Config, redact: Redact | None, mode: Mode) -> None:
         """Take over from an automatic initialization with the user's explicit settings."""
@@ -300,3 +288,7 @@ def _shutdown_at_exit() -> None:
 
 def _flush_quietly() -> None:
     flush()
+
+
+# The reference SDK spells the class this way; programs written for it keep working.
+TracerootClient = TraceRootClient

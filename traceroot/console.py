@@ -19,6 +19,12 @@ MAX_CHILDREN = 20
 MAX_VALUE = 60
 MAX_SPANS_PER_TRACE = 2000
 
+LOCAL_NOTICE = (
+    "traceroot: no TRACEROOT_API_KEY set, so traces stay local and are printed here. "
+    "Set TRACEROOT_API_KEY to send them to TraceRoot (or OTEL_EXPORTER_OTLP_ENDPOINT for any "
+    "OTLP backend); TRACEROOT_CONSOLE=false silences this view."
+)
+
 
 def _short(text: str, limit: int = MAX_VALUE) -> str:
     text = " ".join(text.split())
@@ -117,7 +123,11 @@ class TraceTree:
 class ConsoleProcessor(SpanProcessor):
     """Collects each trace's spans and prints the tree when its local root span ends."""
 
-    def __init__(self, stream: Callable[[], TextIO] = lambda: sys.stderr) -> None:
+    def __init__(
+        self, notice: str | None = None, stream: Callable[[], TextIO] = lambda: sys.stderr
+    ) -> None:
+        # Shown once, before the first tree: a process that makes no span prints nothing.
+        self._notice = notice
         self._stream = stream
         self._lock = threading.Lock()
         self._pending: dict[int, list[ReadableSpan]] = {}
@@ -152,6 +162,9 @@ class ConsoleProcessor(SpanProcessor):
             f"traceroot: trace {trace_id:032x}  {len(spans) + dropped} spans  {_duration(root)}"
         )
         lines = [header, *tree.lines()]
+        if self._notice:
+            lines.insert(0, self._notice)
+            self._notice = None
         if dropped:
             lines.append(f"... {dropped} spans not shown (trace too large for the console)")
         try:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from traceroot.batcher import Batcher
 from traceroot.config import Config
-from traceroot.console import ConsoleProcessor
+from traceroot.console import LOCAL_NOTICE, ConsoleProcessor
 from traceroot.exporter import OTLPHTTPExporter
 from traceroot.redaction import Redact, SpanFinisher
 
@@ -28,8 +28,11 @@ class ExportPipeline(SpanProcessor):
     def __init__(self, config: Config, redact: Redact | None) -> None:
         self._config = config
         self._finish = SpanFinisher(redact, config.max_attribute_length)
-        self._console = ConsoleProcessor() if config.console_enabled else None
         self._destination = config.destination
+        self._console: ConsoleProcessor | None = None
+        if config.console_enabled:
+            local = self._destination.kind == "local"
+            self._console = ConsoleProcessor(notice=LOCAL_NOTICE if local else None)
         self._lock = threading.Lock()
         self._closed = False
         self._batcher: Batcher | None = None
