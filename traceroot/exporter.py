@@ -9,18 +9,19 @@ stack are imported on first export, in the batch thread, not at start-up.
 from __future__ import annotations
 
 import gzip
-import http.client
 import logging
 import random
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+if TYPE_CHECKING:
+    import http.client
 
 logger = logging.getLogger("traceroot")
 
@@ -110,6 +111,11 @@ class OTLPHTTPExporter(SpanExporter):
                     return None
 
     def _post(self, body: bytes, timeout: float) -> int:
+        # The HTTP and TLS stack load here, in the export thread, not at start-up.
+        import http.client
+        import socket
+        import ssl
+
         conn = self._connection(timeout)
         try:
             conn.request("POST", self._path, body=body, headers=self._headers)
@@ -145,6 +151,8 @@ class OTLPHTTPExporter(SpanExporter):
         return status
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
         if self._conn is None:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             self._conn = cls(self._netloc, timeout=timeout)
