@@ -247,3 +247,42 @@ print(json.dumps({"ok": True}))
     info = warnings_in(proc.stderr, "sending traces to")
     assert len(info) == 1 and receiver.url in info[0]
     assert json.dumps(SECRET) not in output
+
+
+ENABLED_BY_ARGUMENT = r"""
+import traceroot
+
+@traceroot.observe
+def decorated_before():
+    return 1
+
+traceroot.initialize(enabled=True)
+
+@traceroot.observe
+def decorated_after():
+    return 2
+
+decorated_before()
+decorated_after()
+"""
+
+
+def test_enabled_argument_beats_disabled_environment(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_ENABLED": "false"}
+    _, spans = run_traced(run_python, receiver, env, ENABLED_BY_ARGUMENT, expect=1)
+    assert "decorated_after" in spans.names()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="observe._decorate returns the bare function when TRACEROOT_ENABLED=false at "
+    "decoration time, so a later initialize(enabled=True) cannot trace it",
+)
+def test_enabled_argument_reaches_functions_decorated_earlier(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_ENABLED": "false"}
+    _, spans = run_traced(run_python, receiver, env, ENABLED_BY_ARGUMENT, expect=1)
+    assert spans.names() == ["decorated_after", "decorated_before"]

@@ -156,6 +156,12 @@ class Agent:
     def helper_outer(x):
         return x
 
+class Callable:
+    def __call__(self, v):
+        return v
+
+observe()(Callable())(8)
+
 Agent().run("q")
 Agent.build(5)
 Agent().build_outer(55)
@@ -183,9 +189,9 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Span
     """SHAPES run once for the module: (script, spans, stderr)."""
     with OTLPReceiver() as receiver:
         proc = check(run_script(tmp_path_factory.mktemp("shapes"), SHAPES, receiver_env(receiver)))
-        spans = Spans(receiver.wait_for_spans(41, timeout=5))
+        spans = Spans(receiver.wait_for_spans(42, timeout=5))
     assert proc.stdout.strip() == "done"
-    assert len(spans) == 41, spans.names()
+    assert len(spans) == 42, spans.names()
     yield SHAPES, spans, proc.stderr
 
 
@@ -262,6 +268,8 @@ def test_methods_leave_out_self_and_cls(shapes) -> None:
     assert _input(spans.one("build_outer")) == {"x": 55}
     assert _input(spans.one("helper")) == {"x": 6}
     assert _input(spans.one("helper_outer")) == {"x": 66}
+    # A callable instance is named after its class.
+    assert _input(spans.one("Callable")) == {"v": 8}
 
 
 def test_output_shapes(shapes) -> None:

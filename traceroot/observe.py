@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from traceroot import attributes as attr
+from traceroot import client as client_module
 from traceroot.client import TraceRootClient, get_client
 from traceroot.config import disabled_by_environment
 from traceroot.serialize import to_json, to_output_value
@@ -96,12 +97,20 @@ def _kind(value: SpanKind | str) -> SpanKind:
         return SpanKind.SPAN
 
 
+def _disabled() -> bool:
+    """Tracing is off: by the client once there is one (its arguments win), else by the env."""
+    client = client_module._client
+    if client is not None:
+        return not client.config.enabled
+    return disabled_by_environment()
+
+
 def _decorate(func: Any, name: str | None, **options: Any) -> Any:
-    if disabled_by_environment():
+    if _disabled():
         return func  # TRACEROOT_ENABLED=false: the function itself, at no cost per call
     if isinstance(func, classmethod | staticmethod):
         return type(func)(_decorate(func.__func__, name, **options))
-    span_name = name or str(getattr(func, "__name__", "span"))
+    span_name = name or str(getattr(func, "__name__", None) or type(func).__name__)
     return _Observed(func, span_name, **options).wrapper()
 
 
