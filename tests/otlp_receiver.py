@@ -57,6 +57,7 @@ class ReceivedRequest:
     gzip: bool
     status: int
     span_count: int = 0  # spans decoded from the body (recorded or not)
+    received_at: float = 0.0  # time.monotonic() when the body had been read
 
 
 @dataclass
@@ -334,6 +335,7 @@ class OTLPReceiver:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         encoding = headers.get("content-encoding", "").strip().lower()
         path = handler.path
+        received_at = time.monotonic()
         with self._cond:
             status, extra = self._script.pop(0) if self._script else (200, {})
 
@@ -371,6 +373,7 @@ class OTLPReceiver:
                     gzip=encoding == "gzip",
                     status=status,
                     span_count=len(spans),
+                    received_at=received_at,
                 )
             )
             if decode_ok and 200 <= status < 300:

@@ -1,0 +1,229 @@
+"""Delivery guarantees, end to end: bursts, backend errors, dead backends, memory, fork."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from conftest import RunPython
+from otlp_receiver import OTLPReceiver, dead_url
+
+BURST = """
+import sys, threading
+from traceroot import observe
+
+THREADS = int(sys.argv[1])
+PER_THREAD = 20_000 // THREADS
+
+@observe(type="tool")
+def work(i: int) -> int:
+    return i + 1
+
+@observe(type="agent")
+def root(n: int) -> None:
+    for i in range(n):
+        work(i)
+
+def run() -> None:
+    for _ in range(PER_THREAD // 100):
+        root(100)
+
+threads = [threading.Thread(target=run) for _ in range(THREADS)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("done")
+"""
+
+SMALL = """
+from traceroot import observe
+
+@observe
+def step(i: int) -> int:
+    return i
+
+for i in range(40):
+    step(i)
+print("done")
+"""
+
+
+def _expect_all(receiver: OTLPReceiver, total: int) -> None:
+    spans = receiver.wait_for_spans(total, timeout=30)
+    ids = Counter(s.span_id for s in spans)
+    assert len(spans) == total, f"{len(spans)} spans received, {total} made"
+    assert max(ids.values()) == 1, "a span was delivered twice"
+
+
+def test_burst_of_20000_calls_delivers_every_span(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_FLUSH_INTERVAL": "5.0"}  # the default pacing
+    done = run_python(BURST, args=["1"], env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
+    _expect_all(receiver, 20_000 + 200)
+    assert "not delivered" not in done.stderr and "dropped" not in done.stderr
+    # Batches are sized for throughput, not one request per 100 spans.
+    assert len(receiver.requests) < 100
+
+
+def test_burst_from_8_threads_delivers_every_span(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    done = run_python(BURST, args=["8"], env=traceroot_env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    _expect_all(receiver, 20_000 + 200)
+
+
+def test_503_twice_then_200_loses_nothing(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    receiver.script([503, 503])
+    done = run_python(SMALL, env=traceroot_env)
+    assert done.returncode == 0, done.stderr
+    _expect_all(receiver, 40)
+    assert [r.status for r in receiver.requests[:3]] == [503, 503, 200]
+
+
+def test_429_retry_after_is_honoured(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    receiver.script([(429, {"Retry-After": "1"})])
+    done = run_python(SMALL, env=traceroot_env)
+    assert done.returncode == 0, done.stderr
+    _expect_all(receiver, 40)
+    first, second = receiver.requests[0], receiver.requests[1]
+    assert first.status == 429 and second.status == 200
+    assert second.received_at - first.received_at >= 0.95
+
+
+def test_413_splits_the_batch(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    receiver.script([413])
+    done = run_python(SMALL, env={**traceroot_env, "TRACEROOT_FLUSH_INTERVAL": "5"})
+    assert done.returncode == 0, done.stderr
+    _expect_all(receiver, 40)
+    refused = receiver.requests[0]
+    assert refused.status == 413 and refused.span_count == 40
+    halves = [r.span_count for r in receiver.requests[1:3]]
+    assert halves == [20, 20]
+
+
+def test_401_stops_retrying_and_reports_once(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    receiver.script([401] * 50)
+    env = {**traceroot_env, "TRACEROOT_API_KEY": "tr-secret-key-123456"}
+    done = run_python(SMALL, env=env)
+    assert done.returncode == 0 and done.stdout == "done\n"
+    assert len(receiver.requests) == 1, "a rejected key must not be retried"
+    warnings = [line for line in done.stderr.splitlines() if "API key rejected" in line]
+    assert warnings[0].startswith("traceroot: API key rejected by 127.0.0.1 (HTTP 401)")
+    assert len(warnings) == 2 and "not delivered" in warnings[1]  # the warning, then the total
+    assert "40 span(s) were not delivered" in done.stderr
+    assert "tr-secret-key-123456" not in done.stderr
+
+
+def test_dead_backend_exit_is_bounded_and_loss_reported(run_python: RunPython) -> None:
+    env = {
+        "TRACEROOT_API_KEY": "test-key",
+        "TRACEROOT_HOST_URL": dead_url(),
+        "TRACEROOT_SHUTDOWN_TIMEOUT": "2",
+    }
+    program = SMALL + "raise SystemExit(7)\n"
+    started = time.monotonic()
+    done = run_python(program, env=env)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 7
+    assert done.stdout == "done\n"
+    assert "40 span(s) were not delivered" in done.stderr
+    assert "Connection refused" in done.stderr
+    assert elapsed < 2 + 6, f"exit took {elapsed:.1f}s with a 2s shutdown timeout"
+
+
+def test_hanging_backend_exit_is_bounded(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    receiver.delay = 30
+    env = {**traceroot_env, "TRACEROOT_SHUTDOWN_TIMEOUT": "1"}
+    started = time.monotonic()
+    done = run_python(SMALL, env=env)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0 and done.stdout == "done\n"
+    assert "40 span(s) were not delivered" in done.stderr
+    assert elapsed < 1 + 6, f"exit took {elapsed:.1f}s with a 1s shutdown timeout"
+
+
+MEMORY = """
+import resource
+from traceroot import observe
+
+@observe(type="tool")
+def work(i: int, note: str = "some argument text") -> dict:
+    return {"i": i, "ok": True}
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 1e6
+
+work(0)
+before = rss_mb()
+for i in range(200_000):
+    work(i)
+print(f"{rss_mb() - before:.1f}")
+"""
+
+
+def test_backend_down_keeps_memory_bounded(run_python: RunPython) -> None:
+    env = {
+        "TRACEROOT_API_KEY": "test-key",
+        "TRACEROOT_HOST_URL": dead_url(),
+        "TRACEROOT_SHUTDOWN_TIMEOUT": "0.5",
+    }
+    done = run_python(MEMORY, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    growth = float(done.stdout.strip())
+    assert growth < 100, f"memory grew {growth} MB"
+    assert "span queue is full" in done.stderr
+    assert done.stderr.count("span queue is full") == 1  # at most once a minute
+    assert "dropped on a full queue" in done.stderr
+
+
+FORK = """
+import os, multiprocessing as mp
+from traceroot import observe
+
+@observe
+def parent_span(i: int) -> int:
+    return i
+
+@observe
+def child_span(i: int) -> int:
+    return i
+
+def child() -> None:
+    for i in range(5):
+        child_span(i)
+
+for i in range(30):
+    parent_span(i)  # still queued: the flush interval is long
+proc = mp.get_context("fork").Process(target=child)
+proc.start()
+proc.join()
+print("exit", proc.exitcode)
+"""
+
+
+def test_fork_with_queued_spans_loses_none_and_duplicates_none(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_FLUSH_INTERVAL": "30"}
+    done = run_python(FORK, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "exit 0\n"
+    _expect_all(receiver, 35)
+    assert len(receiver.spans_named("parent_span")) == 30
+    assert len(receiver.spans_named("child_span")) == 5
