@@ -229,6 +229,16 @@ def test_python_flags_that_skip_the_hook_warn_once(env: dict, tmp_path: Path, fl
     assert flag[-1] in line and "untraced" in line
 
 
+def test_script_whose_shebang_skips_the_hook_warns(env: dict, tmp_path: Path) -> None:
+    script = tmp_path / "isolated-tool"
+    script.write_text(f"#!{sys.executable} -I\nprint('ran')\n")
+    script.chmod(0o755)
+    result = launch([str(script)], env, tmp_path)
+    assert (result.returncode, result.stdout) == (0, "ran\n")
+    (line,) = result.stderr.splitlines()
+    assert "-I" in line and "untraced" in line
+
+
 def test_python_flags_that_keep_the_hook_do_not_warn(env: dict, tmp_path: Path) -> None:
     result = launch(["python", "-u", "-W", "ignore", "-c", "print('ran')", "-I"], env, tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, "ran\n", "")
