@@ -171,9 +171,15 @@ def test_enabled_false_sends_nothing(
 def test_enabled_argument_and_bad_enabled_value(
     run_python, receiver: OTLPReceiver, traceroot_env
 ) -> None:
-    script = TRACED.replace("traceroot.initialize()", "traceroot.initialize(enabled=False)")
+    # Initialized after the functions were decorated: the wrappers see it at call time.
+    script = TRACED.replace("client = traceroot.initialize()\n", "").replace(
+        "out = {", "client = traceroot.initialize(enabled=False)\nout = {"
+    )
+    assert script.count("initialize(enabled=False)") == 1
     proc = check(run_python(script, env={**traceroot_env, "TRACEROOT_ENABLED": "true"}))
-    assert stdout_json(proc)["enabled"] is False
+    out = stdout_json(proc)
+    assert {k: out[k] for k in EXPECTED_RESULTS} == EXPECTED_RESULTS
+    assert out["enabled"] is False
     assert receiver.requests == []
 
     proc, spans = run_traced(
