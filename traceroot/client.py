@@ -233,10 +233,13 @@ def auto_initialize() -> TraceRootClient | None:
         with _lock:
             if _client is not None:
                 return _client
-            _client = TraceRootClient(load_config(), mode="auto")
+            config = load_config()
+            if config.enabled:
+                # Before any thread exists: it may make the parent's context the process default.
+                propagation.install()
+            _client = TraceRootClient(config, mode="auto")
             _install_exit_hooks()
             if _client.enabled:
-                propagation.install()
                 _client.activate_integrations(_client.config.integrations, explicit=False)
                 if _client.tracer_provider is not None:
                     integrations.activate_otel_instrumentors(_client.tracer_provider)
