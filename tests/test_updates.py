@@ -244,6 +244,9 @@ def test_using_attributes_nested_merge_and_restore(run) -> None:
     assert _ctx(spans.one("ctx_outside")) == dict.fromkeys(("user", "session", "metadata", "tags"))
     assert _ctx(spans.one("ctx_decorated"))["user"] == "u-deco"
     assert _ctx(spans.one("ctx_decorated"))["session"] == "s-deco"
+    # The call site skips our own frames (the using_attributes wrapper).
+    decorated = spans.one("ctx_decorated").attributes
+    assert decorated["traceroot.git.source_function"] == "decorated_block"
 
 
 def test_using_attributes_async_tasks(run) -> None:
