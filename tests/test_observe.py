@@ -425,18 +425,42 @@ async def agen_endless():
         yield i
         i += 1
 
+@observe()
+async def agen_cleanup():
+    try:
+        yield 1
+        yield 2
+    finally:
+        await achild(99)
+
+@observe()
+def gen_cleanup():
+    try:
+        yield 1
+        yield 2
+    finally:
+        child(77)
+
 async def main():
     print([x async for x in agen(2)])
     g = agen_endless()
     print(await g.__anext__())
     await g.aclose()
+    g = agen_cleanup()
+    await g.__anext__()
+    await g.aclose()
+    g = gen_cleanup()
+    next(g)
+    g.close()
 
 asyncio.run(main())
 """
 
 
 def test_generators(run_python, receiver: OTLPReceiver, traceroot_env) -> None:
-    proc, spans = run_traced(run_python, receiver, traceroot_env, GENERATORS, expect=14)
+    proc, spans = run_traced(run_python, receiver, traceroot_env, GENERATORS, expect=18)
+    assert len(spans) == 18, spans.names()
+    assert "Failed to detach" not in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout.splitlines()[:3] == [
         "[0, 1, 2]",
         "['item0', 'item1'] []",
@@ -445,7 +469,8 @@ def test_generators(run_python, receiver: OTLPReceiver, traceroot_env) -> None:
     assert proc.stdout.splitlines()[3] == "first got ping"
 
     gen = spans.one("gen_with_child")
-    kids = spans.named("child")
+    kids_all = spans.named("child")
+    kids = [k for k in kids_all if k.parent_span_id == gen.span_id]
     assert len(kids) == 3
     # Children made inside the generator body are the generator span's children.
     assert all(k.parent_span_id == gen.span_id and k.trace_id == gen.trace_id for k in kids)
@@ -476,10 +501,18 @@ def test_generators(run_python, receiver: OTLPReceiver, traceroot_env) -> None:
     assert spans.one("echo").status_code != "ERROR"
 
     agen = spans.one("agen")
-    akids = spans.named("achild")
+    akids_all = spans.named("achild")
+    akids = [k for k in akids_all if k.parent_span_id == agen.span_id]
     assert len(akids) == 2
     assert all(k.parent_span_id == agen.span_id for k in akids)
     assert agen.attributes["traceroot.span.output"] == "[0, 10]"
+    # Spans made while a generator closed early (its finally) are still its children.
+    cleanup = spans.one("agen_cleanup")
+    (late,) = [s for s in akids_all if json.loads(s.attributes["traceroot.span.input"])["i"] == 99]
+    assert late.parent_span_id == cleanup.span_id
+    sync_cleanup = spans.one("gen_cleanup")
+    (late,) = [s for s in kids_all if json.loads(s.attributes["traceroot.span.input"])["i"] == 77]
+    assert late.parent_span_id == sync_cleanup.span_id
     aendless = spans.one("agen_endless")
     assert aendless.end_ns > aendless.start_ns
     assert "traceroot.span.output" not in aendless.attributes

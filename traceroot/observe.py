@@ -331,7 +331,11 @@ class _Observed:
                     except BaseException as exc:
                         thrown = exc
             except GeneratorExit:
-                await inner.aclose()
+                token = context_api.attach(span_context)
+                try:
+                    await inner.aclose()  # its cleanup runs inside our span, as for generators
+                finally:
+                    context_api.detach(token)
                 raise
             except Exception as exc:
                 _record_error(span, exc)
