@@ -116,11 +116,6 @@ def test_service_name_from_program_and_otel_variable(
     assert {s.resource["service.name"] for s in spans} == {"checkout-svc"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/batcher.py sends up to max(flush_at, 1000) spans per request; the "
-    "contract makes TRACEROOT_FLUSH_AT / batch_size the maximum batch size",
-)
 @pytest.mark.parametrize("how", ["env", "argument"])
 def test_batch_size_is_the_maximum_per_request(
     run_python, receiver: OTLPReceiver, traceroot_env, how: str

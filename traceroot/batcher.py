@@ -20,9 +20,6 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 logger = logging.getLogger("traceroot")
 
-# Spans per request while a backlog drains: large enough for throughput, small
-# enough that a request stays within a few MB.
-MAX_BATCH = 1000
 _DROP_WARNING_EVERY = 60.0
 
 
@@ -34,13 +31,14 @@ class Batcher:
         exporter: SpanExporter,
         *,
         flush_at: int,
+        max_batch_size: int,
         flush_interval: float,
         max_queue_size: int,
         describe_target: str,
     ) -> None:
         self._exporter = exporter
         self._flush_at = max(1, flush_at)
-        self._batch_size = max(self._flush_at, MAX_BATCH)
+        self._batch_size = max(1, max_batch_size)
         self._interval = flush_interval
         self._max_queue = max_queue_size
         self._target = describe_target

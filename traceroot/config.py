@@ -19,6 +19,7 @@ from traceroot.version import SDK_NAME, __version__
 logger = logging.getLogger("traceroot")
 
 DEFAULT_HOST_URL = "https://app.traceroot.ai"
+DEFAULT_MAX_BATCH_SIZE = 1000
 TRACES_PATH = "/api/v1/public/traces"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -79,6 +80,9 @@ class Config:
     service_name: str = "python"
     flush_interval: float = 5.0
     flush_at: int = 100
+    # Spans per request: `flush_at` when the user set it (the contract's meaning),
+    # else large batches so a backlog drains in few requests.
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
     timeout: float = 30.0
     shutdown_timeout: float = 5.0
     max_queue_size: int = 32768
@@ -131,13 +135,14 @@ def _warn_bad(name: str, raw: object, expected: str, default: object) -> None:
     if (name, repr(raw)) in _warned:
         return
     _warned.add((name, repr(raw)))
+    fix = "Fix the argument." if name.startswith("initialize(") else f"Fix or unset {name}."
     logger.warning(
-        "traceroot: invalid %s=%r (expected %s); using the default %r. Fix or unset %s.",
+        "traceroot: invalid %s=%r (expected %s); using the default %r. %s",
         name,
         raw,
         expected,
         default,
-        name,
+        fix,
     )
 
 
@@ -284,6 +289,11 @@ def load_config(
         None, "OTEL_EXPORTER_OTLP_HEADERS"
     )
 
+    flush_at = r.value(
+        batch_size, "TRACEROOT_FLUSH_AT", _positive(int), 100, "an integer > 0", "batch_size"
+    )
+    given = batch_size if batch_size is not None else env.get("TRACEROOT_FLUSH_AT")
+    flush_at_set = given is not None and _positive(int)(str(given)) is not None
     return Config(
         api_key=r.text(api_key, "TRACEROOT_API_KEY"),
         host_url=resolved_host,
@@ -300,9 +310,8 @@ def load_config(
             "a number of seconds > 0",
             "flush_interval",
         ),
-        flush_at=r.value(
-            batch_size, "TRACEROOT_FLUSH_AT", _positive(int), 100, "an integer > 0", "batch_size"
-        ),
+        flush_at=flush_at,
+        max_batch_size=flush_at if flush_at_set else DEFAULT_MAX_BATCH_SIZE,
         timeout=r.value(
             timeout,
             "TRACEROOT_TIMEOUT",

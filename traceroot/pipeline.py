@@ -43,6 +43,7 @@ class ExportPipeline(SpanProcessor):
             self._batcher = Batcher(
                 self._exporter,
                 flush_at=config.flush_at,
+                max_batch_size=config.max_batch_size,
                 flush_interval=config.flush_interval,
                 max_queue_size=config.max_queue_size,
                 describe_target=endpoint,
