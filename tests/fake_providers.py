@@ -204,3 +204,25 @@ class FakeProviders:
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
         """(path, JSON body) of every request received."""
         return list(self._server.requests)
+
+
+
+# -- Mistral and Groq ----------------------------------------------------------------------
+# Both speak the Chat Completions dialect above: Mistral's client posts to
+# ``url + "/v1/chat/completions"`` (``server_url=url``), Groq's to
+# ``url + "/openai/v1/chat/completions"`` (``base_url=url``). Mistral's API puts usage on
+# the last chunk of every stream (the one with the finish reason) without being asked;
+# streams for models named ``MISTRAL_MODEL_PREFIX...`` come that way here.
+
+MISTRAL_MODEL_PREFIX = "mistral"
+_chat_completions_stream = _openai_stream
+
+
+def _openai_stream(model: str, include_usage: bool) -> Iterator[str]:  # noqa: F811
+    if not model.startswith(MISTRAL_MODEL_PREFIX):
+        yield from _chat_completions_stream(model, include_usage)
+        return
+    *chunks, finish, usage, done = _chat_completions_stream(model, True)
+    yield from chunks
+    yield json.dumps({**json.loads(finish), "usage": json.loads(usage)["usage"]})
+    yield done

@@ -15,13 +15,22 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from types import ModuleType
 from typing import Any
 
-from opentelemetry.trace import TracerProvider
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    Tracer,
+    TracerProvider,
+    get_current_span,
+    use_span,
+)
 
 logger = logging.getLogger("traceroot")
 
@@ -127,8 +136,9 @@ REGISTRY: dict[Integration, _Spec] = {
         ("google-adk",), "google.adk", "openinference-instrumentation-google-adk",
         f"{_OI}.google_adk:GoogleADKInstrumentor", "google-adk",
     ),
+    # mistralai 2+ is a namespace package (no loader to hook); its client package is not.
     Integration.MISTRAL: _Spec(
-        ("mistralai",), "mistralai", "openinference-instrumentation-mistralai",
+        ("mistralai",), "mistralai.client", "openinference-instrumentation-mistralai",
         f"{_OI}.mistralai:MistralAIInstrumentor", "mistral",
     ),
     # Pydantic AI and Agent Framework emit spans natively; OpenInference ships span
@@ -231,6 +241,97 @@ class _AgentFrameworkInstrumentor:
 
     def uninstrument(self) -> None:
         """Agent Framework has no switch back off; its spans stay OpenInference-shaped."""
+
+
+# -- one LLM call, one LLM span ----------------------------------------------------------
+
+# Tracers whose spans repeat, for the same call, an LLM span one of our integrations
+# already makes: tracer (instrumentation scope) name -> (that integration, its span's scope).
+_DUPLICATES: dict[str, tuple[Integration, str]] = {
+    # mistralai 2.0-2.4.7 traces every API call on the global provider; later releases do
+    # when asked to (MISTRAL_SDK_TELEMETRY=global, Mistral(telemetry="global")).
+    "mistralai_sdk_tracer": (Integration.MISTRAL, f"{_OI}.mistralai"),
+    # litellm reaches OpenAI-compatible providers through the openai client.
+    f"{_OI}.openai": (Integration.LITELLM, f"{_OI}.litellm"),
+}
+
+
+class _YieldingTracer(Tracer):
+    """A tracer whose span steps aside when it would sit directly under the LLM span of
+    the integration that already traces the call (while that integration is active).
+
+    The span is then a non-recording one carrying the LLM span's context, so whatever
+    starts inside it (an HTTP client span, a header to propagate) nests under the LLM
+    span: nothing is orphaned. Anywhere else the tracer is the one it wraps.
+    """
+
+    def __init__(self, inner: Tracer, integration: Integration, scope: str) -> None:
+        self._inner = inner
+        self._integration = integration
+        self._scope = scope
+
+    def __getattr__(self, name: str) -> Any:  # sampler, id_generator, ...: the inner tracer's
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def _covered(self, context: Context | None) -> Span | None:
+        parent = get_current_span(context)
+        scope = getattr(parent, "instrumentation_scope", None)
+        if (
+            getattr(scope, "name", None) != self._scope
+            or not parent.is_recording()
+            or self._integration not in _state.instrumented
+        ):
+            return None
+        return NonRecordingSpan(parent.get_span_context())
+
+    def start_span(
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> Span:
+        covered = self._covered(context)
+        if covered is not None:
+            return covered
+        # The inner tracer's method, run on ``self``: OpenInference's tracer wraps this one
+        # and calls it that way on itself, to use its own id generator.
+        return type(self._inner).start_span(self, name, context, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> Iterator[Span]:
+        covered = self._covered(context)
+        if covered is None:
+            inner = type(self._inner).start_as_current_span
+            with inner(self, name, context, *args, **kwargs) as span:
+                yield span
+        else:
+            with use_span(covered, end_on_exit=False):
+                yield covered
+
+
+def _yield_duplicates(provider: TracerProvider | None) -> None:
+    """Give ``provider`` (None: no provider) yielding tracers for the _DUPLICATES scopes.
+
+    Installed before anything is instrumented, as tracers are taken at instrument time.
+    """
+    current = _state.yielding
+    if current is provider:
+        return
+    if current is not None and vars(current).get("get_tracer") is _state.yielding_hook:
+        del current.get_tracer
+    _state.yielding = _state.yielding_hook = None
+    if provider is None:
+        return
+    original = provider.get_tracer
+
+    def get_tracer(name: str, *args: Any, **kwargs: Any) -> Tracer:
+        tracer = original(name, *args, **kwargs)
+        covering = _DUPLICATES.get(name)
+        return tracer if covering is None else _YieldingTracer(tracer, *covering)
+
+    setattr(provider, "get_tracer", get_tracer)  # noqa: B010  (this instance only)
+    _state.yielding, _state.yielding_hook = provider, get_tracer
 
 
 # -- import hooks -----------------------------------------------------------------------
@@ -376,6 +477,8 @@ class _State:
         self.otel_seen: set[str] = set()
         self.otel_hooks: list[tuple[str, Callable[[], None]]] = []
         self.otel_instrumented: list[Any] = []
+        self.yielding: TracerProvider | None = None
+        self.yielding_hook: Callable[..., Tracer] | None = None
 
 
 _state = _State()
@@ -468,6 +571,9 @@ def _activate(
             for integration in (chosen if chosen is not None else list(Integration))
             if _request(integration, named=named)
         ]
+        active = {*ready, *_state.hooks, *_state.instrumented}
+        if any(integration in active for integration, _ in _DUPLICATES.values()):
+            _yield_duplicates(tracer_provider)
     # Instrumenting imports modules, so it happens without the lock: another thread may be
     # inside an import, waiting for the lock in its hook.
     if previous is not None and previous is not tracer_provider:
@@ -600,6 +706,7 @@ def deactivate() -> None:
         _state.failed.clear()
         _state.provider = None
         _state.explicit = False
+        _yield_duplicates(None)
     for instrumentor in instrumentors:
         try:
             instrumentor.uninstrument()

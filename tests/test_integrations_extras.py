@@ -1,0 +1,288 @@
+"""Integrations beyond the core four, end to end: one LLM call is one LLM span.
+
+Real client libraries talk to the loopback fake provider; a traced program in a fresh
+interpreter sends its spans to the OTLP receiver. Each scenario calls the client once
+inside an ``@observe`` span, which must then have exactly one child: the OpenInference
+LLM span, with model and token counts.
+
+- Mistral (``mistralai``, in the test extra): its client traces its own calls on the
+  global tracer provider (every call in 2.0-2.4.7; in later releases when
+  ``MISTRAL_SDK_TELEMETRY=global``), which would be a second span per call.
+- Groq (``groq``, in the test extra): no spans of its own.
+- LiteLLM (``litellm``, heavy, so not in the test extra; skipped when absent): it calls
+  OpenAI-compatible providers through the ``openai`` client, whose OpenInference span
+  would be a second LLM span for the same call when the OpenAI integration is on too
+  (as under ``traceroot-run``, which enables every installed integration).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+from conftest import clean_env
+from fake_providers import COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, FakeProviders
+from opentelemetry.sdk.trace import TracerProvider
+from otlp_receiver import OTLPReceiver, ReceivedSpan
+
+from traceroot import integrations
+from traceroot.integrations import Integration
+
+_OI = "openinference.instrumentation"
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(module) is not None for module in modules)
+
+
+def _requires(*modules: str) -> pytest.MarkDecorator:
+    missing = [m for m in modules if not _installed(m)]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+needs_mistral = _requires("mistralai.client", f"{_OI}.mistralai")
+needs_groq = _requires("groq", f"{_OI}.groq")
+needs_litellm = _requires("litellm", f"{_OI}.litellm")
+
+
+def _run(script: str, extra_env: dict[str, str] | None = None) -> list[ReceivedSpan]:
+    """Run ``script`` (argv[1] = the fake provider's URL); the spans it sent."""
+    with OTLPReceiver() as receiver, FakeProviders() as fake:
+        env = clean_env({"TRACEROOT_API_KEY": "k", "TRACEROOT_HOST_URL": receiver.url,
+                         "TRACEROOT_FLUSH_INTERVAL": "0.2", **(extra_env or {})})
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script), fake.url],
+            env=env, capture_output=True, text=True, timeout=90,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        return receiver.spans
+
+
+def _scenario(spans: list[ReceivedSpan], name: str) -> tuple[ReceivedSpan, list[ReceivedSpan]]:
+    (parent,) = [s for s in spans if s.name == name and s.parent_span_id is None]
+    return parent, [s for s in spans if s.parent_span_id == parent.span_id]
+
+
+def _assert_one_llm_span(
+    spans: list[ReceivedSpan], name: str, model: str, scope: str
+) -> ReceivedSpan:
+    parent, children = _scenario(spans, name)
+    assert len(children) == 1, [(c.name, c.scope_name) for c in children]
+    (llm,) = children
+    # nothing else anywhere under it either (a duplicate nested one level down)
+    assert not [s for s in spans if s.parent_span_id == llm.span_id]
+    attrs = llm.attributes
+    assert llm.scope_name == scope
+    assert attrs["openinference.span.kind"] == "LLM"
+    assert llm.trace_id == parent.trace_id
+    assert attrs["llm.model_name"] == model
+    assert attrs["llm.token_count.prompt"] == PROMPT_TOKENS
+    assert attrs["llm.token_count.completion"] == COMPLETION_TOKENS
+    assert attrs["traceroot.span.ids_path"] == [parent.span_id]
+    return llm
+
+
+# -- Mistral ----------------------------------------------------------------------------
+
+MISTRAL_SCRIPT = """
+    import asyncio, sys
+    import traceroot
+    from traceroot import Integration, observe
+
+    traceroot.initialize(integrations=INTEGRATIONS)
+    from mistralai.client import Mistral
+
+    client = Mistral(api_key="k", server_url=sys.argv[1])
+    MSGS = [{"role": "user", "content": "Say hello"}]
+
+    @observe(name="mistral_sync")
+    def sync():
+        return client.chat.complete(model="mistral-small", messages=MSGS)
+
+    @observe(name="mistral_async")
+    async def async_():
+        return await client.chat.complete_async(model="mistral-small", messages=MSGS)
+
+    @observe(name="mistral_stream")
+    def stream():
+        events = client.chat.stream(model="mistral-small", messages=MSGS)
+        return "".join(e.data.choices[0].delta.content or "" for e in events)
+
+    assert sync().choices[0].message.content == REPLY
+    assert asyncio.run(async_()).choices[0].message.content == REPLY
+    assert stream() == REPLY
+    traceroot.shutdown()
+"""
+
+MISTRAL_SCENARIOS = ["mistral_sync", "mistral_async", "mistral_stream"]
+
+
+def _mistral_script(integrations: str) -> str:
+    return (textwrap.dedent(MISTRAL_SCRIPT).replace("INTEGRATIONS", integrations)
+            .replace("REPLY", repr(REPLY)))
+
+
+@pytest.fixture(scope="module", params=["default", "global"])
+def mistral_run(request: pytest.FixtureRequest) -> Iterator[list[ReceivedSpan]]:
+    """The Mistral program, with the client's own telemetry at its default and forced on."""
+    if not _installed("mistralai.client", f"{_OI}.mistralai"):
+        pytest.skip("not installed: mistralai, openinference-instrumentation-mistralai")
+    env = {"MISTRAL_SDK_TELEMETRY": "global"} if request.param == "global" else {}
+    yield _run(_mistral_script("[Integration.MISTRAL]"), env)
+
+
+@needs_mistral
+@pytest.mark.parametrize("name", MISTRAL_SCENARIOS)
+def test_mistral_call_is_one_llm_span(mistral_run: list[ReceivedSpan], name: str) -> None:
+    llm = _assert_one_llm_span(mistral_run, name, "mistral-small", f"{_OI}.mistralai")
+    assert llm.attributes["llm.input_messages.0.message.content"] == "Say hello"
+
+
+@needs_mistral
+def test_mistral_client_spans_are_dropped_not_orphaned(mistral_run: list[ReceivedSpan]) -> None:
+    assert {s.scope_name for s in mistral_run} == {"traceroot-sdk", f"{_OI}.mistralai"}
+    ids = {s.span_id for s in mistral_run}
+    assert all(s.parent_span_id is None or s.parent_span_id in ids for s in mistral_run)
+
+
+@needs_mistral
+def test_mistral_client_spans_untouched_without_the_integration() -> None:
+    # The control: the same program without the integration keeps the client's own
+    # spans (and shows this setup would catch a duplicate).
+    spans = _run(_mistral_script("[]"), {"MISTRAL_SDK_TELEMETRY": "global"})
+    for name in MISTRAL_SCENARIOS:
+        _, children = _scenario(spans, name)
+        assert [c.scope_name for c in children] == ["mistralai_sdk_tracer"]
+
+
+@needs_mistral
+def test_deactivate_restores_the_provider() -> None:
+    integrations.deactivate()
+    provider = TracerProvider()
+    integrations.activate([Integration.MISTRAL], provider, explicit=True)
+    assert "get_tracer" in vars(provider)
+    integrations.deactivate()
+    assert "get_tracer" not in vars(provider)
+
+
+def test_a_duplicate_steps_aside_only_under_the_covering_span() -> None:
+    # In process, with OpenInference's tracer wrapping the yielding one as instrumentors do.
+    from openinference.instrumentation import OITracer, TraceConfig
+    from opentelemetry import trace as trace_api
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    integrations.deactivate()
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    integrations._yield_duplicates(provider)
+    try:
+        covering = OITracer(provider.get_tracer(f"{_OI}.litellm"), TraceConfig())
+        inner = OITracer(provider.get_tracer(f"{_OI}.openai"), TraceConfig())
+        assert inner.id_generator is not provider.id_generator  # OpenInference's own, still
+        with covering.start_as_current_span("outer"), inner.start_as_current_span("kept"):
+            pass  # the covering integration is not active: nothing steps aside
+        integrations._state.instrumented[Integration.LITELLM] = object()
+        with inner.start_as_current_span("alone"):
+            pass
+        with covering.start_as_current_span("outer2") as outer:
+            with inner.start_as_current_span("duplicate") as duplicate:
+                assert not duplicate.is_recording()
+                current = trace_api.get_current_span().get_span_context()
+                assert current.span_id == outer.get_span_context().span_id
+                with provider.get_tracer("http").start_as_current_span("child"):
+                    pass
+    finally:
+        integrations.deactivate()
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(finished) == {"outer", "kept", "alone", "outer2", "child"}
+    assert finished["child"].parent is not None
+    assert finished["child"].parent.span_id == finished["outer2"].context.span_id
+    assert "get_tracer" not in vars(provider)
+
+
+# -- Groq -------------------------------------------------------------------------------
+
+GROQ_SCRIPT = """
+    import asyncio, sys
+    import traceroot
+    from traceroot import Integration, observe
+
+    traceroot.initialize(integrations=[Integration.GROQ])
+    import groq
+
+    URL = sys.argv[1]
+    MSGS = [{"role": "user", "content": "Say hello"}]
+
+    @observe(name="groq_sync")
+    def sync():
+        client = groq.Groq(api_key="k", base_url=URL, max_retries=0)
+        return client.chat.completions.create(model="llama-x", messages=MSGS)
+
+    @observe(name="groq_async")
+    async def async_():
+        client = groq.AsyncGroq(api_key="k", base_url=URL, max_retries=0)
+        return await client.chat.completions.create(model="llama-x", messages=MSGS)
+
+    assert sync().choices[0].message.content == REPLY
+    assert asyncio.run(async_()).choices[0].message.content == REPLY
+    traceroot.shutdown()
+"""
+
+
+@needs_groq
+def test_groq_call_is_one_llm_span() -> None:
+    spans = _run(GROQ_SCRIPT.replace("REPLY", repr(REPLY)))
+    for name in ("groq_sync", "groq_async"):
+        llm = _assert_one_llm_span(spans, name, "llama-x", f"{_OI}.groq")
+        assert llm.attributes["llm.input_messages.0.message.content"] == "Say hello"
+    assert {s.scope_name for s in spans} == {"traceroot-sdk", f"{_OI}.groq"}
+
+
+# -- LiteLLM ----------------------------------------------------------------------------
+
+LITELLM_SCRIPT = """
+    import asyncio, sys
+    import traceroot
+    from traceroot import Integration, observe
+
+    traceroot.initialize(integrations=[Integration.LITELLM, Integration.OPENAI])
+    import litellm, openai
+
+    URL = sys.argv[1]
+    MSGS = [{"role": "user", "content": "Say hello"}]
+    ARGS = dict(model="openai/gpt-x", api_base=URL + "/v1", api_key="k", messages=MSGS)
+
+    @observe(name="litellm_sync")
+    def sync():
+        return litellm.completion(**ARGS)
+
+    @observe(name="litellm_async")
+    async def async_():
+        return await litellm.acompletion(**ARGS)
+
+    @observe(name="openai_direct")
+    def direct():  # the OpenAI integration still traces the openai client used directly
+        client = openai.OpenAI(base_url=URL + "/v1", api_key="k", max_retries=0)
+        return client.chat.completions.create(model="gpt-x", messages=MSGS)
+
+    assert sync().choices[0].message.content == REPLY
+    assert asyncio.run(async_()).choices[0].message.content == REPLY
+    assert direct().choices[0].message.content == REPLY
+    traceroot.shutdown()
+"""
+
+
+@needs_litellm
+def test_litellm_call_is_one_llm_span_with_the_openai_integration_on() -> None:
+    # No download of litellm's model cost map: there is no network here.
+    spans = _run(LITELLM_SCRIPT.replace("REPLY", repr(REPLY)),
+                 {"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    for name in ("litellm_sync", "litellm_async"):
+        _assert_one_llm_span(spans, name, "openai/gpt-x", f"{_OI}.litellm")
+    _assert_one_llm_span(spans, "openai_direct", "gpt-x", f"{_OI}.openai")
