@@ -602,3 +602,27 @@ def test_uvicorn_reload_traces_the_serving_child(
         stop(proc)
     assert proc.pid not in pids  # served by the reloader's child
     assert_spans_from(receiver, pids)
+
+
+def test_flask_debug_reloader_traces_the_serving_child(
+    receiver: OTLPReceiver, env: dict, tmp_path: Path
+) -> None:
+    pytest.importorskip("flask")
+    port = free_port()
+    # The reloader's watcher re-runs the program in a child: stop the whole group after.
+    proc = subprocess.Popen(
+        [*launcher(), "flask", "--app", "flask_app", "run", "--debug", "--port", str(port)],
+        env={**env, "PYTHONPATH": str(APPS)},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        pids = serve_and_collect_pids(proc, port, want=1)
+        assert proc.pid not in pids  # served by the reloader's child
+        assert_spans_from(receiver, pids)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
