@@ -13,6 +13,7 @@ import importlib.machinery
 import importlib.metadata
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -806,24 +807,24 @@ def _normalize(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def _instrumented_libraries(entry_point: importlib.metadata.EntryPoint) -> list[str]:
-    """Distributions the entry point's package instruments, from its ``instruments`` extras."""
-    from packaging.requirements import InvalidRequirement, Requirement
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
+_INSTRUMENTS_EXTRA = re.compile(r"""extra\s*==\s*["']instruments(-any)?["']""")
 
+
+def _instrumented_libraries(entry_point: importlib.metadata.EntryPoint) -> list[str]:
+    """Distributions the entry point's package instruments, from its ``instruments`` extras.
+
+    A regular expression rather than ``packaging``: this runs at every process start, and
+    only the name and the extra marker of each line matter.
+    """
     dist = entry_point.dist
     if dist is None:
         return []
     libraries: list[str] = []
     for line in dist.requires or []:
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement:
-            continue
-        marker = requirement.marker
-        if marker is not None and any(
-            marker.evaluate({"extra": extra}) for extra in ("instruments", "instruments-any")
-        ):
-            libraries.append(requirement.name)
+        match = _REQUIREMENT.match(line)
+        if match is not None and _INSTRUMENTS_EXTRA.search(match.group(2)):
+            libraries.append(match.group(1))
     return libraries
 
 

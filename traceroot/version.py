@@ -1,12 +1,5 @@
-"""The installed package version, as sent in headers and span attributes."""
+"""The package version (pyproject reads it from here), as sent in headers and span attributes."""
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("traceroot")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+__version__ = "0.6.0"
 
 SDK_NAME = "traceroot-py"
