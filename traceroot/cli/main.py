@@ -20,7 +20,6 @@ from typing import NoReturn
 import click
 
 from traceroot.cli.envfile import EnvFileError, load_env_file
-from traceroot.integrations import Integration
 from traceroot.version import __version__
 
 PROG = "traceroot-run"
@@ -46,6 +45,9 @@ def _integrations_value(value: str | None) -> str | None:
     if text in ("all", "none"):
         return text
     names = [n.strip().replace("-", "_") for n in text.split(",") if n.strip()]
+    # Imported only here: the launcher should start fast when the option is not used.
+    from traceroot.integrations import Integration
+
     valid = {member.value for member in Integration}
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
