@@ -2,8 +2,9 @@
 
 429 and 5xx are retried with exponential backoff and jitter, honouring
 `Retry-After`, within the timeout; 413 splits the batch; 401/403 are reported
-once and not retried; DNS and TLS failures name the host. Protobuf and the HTTP
-stack are imported on first export, in the batch thread, not at start-up.
+once and not retried; DNS and TLS failures name the host. The HTTP stack is
+imported on first export, in the export thread, not at start-up; the body is
+written by `otlp_encoding`, without the protobuf runtime.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from traceroot.otlp_encoding import encode_request
 
 if TYPE_CHECKING:
     import http.client
@@ -65,9 +68,7 @@ class OTLPHTTPExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         if self._stop.is_set():
             return SpanExportResult.FAILURE
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
-        body = gzip.compress(encode_spans(spans).SerializeToString(), compresslevel=6)
+        body = gzip.compress(encode_request(spans), compresslevel=6)
         deadline = time.monotonic() + self._timeout
         status = self._send(body, deadline)
         if status == 413 and len(spans) > 1:

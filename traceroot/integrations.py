@@ -83,84 +83,131 @@ _OI = "openinference.instrumentation"
 # The one registry. The first four are core dependencies; the rest are extras of the same name.
 REGISTRY: dict[Integration, _Spec] = {
     Integration.OPENAI: _Spec(
-        ("openai",), "openai", "openinference-instrumentation-openai",
+        ("openai",),
+        "openai",
+        "openinference-instrumentation-openai",
         f"{_OI}.openai:OpenAIInstrumentor",
     ),
     Integration.ANTHROPIC: _Spec(
-        ("anthropic",), "anthropic", "openinference-instrumentation-anthropic",
+        ("anthropic",),
+        "anthropic",
+        "openinference-instrumentation-anthropic",
         "traceroot.integrations:_AnthropicInstrumentor",
     ),
     # Keyed on langchain-core, which the instrumentor patches, so LangGraph-only apps count.
     Integration.LANGCHAIN: _Spec(
-        ("langchain-core",), "langchain_core", "openinference-instrumentation-langchain",
+        ("langchain-core",),
+        "langchain_core",
+        "openinference-instrumentation-langchain",
         f"{_OI}.langchain:LangChainInstrumentor",
     ),
     Integration.GOOGLE_GENAI: _Spec(
-        ("google-genai",), "google.genai", "openinference-instrumentation-google-genai",
+        ("google-genai",),
+        "google.genai",
+        "openinference-instrumentation-google-genai",
         f"{_OI}.google_genai:GoogleGenAIInstrumentor",
     ),
     Integration.CREWAI: _Spec(
-        ("crewai",), "crewai", "openinference-instrumentation-crewai",
-        f"{_OI}.crewai:CrewAIInstrumentor", "crewai",
+        ("crewai",),
+        "crewai",
+        "openinference-instrumentation-crewai",
+        f"{_OI}.crewai:CrewAIInstrumentor",
+        "crewai",
     ),
     Integration.OPENAI_AGENTS: _Spec(
-        ("openai-agents",), "agents", "openinference-instrumentation-openai-agents",
-        f"{_OI}.openai_agents:OpenAIAgentsInstrumentor", "openai-agents",
+        ("openai-agents",),
+        "agents",
+        "openinference-instrumentation-openai-agents",
+        f"{_OI}.openai_agents:OpenAIAgentsInstrumentor",
+        "openai-agents",
     ),
     Integration.CLAUDE_AGENT_SDK: _Spec(
-        ("claude-agent-sdk",), "claude_agent_sdk",
+        ("claude-agent-sdk",),
+        "claude_agent_sdk",
         "openinference-instrumentation-claude-agent-sdk",
-        f"{_OI}.claude_agent_sdk:ClaudeAgentSDKInstrumentor", "claude-agent-sdk",
+        f"{_OI}.claude_agent_sdk:ClaudeAgentSDKInstrumentor",
+        "claude-agent-sdk",
     ),
     Integration.LLAMA_INDEX: _Spec(
-        ("llama-index-core",), "llama_index.core", "openinference-instrumentation-llama-index",
-        f"{_OI}.llama_index:LlamaIndexInstrumentor", "llama-index",
+        ("llama-index-core",),
+        "llama_index.core",
+        "openinference-instrumentation-llama-index",
+        f"{_OI}.llama_index:LlamaIndexInstrumentor",
+        "llama-index",
     ),
     # AG2 is imported as `autogen`; pyautogen is the same project under its old name.
     Integration.AUTOGEN: _Spec(
-        ("ag2", "pyautogen"), "autogen", "openinference-instrumentation-ag2",
-        f"{_OI}.ag2:AG2Instrumentor", "autogen",
+        ("ag2", "pyautogen"),
+        "autogen",
+        "openinference-instrumentation-ag2",
+        f"{_OI}.ag2:AG2Instrumentor",
+        "autogen",
     ),
     Integration.AGNO: _Spec(
-        ("agno",), "agno", "openinference-instrumentation-agno",
-        f"{_OI}.agno:AgnoInstrumentor", "agno",
+        ("agno",),
+        "agno",
+        "openinference-instrumentation-agno",
+        f"{_OI}.agno:AgnoInstrumentor",
+        "agno",
     ),
     Integration.GROQ: _Spec(
-        ("groq",), "groq", "openinference-instrumentation-groq",
-        f"{_OI}.groq:GroqInstrumentor", "groq",
+        ("groq",),
+        "groq",
+        "openinference-instrumentation-groq",
+        f"{_OI}.groq:GroqInstrumentor",
+        "groq",
     ),
     Integration.DSPY: _Spec(
-        ("dspy", "dspy-ai"), "dspy", "openinference-instrumentation-dspy",
-        f"{_OI}.dspy:DSPyInstrumentor", "dspy",
+        ("dspy", "dspy-ai"),
+        "dspy",
+        "openinference-instrumentation-dspy",
+        f"{_OI}.dspy:DSPyInstrumentor",
+        "dspy",
     ),
     Integration.GOOGLE_ADK: _Spec(
-        ("google-adk",), "google.adk", "openinference-instrumentation-google-adk",
-        f"{_OI}.google_adk:GoogleADKInstrumentor", "google-adk",
+        ("google-adk",),
+        "google.adk",
+        "openinference-instrumentation-google-adk",
+        f"{_OI}.google_adk:GoogleADKInstrumentor",
+        "google-adk",
     ),
     # mistralai 2+ is a namespace package (no loader to hook); its client package is not.
     Integration.MISTRAL: _Spec(
-        ("mistralai",), "mistralai.client", "openinference-instrumentation-mistralai",
-        f"{_OI}.mistralai:MistralAIInstrumentor", "mistral",
+        ("mistralai",),
+        "mistralai.client",
+        "openinference-instrumentation-mistralai",
+        f"{_OI}.mistralai:MistralAIInstrumentor",
+        "mistral",
     ),
     # Pydantic AI and Agent Framework emit spans natively; OpenInference ships span
     # processors that reshape them, which the adapters below install.
     Integration.PYDANTIC_AI: _Spec(
-        ("pydantic-ai", "pydantic-ai-slim"), "pydantic_ai",
+        ("pydantic-ai", "pydantic-ai-slim"),
+        "pydantic_ai",
         "openinference-instrumentation-pydantic-ai",
-        "traceroot.integrations:_PydanticAIInstrumentor", "pydantic-ai",
+        "traceroot.integrations:_PydanticAIInstrumentor",
+        "pydantic-ai",
     ),
     Integration.BEDROCK: _Spec(
-        ("boto3",), "boto3", "openinference-instrumentation-bedrock",
-        f"{_OI}.bedrock:BedrockInstrumentor", "bedrock",
+        ("boto3",),
+        "boto3",
+        "openinference-instrumentation-bedrock",
+        f"{_OI}.bedrock:BedrockInstrumentor",
+        "bedrock",
     ),
     Integration.AGENT_FRAMEWORK: _Spec(
-        ("agent-framework-core",), "agent_framework",
+        ("agent-framework-core",),
+        "agent_framework",
         "openinference-instrumentation-agent-framework",
-        "traceroot.integrations:_AgentFrameworkInstrumentor", "agent-framework",
+        "traceroot.integrations:_AgentFrameworkInstrumentor",
+        "agent-framework",
     ),
     Integration.LITELLM: _Spec(
-        ("litellm",), "litellm", "openinference-instrumentation-litellm",
-        f"{_OI}.litellm:LiteLLMInstrumentor", "litellm",
+        ("litellm",),
+        "litellm",
+        "openinference-instrumentation-litellm",
+        f"{_OI}.litellm:LiteLLMInstrumentor",
+        "litellm",
     ),
 }
 
@@ -521,7 +568,9 @@ def _parse(
             valid = ", ".join(member.value for member in Integration)
             logger.warning(
                 "traceroot: unknown integration %r in %s; valid values: %s, all, none",
-                str(name).strip(), source, valid,
+                str(name).strip(),
+                source,
+                valid,
             )
     return list(dict.fromkeys(chosen))
 
@@ -558,8 +607,10 @@ def _activate(
         return
     with _state.lock:
         if not explicit and _state.explicit:
-            logger.debug("traceroot: integrations already chosen by initialize(); %s ignored",
-                         _ENV_INTEGRATIONS)
+            logger.debug(
+                "traceroot: integrations already chosen by initialize(); %s ignored",
+                _ENV_INTEGRATIONS,
+            )
             return
         previous, _state.provider = _state.provider, tracer_provider
         if explicit and not _state.explicit:
@@ -602,8 +653,11 @@ def _request(integration: Integration, *, named: bool) -> bool:
         return False
     if not any(_installed(dist) for dist in spec.dists):
         log = logger.warning if named else logger.debug
-        log("traceroot: skipping the %s integration: %s is not installed",
-            integration.value, " or ".join(spec.dists))
+        log(
+            "traceroot: skipping the %s integration: %s is not installed",
+            integration.value,
+            " or ".join(spec.dists),
+        )
         return False
     if _imported(spec.module):
         return True
@@ -640,7 +694,9 @@ def _instrument(integration: Integration) -> None:
         if not _installed(spec.instrumentor_dist):
             logger.warning(
                 "traceroot: cannot trace %s: the instrumentor %s is not installed; run: %s",
-                integration.value, spec.instrumentor_dist, _pip_hint(integration),
+                integration.value,
+                spec.instrumentor_dist,
+                _pip_hint(integration),
             )
             return
         instrumentor = _load_object(spec.instrumentor)()
@@ -664,8 +720,11 @@ def _instrument(integration: Integration) -> None:
 def _fail(integration: Integration, exc: BaseException) -> None:
     with _state.lock:
         _state.failed[integration] = f"failed: {type(exc).__name__}"
-    logger.warning("traceroot: instrumenting %s failed; other integrations are unaffected",
-                   integration.value, exc_info=exc)
+    logger.warning(
+        "traceroot: instrumenting %s failed; other integrations are unaffected",
+        integration.value,
+        exc_info=exc,
+    )
 
 
 def status() -> dict[Integration, str]:
@@ -799,8 +858,9 @@ def activate_otel_entry_point(
                 _state.otel_hooks.append((module, hook))
             _state.finder.watch(module, hook)
     except Exception:
-        logger.warning("traceroot: OpenTelemetry instrumentor %s failed", entry_point.name,
-                       exc_info=True)
+        logger.warning(
+            "traceroot: OpenTelemetry instrumentor %s failed", entry_point.name, exc_info=True
+        )
 
 
 def _normalize(name: str) -> str:
@@ -840,8 +900,10 @@ def _top_level_modules(dist_name: str) -> list[str]:
         if len(file.parts) == 1:
             if first.endswith(".py"):
                 names.add(first[:-3])
-        elif not first.endswith((".dist-info", ".data")) and first != "__pycache__" and (
-            file.name == "__init__.py"
+        elif (
+            not first.endswith((".dist-info", ".data"))
+            and first != "__pycache__"
+            and (file.name == "__init__.py")
         ):
             names.add(first)
     return sorted(names)
