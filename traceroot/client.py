@@ -146,6 +146,12 @@ class TraceRootClient:
         except Exception as exc:  # the registry never raises; this guards the program anyway
             logger.warning("traceroot: enabling integrations failed: %r", exc)
 
+    def stamp(self, name: str) -> dict[str, Any]:
+        """The contract attributes for a span named `name` about to start in this context."""
+        if self._processor is None:
+            return {}
+        return self._processor.stamping.attributes_for(name)
+
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued; waits at most `timeout` seconds (default: the shutdown timeout)."""
         if self._processor is None or self._closed:

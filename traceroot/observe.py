@@ -149,6 +149,16 @@ class _Observed:
             self.signature = None
         params = list(self.signature.parameters) if self.signature else []
         self.skip_first = bool(params) and params[0] in ("self", "cls")
+        # Plain positional-or-keyword parameters bind without inspect's general machinery.
+        plain = self.signature is not None and all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            for p in self.signature.parameters.values()
+        )
+        self.plain_params: list[tuple[str, Any]] | None = (
+            [(p.name, p.default) for p in self.signature.parameters.values()]
+            if plain and self.signature is not None
+            else None
+        )
 
     def wrapper(self) -> Any:
         func = self.func
@@ -167,7 +177,8 @@ class _Observed:
     ) -> Span:
         # One attribute dict at start: each separate set_attribute call costs a lock
         # and a validation pass in the OpenTelemetry SDK.
-        attributes = dict(self.static)
+        attributes = client.stamp(self.name)
+        attributes.update(self.static)
         try:
             if self.capture_input:
                 attributes[attr.SPAN_INPUT] = to_json(
@@ -179,6 +190,10 @@ class _Observed:
         return client.tracer.start_span(self.name, attributes=attributes)
 
     def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self.plain_params is not None:
+            fast = self._bind_plain(self.plain_params, args, kwargs)
+            if fast is not None:
+                return fast
         if self.signature is None:
             return {"args": list(args), "kwargs": kwargs}
         try:
@@ -189,6 +204,30 @@ class _Observed:
         arguments = dict(bound.arguments)
         if self.skip_first:
             arguments.pop(next(iter(self.signature.parameters)), None)
+        return arguments
+
+    def _bind_plain(
+        self, params: list[tuple[str, Any]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """`signature.bind` + `apply_defaults` for plain parameters; None when it would fail."""
+        if len(args) > len(params) or len(args) + len(kwargs) > len(params):
+            return None
+        arguments: dict[str, Any] = {}
+        used = 0
+        for index, (name, default) in enumerate(params):
+            if index < len(args):
+                arguments[name] = args[index]
+            elif name in kwargs:
+                arguments[name] = kwargs[name]
+                used += 1
+            elif default is not inspect.Parameter.empty:
+                arguments[name] = default
+            else:
+                return None  # a required argument is missing: the call will raise
+        if used != len(kwargs):
+            return None  # an unknown or duplicated keyword
+        if self.skip_first:
+            arguments.pop(params[0][0], None)
         return arguments
 
     def _finish(self, span: Span, client: TraceRootClient, result: Any) -> None:

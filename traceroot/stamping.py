@@ -22,26 +22,34 @@ class StampingProcessor(SpanProcessor):
     def __init__(self, static_attributes: Mapping[str, AttributeValue]) -> None:
         self._static = dict(static_attributes)
 
-    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+    def attributes_for(
+        self, name: str, parent_context: context_api.Context | None = None
+    ) -> dict[str, AttributeValue]:
+        """What a span named `name` starting under `parent_context` gets stamped with."""
         stamped = dict(self._static)
         parent = trace.get_current_span(parent_context)
         parent_ctx = parent.get_span_context()
         if not parent_ctx.is_valid:
-            stamped[attr.SPAN_PATH] = [span.name]
+            stamped[attr.SPAN_PATH] = [name]
             stamped[attr.SPAN_IDS_PATH] = []
         else:
             parent_id = format(parent_ctx.span_id, "016x")
             parent_attrs = parent.attributes if isinstance(parent, ReadableSpan) else None
             parent_path = parent_attrs.get(attr.SPAN_PATH) if parent_attrs else None
             if parent_path is not None and parent_attrs is not None:
-                stamped[attr.SPAN_PATH] = [*parent_path, span.name]  # type: ignore[misc]
+                stamped[attr.SPAN_PATH] = [*parent_path, name]  # type: ignore[misc]
                 parent_ids = parent_attrs.get(attr.SPAN_IDS_PATH, ())
                 stamped[attr.SPAN_IDS_PATH] = [*parent_ids, parent_id]  # type: ignore[misc]
             else:  # a remote parent (another process) or one from another SDK
-                stamped[attr.SPAN_PATH] = [span.name]
+                stamped[attr.SPAN_PATH] = [name]
                 stamped[attr.SPAN_IDS_PATH] = [parent_id]
         stamped.update(context_attributes(parent_context))
-        span.set_attributes(stamped)
+        return stamped
+
+    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+        # Decorator spans arrive stamped already (one attribute pass instead of two).
+        if attr.SPAN_PATH not in (span.attributes or {}):
+            span.set_attributes(self.attributes_for(span.name, parent_context))
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
