@@ -346,7 +346,8 @@ def test_otel_instrumentors_two_services_one_trace(
             return {"ok": True}
 
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-        threading.Thread(target=server.run, daemon=True).start()
+        serving = threading.Thread(target=server.run, daemon=True)
+        serving.start()
         while not server.started:
             time.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
@@ -357,6 +358,7 @@ def test_otel_instrumentors_two_services_one_trace(
 
         assert call() == 200
         server.should_exit = True
+        serving.join(10)  # the server span ends in the server's thread: let it finish first
         traceroot.shutdown()
     """
     _run(run_python, script, traceroot_env)

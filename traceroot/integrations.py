@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
-import importlib.metadata
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from opentelemetry.context import Context
 from opentelemetry.trace import (
@@ -33,7 +32,15 @@ from opentelemetry.trace import (
     use_span,
 )
 
+from traceroot import distributions
+
+if TYPE_CHECKING:
+    import importlib.metadata
+
 logger = logging.getLogger("traceroot")
+
+# Ours at start-up; importlib's when opentelemetry-instrument hands one to the distro.
+AnyEntryPoint = Union[distributions.EntryPoint, "importlib.metadata.EntryPoint"]
 
 
 class Integration(str, Enum):
@@ -495,11 +502,7 @@ def _imported(module: str) -> bool:
 
 
 def _installed(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+    return distributions.installed(dist)
 
 
 def _load_object(target: str) -> Any:
@@ -796,7 +799,7 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
     if "*" in disabled:
         return
     try:
-        entry_points = importlib.metadata.entry_points(group=_OTEL_ENTRY_POINT_GROUP)
+        entry_points = distributions.entry_points(_OTEL_ENTRY_POINT_GROUP)
     except Exception:
         logger.warning("traceroot: could not list OpenTelemetry instrumentors", exc_info=True)
         return
@@ -805,17 +808,17 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
             activate_otel_entry_point(entry_point, tracer_provider)
 
 
-def _covered_by_registry(entry_point: importlib.metadata.EntryPoint, libraries: set[str]) -> bool:
+def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
     """Whether an LLM integration of ours already traces what this entry point would."""
     if entry_point.value.startswith(_OI + "."):
         return True
-    ours = {_normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
-    ours |= {_normalize(member.value) for member in Integration}
-    return _normalize(entry_point.name) in ours or bool(libraries & ours)
+    ours = {distributions.normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
+    ours |= {distributions.normalize(member.value) for member in Integration}
+    return distributions.normalize(entry_point.name) in ours or bool(libraries & ours)
 
 
 def activate_otel_entry_point(
-    entry_point: importlib.metadata.EntryPoint,
+    entry_point: AnyEntryPoint,
     tracer_provider: TracerProvider,
     **kwargs: Any,
 ) -> None:
@@ -863,15 +866,11 @@ def activate_otel_entry_point(
         )
 
 
-def _normalize(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
 _INSTRUMENTS_EXTRA = re.compile(r"""extra\s*==\s*["']instruments(-any)?["']""")
 
 
-def _instrumented_libraries(entry_point: importlib.metadata.EntryPoint) -> list[str]:
+def _instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
     """Distributions the entry point's package instruments, from its ``instruments`` extras.
 
     A regular expression rather than ``packaging``: this runs at every process start, and
@@ -890,20 +889,5 @@ def _instrumented_libraries(entry_point: importlib.metadata.EntryPoint) -> list[
 
 def _top_level_modules(dist_name: str) -> list[str]:
     """Top-level import names a distribution provides, read from its metadata only."""
-    dist = importlib.metadata.distribution(dist_name)
-    listed = dist.read_text("top_level.txt")
-    if listed:
-        return [line.strip() for line in listed.splitlines() if line.strip()]
-    names: set[str] = set()
-    for file in dist.files or []:
-        first = file.parts[0]
-        if len(file.parts) == 1:
-            if first.endswith(".py"):
-                names.add(first[:-3])
-        elif (
-            not first.endswith((".dist-info", ".data"))
-            and first != "__pycache__"
-            and (file.name == "__init__.py")
-        ):
-            names.add(first)
-    return sorted(names)
+    dist = distributions.find(dist_name)
+    return dist.top_level_modules() if dist is not None else []

@@ -1,0 +1,135 @@
+"""Installed distributions, read straight from their metadata folders.
+
+This runs at the start of every traced process. `importlib.metadata` costs tens
+of milliseconds to import and searches `sys.path` again for every question; one
+listing of `sys.path` answers them all here (the first entry wins, as for imports).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+
+def normalize(name: str) -> str:
+    """A distribution name in one spelling: `Foo_Bar.baz` -> `foo-bar-baz`."""
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One installed distribution's metadata folder (`*.dist-info` or `*.egg-info`)."""
+
+    folder: str
+
+    def read_text(self, filename: str) -> str | None:
+        """A metadata file's text, or None when it is absent."""
+        try:
+            with open(os.path.join(self.folder, filename), encoding="utf-8") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    @property
+    def requires(self) -> list[str]:
+        """The `Requires-Dist` lines of the metadata headers."""
+        text = self.read_text("METADATA") or self.read_text("PKG-INFO") or ""
+        found = []
+        for line in text.splitlines():
+            if not line.strip():
+                break  # the headers end here; the long description follows
+            if line.startswith("Requires-Dist:"):
+                found.append(line.partition(":")[2].strip())
+        return found
+
+    def top_level_modules(self) -> list[str]:
+        """The top-level import names the distribution provides."""
+        listed = self.read_text("top_level.txt")
+        if listed:
+            return [line.strip() for line in listed.splitlines() if line.strip()]
+        names: set[str] = set()
+        for line in (self.read_text("RECORD") or "").splitlines():
+            parts = line.split(",", 1)[0].strip('"').split("/")
+            first = parts[0]
+            if len(parts) == 1 and first.endswith(".py"):
+                names.add(first[:-3])
+            elif (
+                len(parts) > 1
+                and parts[-1] == "__init__.py"
+                and not first.endswith((".dist-info", ".data"))
+                and first != "__pycache__"
+            ):
+                names.add(first)
+        return sorted(names)
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """An entry point, shaped like `importlib.metadata.EntryPoint` where it is used."""
+
+    name: str
+    value: str
+    group: str
+    dist: Distribution
+
+    def load(self) -> Any:
+        """Import the module and return the object the entry point names."""
+        target = self.value.split("[", 1)[0].strip()
+        module_name, _, attribute = target.partition(":")
+        loaded: Any = importlib.import_module(module_name.strip())
+        for part in filter(None, attribute.strip().split(".")):
+            loaded = getattr(loaded, part)
+        return loaded
+
+
+@functools.cache
+def _folders() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        folder = entry or os.curdir
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith((".dist-info", ".egg-info")):
+                dist = name.rsplit(".", 1)[0].split("-", 1)[0]
+                found.setdefault(normalize(dist), os.path.join(folder, name))
+    return found
+
+
+def find(name: str) -> Distribution | None:
+    """The installed distribution called `name`, if any."""
+    folder = _folders().get(normalize(name))
+    return Distribution(folder) if folder is not None else None
+
+
+def installed(name: str) -> bool:
+    """Whether a distribution called `name` is installed."""
+    return normalize(name) in _folders()
+
+
+def entry_points(group: str) -> list[EntryPoint]:
+    """The entry points of `group`, reading only the files that declare the group."""
+    found: list[EntryPoint] = []
+    header = f"[{group}]"
+    for folder in _folders().values():
+        dist = Distribution(folder)
+        text = dist.read_text("entry_points.txt")
+        if not text or header not in text:
+            continue
+        section = None
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith(("#", ";")):
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1].strip()
+            elif section == group and "=" in line:
+                name, _, value = line.partition("=")
+                found.append(EntryPoint(name.strip(), value.strip(), group, dist))
+    return found
