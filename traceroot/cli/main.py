@@ -19,7 +19,6 @@ from typing import NoReturn
 
 import click
 
-from traceroot.cli.envfile import EnvFileError, load_env_file
 from traceroot.version import __version__
 
 PROG = "traceroot-run"
@@ -305,6 +304,9 @@ def main(
     if not no_env_file:
         path = env_file if env_file is not None else Path(".env")
         if env_file is not None or path.is_file():
+            # python-dotenv loads only when there is a file to read: start-up stays fast.
+            from traceroot.cli.envfile import EnvFileError, load_env_file
+
             try:
                 for problem in load_env_file(path, env):
                     _notice(f"{PROG}: warning: {problem}")
