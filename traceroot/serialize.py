@@ -142,8 +142,24 @@ def _slot_names(cls: type) -> list[str]:
     return [n for n in names if n not in ("__dict__", "__weakref__")]
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
+def _plain_dict(value: Any, limit: int) -> bool:
+    """A dict of short strings, ints, bools and None: JSON as it is, nothing to convert."""
+    if type(value) is not dict or len(value) > 32:
+        return False
+    for key, item in value.items():
+        kind = type(item)
+        if type(key) is not str or kind not in _PLAIN or (kind is str and len(item) > limit):
+            return False
+    return True
+
+
 def to_json(value: Any, limit: int = 32768) -> str:
     """`value` as a JSON string, bounded to `limit` characters."""
+    if _plain_dict(value, limit):  # the common case: a call's arguments
+        return truncate(json.dumps(value), limit)
     walk = _Walk()
     try:
         text = json.dumps(_convert(value, limit, walk, 0), allow_nan=False)
