@@ -27,6 +27,8 @@ class StampingProcessor(SpanProcessor):
     ) -> dict[str, AttributeValue]:
         """What a span named `name` starting under `parent_context` gets stamped with."""
         stamped = dict(self._static)
+        if parent_context is None:
+            parent_context = context_api.get_current()
         parent = trace.get_current_span(parent_context)
         parent_ctx = parent.get_span_context()
         if not parent_ctx.is_valid:

@@ -27,12 +27,17 @@ _METADATA_DICT_KEY = "traceroot.using_attributes.metadata"
 
 def context_attributes(ctx: context_api.Context | None = None) -> dict[str, Any]:
     """The `using_attributes` values active in `ctx` (default: the current context)."""
+    if ctx is None:
+        ctx = context_api.get_current()  # once: this runs at every span start
     found = {}
-    for key in (attr.USER_ID, attr.SESSION_ID, attr.METADATA, attr.TAG_TAGS):
-        value = context_api.get_value(key, ctx)
+    for key in _CONTEXT_KEYS:
+        value = ctx.get(key)
         if value is not None:
             found[key] = value
     return found
+
+
+_CONTEXT_KEYS = (attr.USER_ID, attr.SESSION_ID, attr.METADATA, attr.TAG_TAGS)
 
 
 class using_attributes:  # noqa: N801 - lowercase, as in the SDK docs and OpenInference
