@@ -138,7 +138,8 @@ class SpanFinisher:
 
 
 def _any_too_long(values: tuple[Any, ...], limit: int) -> bool:
-    return any(type(i) is str and len(i) > limit for i in values)
+    # Attribute arrays are homogeneous: an array of strings has a string first.
+    return bool(values) and type(values[0]) is str and max(map(len, values)) > limit
 
 
 def _plain_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
