@@ -626,3 +626,47 @@ def test_flask_debug_reloader_traces_the_serving_child(
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_two_services_under_the_launcher_make_one_trace(
+    receiver: OTLPReceiver, env: dict, tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.fastapi")
+    pytest.importorskip("opentelemetry.instrumentation.httpx")
+    port = free_port()
+    server = start(
+        ["uvicorn", "--app-dir", str(APPS), "--port", str(port), "fastapi_service:app"],
+        env,
+        tmp_path,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/work"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # bounded wait for the server to listen
+            assert server.poll() is None, server.communicate()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        client = subprocess.run(
+            [*launcher(), "python", str(APPS / "httpx_client.py"), url],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert client.returncode == 0 and client.stdout == "200\n", client.stderr
+        spans = receiver.wait_for(
+            lambda rx: rx.spans if any(s.kind == "SERVER" for s in rx.spans) else None
+        )
+    finally:
+        stop(server)
+    (observed,) = [s for s in spans if s.name == "client"]
+    (http_call,) = [s for s in spans if s.kind == "CLIENT"]
+    (served,) = [s for s in spans if s.kind == "SERVER"]
+    assert http_call.parent_span_id == observed.span_id
+    assert served.parent_span_id == http_call.span_id
+    assert served.trace_id == http_call.trace_id == observed.trace_id
+    assert served.attributes["traceroot.span.ids_path"] == [http_call.span_id]
