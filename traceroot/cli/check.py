@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from traceroot import integrations
+from traceroot import git, integrations
 from traceroot.config import Config, Destination, load_config, mask_secret
 from traceroot.integrations import Integration
 from traceroot.version import SDK_NAME, __version__
@@ -84,7 +84,9 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
     _line("TRACEROOT_FLUSH_AT", config.flush_at)
     _line("TRACEROOT_TIMEOUT", f"{config.timeout:g} s")
     _line("TRACEROOT_SHUTDOWN_TIMEOUT", f"{config.shutdown_timeout:g} s")
-    _line("git", f"{_show(config.git_repo, 'auto-detected')} @ {_show(config.git_ref, 'auto')}")
+    found = git.detect(config.git_repo, config.git_ref)
+    _line("git repository", _show(found.repo, "<not found: set TRACEROOT_GIT_REPO>"))
+    _line("git ref", _show(found.ref, "<not found: set TRACEROOT_GIT_REF>"))
 
 
 def _integration_states(config: Config) -> dict[Integration, str]:
