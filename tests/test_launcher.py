@@ -670,3 +670,28 @@ def test_two_services_under_the_launcher_make_one_trace(
     assert served.parent_span_id == http_call.span_id
     assert served.trace_id == http_call.trace_id == observed.trace_id
     assert served.attributes["traceroot.span.ids_path"] == [http_call.span_id]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("false", "False")])
+def test_standard_instrumentors_follow_traceroot_otel_instrumentors(
+    env: dict, tmp_path: Path, setting: str | None, expected: str
+) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.httpx")
+    if setting is not None:
+        env["TRACEROOT_OTEL_INSTRUMENTORS"] = setting
+    program = tmp_path / "uses_httpx.py"
+    program.write_text(
+        "import httpx\n"
+        "from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor\n"
+        "print(HTTPXClientInstrumentor().is_instrumented_by_opentelemetry)\n"
+    )
+    done = subprocess.run(
+        [*launcher(), "python", str(program)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{expected}\n"
