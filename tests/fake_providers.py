@@ -51,12 +51,15 @@ def _openai_completion(model: str) -> dict[str, Any]:
 
 
 def _openai_stream(model: str, include_usage: bool) -> Iterator[str]:
-    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
-            "model": model}
+    base = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+    }
     for i, piece in enumerate(STREAM_PIECES):
         delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-        yield json.dumps({**base, "choices": [{"index": 0, "delta": delta,
-                                                "finish_reason": None}]})
+        yield json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
     yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     if include_usage:
         yield json.dumps({**base, "choices": [], "usage": _openai_completion(model)["usage"]})
@@ -77,26 +80,46 @@ def _anthropic_message(model: str) -> dict[str, Any]:
 
 
 def _anthropic_stream(model: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    start = {**_anthropic_message(model), "content": [], "stop_reason": None,
-             "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}
+    start = {
+        **_anthropic_message(model),
+        "content": [],
+        "stop_reason": None,
+        "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1},
+    }
     yield "message_start", {"type": "message_start", "message": start}
-    yield "content_block_start", {"type": "content_block_start", "index": 0,
-                                  "content_block": {"type": "text", "text": ""}}
+    yield (
+        "content_block_start",
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    )
     for piece in STREAM_PIECES:
-        yield "content_block_delta", {"type": "content_block_delta", "index": 0,
-                                      "delta": {"type": "text_delta", "text": piece}}
+        yield (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            },
+        )
     yield "content_block_stop", {"type": "content_block_stop", "index": 0}
-    yield "message_delta", {"type": "message_delta",
-                            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                            "usage": {"output_tokens": COMPLETION_TOKENS}}
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": COMPLETION_TOKENS},
+        },
+    )
     yield "message_stop", {"type": "message_stop"}
 
 
 def _gemini_response(model: str, text: str, usage: bool = True) -> dict[str, Any]:
     body: dict[str, Any] = {
         "candidates": [
-            {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
-             "index": 0}
+            {
+                "content": {"role": "model", "parts": [{"text": text}]},
+                "finishReason": "STOP",
+                "index": 0,
+            }
         ],
         "modelVersion": model,
     }
@@ -125,8 +148,17 @@ class _Handler(BaseHTTPRequestHandler):
         if "/models/" in path:
             model = path.split("/models/", 1)[1].split(":", 1)[0]
         if model == FAIL_MODEL:
-            self._json(500, {"error": {"message": "fake provider failure", "type": "server_error",
-                                       "code": 500, "status": "INTERNAL"}})
+            self._json(
+                500,
+                {
+                    "error": {
+                        "message": "fake provider failure",
+                        "type": "server_error",
+                        "code": 500,
+                        "status": "INTERNAL",
+                    }
+                },
+            )
         elif path.endswith("/chat/completions"):
             if body.get("stream"):
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -204,7 +236,6 @@ class FakeProviders:
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
         """(path, JSON body) of every request received."""
         return list(self._server.requests)
-
 
 
 # -- Mistral and Groq ----------------------------------------------------------------------

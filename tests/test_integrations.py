@@ -186,13 +186,22 @@ def provider_run(
 ) -> Iterator[tuple[list[ReceivedSpan], dict[str, Any]]]:
     """Run the provider program once; every provider test reads its spans."""
     with OTLPReceiver() as receiver, FakeProviders() as fake:
-        env = clean_env({"TRACEROOT_API_KEY": "k", "TRACEROOT_HOST_URL": receiver.url,
-                         "TRACEROOT_FLUSH_INTERVAL": "0.2"})
+        env = clean_env(
+            {
+                "TRACEROOT_API_KEY": "k",
+                "TRACEROOT_HOST_URL": receiver.url,
+                "TRACEROOT_FLUSH_INTERVAL": "0.2",
+            }
+        )
         path = tmp_path_factory.mktemp("providers") / "app.py"
         path.write_text(textwrap.dedent(PROVIDERS_SCRIPT))
         result = subprocess.run(
             [sys.executable, str(path), fake.url, FAIL_MODEL, REPLY],
-            env=env, capture_output=True, text=True, timeout=120, cwd=path.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=path.parent,
         )
         assert result.returncode == 0, result.stderr
         errors = json.loads(result.stdout.strip().splitlines()[-1])
@@ -254,18 +263,26 @@ def test_langchain_chain_llm_and_tool(
     kinds = {c.attributes.get("openinference.span.kind"): c for c in children}
     assert set(kinds) == {"CHAIN", "TOOL"}
     assert kinds["TOOL"].attributes["tool.name"] == "add"
-    (llm,) = [s for s in _children(spans, kinds["CHAIN"])
-              if s.attributes.get("openinference.span.kind") == "LLM"]
+    (llm,) = [
+        s
+        for s in _children(spans, kinds["CHAIN"])
+        if s.attributes.get("openinference.span.kind") == "LLM"
+    ]
     assert llm.trace_id == agent.trace_id
     assert llm.attributes["llm.input_messages.0.message.content"] == "What is 2 + 3?"
     assert _output_text(llm) == "use add"
     assert llm.attributes["user.id"] == "user-1"
-    assert llm.attributes["traceroot.span.path"] == ["langchain_agent", "RunnableSequence",
-                                                     llm.name]
+    assert llm.attributes["traceroot.span.path"] == [
+        "langchain_agent",
+        "RunnableSequence",
+        llm.name,
+    ]
 
 
 def test_nothing_imported_until_the_program_does(
-    run_python: RunPython, receiver: OTLPReceiver, traceroot_env: dict[str, str],
+    run_python: RunPython,
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
     providers: FakeProviders,
 ) -> None:
     script = """
@@ -293,7 +310,9 @@ def test_nothing_imported_until_the_program_does(
 
 
 def test_explicit_list_wins_over_auto_and_nothing_is_instrumented_twice(
-    run_python: RunPython, receiver: OTLPReceiver, traceroot_env: dict[str, str],
+    run_python: RunPython,
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
     providers: FakeProviders,
 ) -> None:
     script = """
@@ -323,7 +342,9 @@ def test_explicit_list_wins_over_auto_and_nothing_is_instrumented_twice(
 
 
 def test_otel_instrumentors_two_services_one_trace(
-    run_python: RunPython, receiver: OTLPReceiver, traceroot_env: dict[str, str],
+    run_python: RunPython,
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
 ) -> None:
     pytest.importorskip("opentelemetry.instrumentation.fastapi")
     pytest.importorskip("opentelemetry.instrumentation.httpx")
@@ -374,16 +395,21 @@ def test_otel_instrumentors_two_services_one_trace(
 
 
 def test_distro_initializes_traceroot_under_opentelemetry_instrument(
-    run_python: RunPython, receiver: OTLPReceiver, traceroot_env: dict[str, str],
-    providers: FakeProviders, tmp_path: Path,
+    run_python: RunPython,
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
+    providers: FakeProviders,
+    tmp_path: Path,
 ) -> None:
     # A program with no traceroot in it at all.
-    (tmp_path / "app.py").write_text(textwrap.dedent("""
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
         import sys
         import openai
         client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="k", max_retries=0)
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
-    """))
+    """)
+    )
     launcher = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
     assert launcher is not None
     env = {**traceroot_env, "OTEL_PYTHON_DISTRO": "traceroot"}
@@ -445,8 +471,9 @@ def test_a_failing_instrumentor_is_reported_and_others_still_work(
     import anthropic  # noqa: F401
     import openai  # noqa: F401  (imported, so activation instruments at once)
 
-    broken = _Spec(("openai",), "openai", "openinference-instrumentation-openai",
-                   "test_integrations:Exploding")
+    broken = _Spec(
+        ("openai",), "openai", "openinference-instrumentation-openai", "test_integrations:Exploding"
+    )
     monkeypatch.setitem(REGISTRY, Integration.OPENAI, broken)
     with caplog.at_level(logging.WARNING, logger="traceroot"):
         integrations.activate(["openai", "anthropic"], provider, explicit=True)
@@ -461,8 +488,7 @@ def test_a_missing_instrumentor_names_the_pip_command(
 ) -> None:
     import openai  # noqa: F401
 
-    orphan = _Spec(("openai",), "openai", "no-such-instrumentor-dist", "nowhere:Nothing",
-                   "crewai")
+    orphan = _Spec(("openai",), "openai", "no-such-instrumentor-dist", "nowhere:Nothing", "crewai")
     monkeypatch.setitem(REGISTRY, Integration.OPENAI, orphan)
     with caplog.at_level(logging.WARNING, logger="traceroot"):
         integrations.activate(["openai"], provider, explicit=True)
@@ -489,5 +515,7 @@ def test_client_libraries_add_no_spans_of_their_own(
     spans, _ = provider_run
     scopes = {s.scope_name for s in spans}
     # anthropic traces its own calls once a provider is global; we keep only OpenInference's.
-    assert scopes <= {"traceroot-sdk"} | {f"openinference.instrumentation.{n}" for n in
-                                          ("openai", "anthropic", "langchain", "google_genai")}
+    assert scopes <= {"traceroot-sdk"} | {
+        f"openinference.instrumentation.{n}"
+        for n in ("openai", "anthropic", "langchain", "google_genai")
+    }

@@ -52,11 +52,20 @@ needs_litellm = _requires("litellm", f"{_OI}.litellm")
 def _run(script: str, extra_env: dict[str, str] | None = None) -> list[ReceivedSpan]:
     """Run ``script`` (argv[1] = the fake provider's URL); the spans it sent."""
     with OTLPReceiver() as receiver, FakeProviders() as fake:
-        env = clean_env({"TRACEROOT_API_KEY": "k", "TRACEROOT_HOST_URL": receiver.url,
-                         "TRACEROOT_FLUSH_INTERVAL": "0.2", **(extra_env or {})})
+        env = clean_env(
+            {
+                "TRACEROOT_API_KEY": "k",
+                "TRACEROOT_HOST_URL": receiver.url,
+                "TRACEROOT_FLUSH_INTERVAL": "0.2",
+                **(extra_env or {}),
+            }
+        )
         result = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(script), fake.url],
-            env=env, capture_output=True, text=True, timeout=90,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
         )
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr, result.stderr
@@ -123,8 +132,11 @@ MISTRAL_SCENARIOS = ["mistral_sync", "mistral_async", "mistral_stream"]
 
 
 def _mistral_script(integrations: str) -> str:
-    return (textwrap.dedent(MISTRAL_SCRIPT).replace("INTEGRATIONS", integrations)
-            .replace("REPLY", repr(REPLY)))
+    return (
+        textwrap.dedent(MISTRAL_SCRIPT)
+        .replace("INTEGRATIONS", integrations)
+        .replace("REPLY", repr(REPLY))
+    )
 
 
 @pytest.fixture(scope="module", params=["default", "global"])
@@ -281,8 +293,9 @@ LITELLM_SCRIPT = """
 @needs_litellm
 def test_litellm_call_is_one_llm_span_with_the_openai_integration_on() -> None:
     # No download of litellm's model cost map: there is no network here.
-    spans = _run(LITELLM_SCRIPT.replace("REPLY", repr(REPLY)),
-                 {"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    spans = _run(
+        LITELLM_SCRIPT.replace("REPLY", repr(REPLY)), {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    )
     for name in ("litellm_sync", "litellm_async"):
         _assert_one_llm_span(spans, name, "openai/gpt-x", f"{_OI}.litellm")
     _assert_one_llm_span(spans, "openai_direct", "gpt-x", f"{_OI}.openai")
