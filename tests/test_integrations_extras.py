@@ -299,3 +299,54 @@ def test_litellm_call_is_one_llm_span_with_the_openai_integration_on() -> None:
     for name in ("litellm_sync", "litellm_async"):
         _assert_one_llm_span(spans, name, "openai/gpt-x", f"{_OI}.litellm")
     _assert_one_llm_span(spans, "openai_direct", "gpt-x", f"{_OI}.openai")
+
+
+# -- LangChain's ChatOpenAI with the OpenAI integration on -------------------------------
+
+needs_langchain_openai = _requires("langchain_openai", f"{_OI}.langchain", f"{_OI}.openai")
+
+LANGCHAIN_OPENAI_SCRIPT = """
+    import sys
+    import traceroot
+    from traceroot import Integration, observe
+
+    # What traceroot-run does when both libraries are installed.
+    traceroot.initialize(integrations=[Integration.LANGCHAIN, Integration.OPENAI])
+    from langchain_core.runnables import RunnableLambda
+    from langchain_openai import ChatOpenAI
+    from openai import OpenAI
+
+    base = sys.argv[1] + "/v1"
+    chat = ChatOpenAI(model="gpt-x", base_url=base, api_key="k", max_retries=0)
+    client = OpenAI(base_url=base, api_key="k", max_retries=0)
+
+    @observe(name="chat_openai")
+    def via_langchain():
+        return chat.invoke("Say hello").content
+
+    def ask(question):
+        messages = [{"role": "user", "content": question}]
+        reply = client.chat.completions.create(model="gpt-x", messages=messages)
+        return reply.choices[0].message.content
+
+    @observe(name="openai_inside_a_runnable")
+    def direct_in_a_chain():
+        return RunnableLambda(ask).invoke("Say hello")
+
+    assert via_langchain() == REPLY
+    assert direct_in_a_chain() == REPLY
+    traceroot.shutdown()
+"""
+
+
+@needs_langchain_openai
+def test_chat_openai_call_is_one_llm_span_with_the_openai_integration_on() -> None:
+    spans = _run(LANGCHAIN_OPENAI_SCRIPT.replace("REPLY", repr(REPLY)))
+    # LangChain's LLM span stays; the openai client's span for the same call steps aside.
+    _assert_one_llm_span(spans, "chat_openai", "gpt-x", f"{_OI}.langchain")
+    # The openai client called by other code inside LangChain keeps its own span.
+    _, children = _scenario(spans, "openai_inside_a_runnable")
+    llm = [c for c in children if c.attributes.get("openinference.span.kind") == "LLM"]
+    assert [(s.scope_name, s.attributes["llm.model_name"]) for s in llm] == [
+        (f"{_OI}.openai", "gpt-x")
+    ]

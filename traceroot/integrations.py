@@ -302,13 +302,39 @@ class _AgentFrameworkInstrumentor:
 
 # Tracers whose spans repeat, for the same call, an LLM span one of our integrations
 # already makes: tracer (instrumentation scope) name -> (that integration, its span's scope).
-_DUPLICATES: dict[str, tuple[Integration, str]] = {
+@dataclass(frozen=True)
+class _Cover:
+    """When a span of another scope duplicates ``integration``'s LLM span for one call."""
+
+    integration: Integration
+    parent_scope: str | None = None  # it would start directly under that scope's span
+    caller_module: str | None = None  # or it would start inside that library's code
+
+
+_DUPLICATES: dict[str, tuple[_Cover, ...]] = {
     # mistralai 2.0-2.4.7 traces every API call on the global provider; later releases do
     # when asked to (MISTRAL_SDK_TELEMETRY=global, Mistral(telemetry="global")).
-    "mistralai_sdk_tracer": (Integration.MISTRAL, f"{_OI}.mistralai"),
-    # litellm reaches OpenAI-compatible providers through the openai client.
-    f"{_OI}.openai": (Integration.LITELLM, f"{_OI}.litellm"),
+    "mistralai_sdk_tracer": (_Cover(Integration.MISTRAL, parent_scope=f"{_OI}.mistralai"),),
+    f"{_OI}.openai": (
+        # litellm reaches OpenAI-compatible providers through the openai client.
+        _Cover(Integration.LITELLM, parent_scope=f"{_OI}.litellm"),
+        # So does LangChain's ChatOpenAI; LangChain's spans never become the current span,
+        # so the openai span would be a sibling of its LLM span, found by the caller instead.
+        _Cover(Integration.LANGCHAIN, caller_module="langchain_openai"),
+    ),
 }
+
+
+def _called_from(module: str, depth: int = 64) -> bool:
+    """Whether code of ``module`` (or its submodules) is on the calling stack."""
+    prefix = module + "."
+    frame = sys._getframe(2)
+    while frame is not None and depth > 0:
+        name = frame.f_globals.get("__name__", "")
+        if name == module or name.startswith(prefix):
+            return True
+        frame, depth = frame.f_back, depth - 1  # type: ignore[assignment]
+    return False
 
 
 class _YieldingTracer(Tracer):
@@ -320,10 +346,9 @@ class _YieldingTracer(Tracer):
     span: nothing is orphaned. Anywhere else the tracer is the one it wraps.
     """
 
-    def __init__(self, inner: Tracer, integration: Integration, scope: str) -> None:
+    def __init__(self, inner: Tracer, covers: tuple[_Cover, ...]) -> None:
         self._inner = inner
-        self._integration = integration
-        self._scope = scope
+        self._covers = covers
 
     def __getattr__(self, name: str) -> Any:  # sampler, id_generator, ...: the inner tracer's
         if name == "_inner":
@@ -332,14 +357,16 @@ class _YieldingTracer(Tracer):
 
     def _covered(self, context: Context | None) -> Span | None:
         parent = get_current_span(context)
-        scope = getattr(parent, "instrumentation_scope", None)
-        if (
-            getattr(scope, "name", None) != self._scope
-            or not parent.is_recording()
-            or self._integration not in _state.instrumented
-        ):
-            return None
-        return NonRecordingSpan(parent.get_span_context())
+        for cover in self._covers:
+            if cover.integration not in _state.instrumented:
+                continue
+            if cover.parent_scope is not None:
+                scope = getattr(parent, "instrumentation_scope", None)
+                if getattr(scope, "name", None) == cover.parent_scope and parent.is_recording():
+                    return NonRecordingSpan(parent.get_span_context())
+            elif cover.caller_module is not None and _called_from(cover.caller_module):
+                return NonRecordingSpan(parent.get_span_context())
+        return None
 
     def start_span(
         self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
@@ -382,8 +409,8 @@ def _yield_duplicates(provider: TracerProvider | None) -> None:
 
     def get_tracer(name: str, *args: Any, **kwargs: Any) -> Tracer:
         tracer = original(name, *args, **kwargs)
-        covering = _DUPLICATES.get(name)
-        return tracer if covering is None else _YieldingTracer(tracer, *covering)
+        covers = _DUPLICATES.get(name)
+        return tracer if covers is None else _YieldingTracer(tracer, covers)
 
     setattr(provider, "get_tracer", get_tracer)  # noqa: B010  (this instance only)
     _state.yielding, _state.yielding_hook = provider, get_tracer
@@ -627,7 +654,7 @@ def _activate(
             if _request(integration, named=named)
         ]
         active = {*ready, *_state.hooks, *_state.instrumented}
-        if any(integration in active for integration, _ in _DUPLICATES.values()):
+        if any(c.integration in active for covers in _DUPLICATES.values() for c in covers):
             _yield_duplicates(tracer_provider)
     # Instrumenting imports modules, so it happens without the lock: another thread may be
     # inside an import, waiting for the lock in its hook.
