@@ -300,6 +300,7 @@ class _AgentFrameworkInstrumentor:
 
 # -- one LLM call, one LLM span ----------------------------------------------------------
 
+
 # Tracers whose spans repeat, for the same call, an LLM span one of our integrations
 # already makes: tracer (instrumentation scope) name -> (that integration, its span's scope).
 @dataclass(frozen=True)
