@@ -306,3 +306,12 @@ def test_default_limit_is_32768(run_python, receiver: OTLPReceiver, traceroot_en
     _, spans = run_traced(run_python, receiver, traceroot_env, script, expect=1)
     out = spans.one("f").attributes["traceroot.span.output"]
     assert_cut(out, "z" * 40000, 32768)
+
+
+def test_a_string_array_is_bounded_in_total() -> None:
+    values = ["s" * 100] * 50
+    bounded = to_output_value(values, 100)
+    assert isinstance(bounded, list)
+    assert bounded[:8] == ["s" * 100] * 8
+    assert bounded[8:] == ["...[42 more items]"]
+    assert to_output_value(["a", "b"], 100) == ["a", "b"]

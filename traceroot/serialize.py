@@ -177,5 +177,22 @@ def to_output_value(value: Any, limit: int = 32768) -> AttributeValue:
     if isinstance(value, float):
         return value if math.isfinite(value) else to_jsonable(value)  # type: ignore[no-any-return]
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return [truncate(v, limit) for v in value]
+        return _bounded_strings(value, limit)
     return to_json(value, limit)
+
+
+# A string array's items are each cut at the limit; the whole array stops at this many limits.
+ARRAY_LIMITS = 8
+
+
+def _bounded_strings(values: list[str] | tuple[str, ...], limit: int) -> list[str]:
+    items: list[str] = []
+    total = 0
+    for index, value in enumerate(values):
+        item = truncate(value, limit)
+        total += len(item)
+        if items and total > limit * ARRAY_LIMITS:
+            items.append(f"...[{len(values) - index} more items]")
+            break
+        items.append(item)
+    return items
