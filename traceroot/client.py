@@ -201,6 +201,14 @@ def initialize(
     """
     global _client, _shut_down
     with _lock:
+        if _client is not None and _client.mode == "explicit" and not _shut_down:
+            logger.warning(
+                "traceroot: initialize() was called more than once; keeping the first "
+                "configuration. Call traceroot.shutdown() first to re-initialize."
+            )
+            if redact is not None and _client.redact is None:
+                _client.reconfigure(_client.config, redact, "explicit")
+            return _client
         config = load_config(
             api_key=api_key,
             host_url=host_url,
@@ -212,14 +220,6 @@ def initialize(
             git_repo=git_repo,
             git_ref=git_ref,
         )
-        if _client is not None and _client.mode == "explicit" and not _shut_down:
-            logger.warning(
-                "traceroot: initialize() was called more than once; keeping the first "
-                "configuration. Call traceroot.shutdown() first to re-initialize."
-            )
-            if redact is not None and _client.redact is None:
-                _client.reconfigure(_client.config, redact, "explicit")
-            return _client
         if _client is not None:
             _client.reconfigure(config, redact, "explicit")
         else:

@@ -529,10 +529,6 @@ def _imported(module: str) -> bool:
     return not getattr(spec, "_initializing", False)
 
 
-def _installed(dist: str) -> bool:
-    return distributions.installed(dist)
-
-
 def _load_object(target: str) -> Any:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -682,7 +678,7 @@ def _request(integration: Integration, *, named: bool) -> bool:
     spec = REGISTRY[integration]
     if integration in _state.instrumented or integration in _state.hooks:
         return False
-    if not any(_installed(dist) for dist in spec.dists):
+    if not any(distributions.installed(dist) for dist in spec.dists):
         log = logger.warning if named else logger.debug
         log(
             "traceroot: skipping the %s integration: %s is not installed",
@@ -722,7 +718,7 @@ def _instrument(integration: Integration) -> None:
     # The lock is not held while instrumenting: that imports modules, and another
     # thread may be inside an import waiting for the lock in its hook.
     try:
-        if not _installed(spec.instrumentor_dist):
+        if not distributions.installed(spec.instrumentor_dist):
             logger.warning(
                 "traceroot: cannot trace %s: the instrumentor %s is not installed; run: %s",
                 integration.value,
@@ -771,9 +767,9 @@ def status() -> dict[Integration, str]:
                 result[integration] = "instrumented"
             elif integration in _state.failed:
                 result[integration] = _state.failed[integration]
-            elif not any(_installed(dist) for dist in spec.dists):
+            elif not any(distributions.installed(dist) for dist in spec.dists):
                 result[integration] = "library not installed"
-            elif not _installed(spec.instrumentor_dist):
+            elif not distributions.installed(spec.instrumentor_dist):
                 result[integration] = f"instrumentor missing ({_pip_hint(integration)})"
             elif integration in _state.hooks:
                 result[integration] = "waiting for import"
@@ -864,7 +860,9 @@ def activate_otel_entry_point(
         if _covered_by_registry(entry_point, set(libraries)):
             logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
             return
-        modules = [m for lib in libraries if _installed(lib) for m in _top_level_modules(lib)]
+        modules = [
+            m for lib in libraries if distributions.installed(lib) for m in _top_level_modules(lib)
+        ]
         if libraries and not modules:
             logger.debug("traceroot: %s skipped: its library is not installed", entry_point.name)
             return

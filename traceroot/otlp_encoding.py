@@ -105,11 +105,10 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
     return out
 
 
-def _flags(parent: SpanContext | None) -> bytes:
-    flags = _FLAGS_HAS_IS_REMOTE | (
-        _FLAGS_IS_REMOTE if parent is not None and parent.is_remote else 0
-    )
-    return b"\x85\x01" + _pack_fixed32(flags)
+def _flags(context: SpanContext | None) -> int:
+    """SpanFlags: whether the (parent or linked) context is remote is always known."""
+    remote = context is not None and context.is_remote
+    return _FLAGS_HAS_IS_REMOTE | (_FLAGS_IS_REMOTE if remote else 0)
 
 
 def _trace_state(context: SpanContext) -> bytes:
@@ -126,10 +125,7 @@ def _link(link: Link) -> bytes:
     parts.extend(_attributes(b"\x22", link.attributes))
     if link.dropped_attributes:
         parts.append(b"\x28" + _varint(link.dropped_attributes))
-    parts.append(
-        b"\x35"
-        + _pack_fixed32(_FLAGS_HAS_IS_REMOTE | (_FLAGS_IS_REMOTE if context.is_remote else 0))
-    )
+    parts.append(b"\x35" + _pack_fixed32(_flags(context)))
     return _field(b"\x6a", b"".join(parts))
 
 
@@ -174,7 +170,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     if status.status_code.value:
         status_parts.append(b"\x18" + _varint(status.status_code.value))
     parts.append(_field(b"\x7a", b"".join(status_parts)))
-    parts.append(_flags(parent))
+    parts.append(b"\x85\x01" + _pack_fixed32(_flags(parent)))  # field 16, fixed32
     return b"".join(parts)
 
 
