@@ -197,7 +197,7 @@ def test_user_initialize_gives_one_provider_and_no_duplicates(
     result = launch(["python", str(APPS / "explicit_init.py")], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert result.stdout == "TracerProvider 1\n"
+    assert result.stdout == "True 1\n"
     assert [s.name for s in receiver.spans] == ["explicit"]
 
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from traceroot import attributes as attr
 from traceroot import git, integrations, lifecycle, propagation
 from traceroot.config import Config, load_config
+from traceroot.light_span import LightTracer
 from traceroot.pipeline import ExportPipeline
 from traceroot.redaction import Redact
 from traceroot.stamping import StampingProcessor
@@ -48,6 +51,20 @@ class _SwitchableProcessor(SpanProcessor):
         return self.pipeline.force_flush(timeout_millis)
 
 
+class _OwnProvider(TracerProvider):
+    """The provider we install; it notices when anyone else adds a processor to it."""
+
+    def __init__(self, resource: Resource, on_foreign_processor: Callable[[], None]) -> None:
+        super().__init__(resource=resource, shutdown_on_exit=False)
+        self.ours: SpanProcessor | None = None
+        self._on_foreign_processor = on_foreign_processor
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        if span_processor is not self.ours:
+            self._on_foreign_processor()
+
+
 class TraceRootClient:
     """Holds the configuration and the tracing pipeline of this process."""
 
@@ -59,6 +76,7 @@ class TraceRootClient:
         self.tracer: trace.Tracer = trace.NoOpTracer()
         self._processor: _SwitchableProcessor | None = None
         self._provider: TracerProvider | None = None
+        self._light: LightTracer | None = None
         self._closed = False
         if config.enabled:
             self._start()
@@ -79,17 +97,35 @@ class TraceRootClient:
     def _start(self) -> None:
         self.git = git.detect(self.config.git_repo, self.config.git_ref)
         stamping, pipeline = self._build_processors()
+        self._processor = _SwitchableProcessor(stamping, pipeline)
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider):
             provider = existing  # join it: the app's own exporters keep working
         else:
-            provider = TracerProvider(resource=self._resource(), shutdown_on_exit=False)
+            provider = _OwnProvider(self._resource(), self._stop_light_spans)
+            provider.ours = self._processor
             trace.set_tracer_provider(provider)
-        self._processor = _SwitchableProcessor(stamping, pipeline)
         provider.add_span_processor(self._processor)
         self._provider = provider
         self.tracer = provider.get_tracer(attr.DECORATOR_SCOPE, __version__)
+        # Light spans only where they change nothing: our provider, our processor alone on
+        # it, and its default sampler (anything else gets the SDK's spans).
+        if (
+            isinstance(provider, _OwnProvider)
+            and isinstance(self.tracer, Tracer)
+            and provider.sampler is DEFAULT_ON
+            and provider.ours is self._processor
+        ):
+            self._light = LightTracer(
+                provider.resource,
+                InstrumentationScope(attr.DECORATOR_SCOPE, __version__),
+                provider.id_generator,
+                self._processor.on_end,
+            )
         self._announce()
+
+    def _stop_light_spans(self) -> None:
+        self._light = None  # another processor must see every span: SDK spans from now on
 
     def _build_processors(self) -> tuple[StampingProcessor, ExportPipeline]:
         static: dict[str, Any] = {attr.SDK_NAME: SDK_NAME, attr.SDK_VERSION: __version__}
@@ -146,11 +182,20 @@ class TraceRootClient:
         except Exception as exc:  # the registry never raises; this guards the program anyway
             logger.warning("traceroot: enabling integrations failed: %r", exc)
 
-    def stamp(self, name: str) -> dict[str, Any]:
-        """The contract attributes for a span named `name` about to start in this context."""
+    def start_span(self, name: str, attributes: dict[str, Any]) -> trace.Span:
+        """A span named `name` in the current context: the contract attributes, then ours."""
         if self._processor is None:
-            return {}
-        return self._processor.stamping.attributes_for(name)
+            return trace.INVALID_SPAN
+        parent_context = context_api.get_current()
+        parent = trace.get_current_span(parent_context)
+        stamped = self._processor.stamping.attributes_for(name, parent_context, parent)
+        stamped.update(attributes)
+        light = self._light
+        if light is not None:
+            span = light.start_span(name, stamped, parent.get_span_context())
+            if span is not None:
+                return span
+        return self.tracer.start_span(name, context=parent_context, attributes=stamped)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued; waits at most `timeout` seconds (default: the shutdown timeout)."""

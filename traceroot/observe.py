@@ -142,7 +142,7 @@ class _Observed:
         if metadata:
             self.static[attr.SPAN_METADATA] = to_json(metadata)
         if tags:
-            self.static[attr.SPAN_TAGS] = [str(t) for t in tags]
+            self.static[attr.SPAN_TAGS] = tuple(str(t) for t in tags)
         try:
             self.signature: inspect.Signature | None = inspect.signature(func)
         except (TypeError, ValueError):
@@ -177,8 +177,7 @@ class _Observed:
     ) -> Span:
         # One attribute dict at start: each separate set_attribute call costs a lock
         # and a validation pass in the OpenTelemetry SDK.
-        attributes = client.stamp(self.name)
-        attributes.update(self.static)
+        attributes = self.static.copy()
         try:
             if self.capture_input:
                 attributes[attr.SPAN_INPUT] = to_json(
@@ -187,7 +186,7 @@ class _Observed:
             _add_source(attributes, client, sys._getframe(2))
         except Exception as exc:  # capture is best-effort; the call itself must go ahead
             logger.debug("traceroot: capturing the input of %s failed: %r", self.name, exc)
-        return client.tracer.start_span(self.name, attributes=attributes)
+        return client.start_span(self.name, attributes)
 
     def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self.plain_params is not None:

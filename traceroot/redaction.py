@@ -11,6 +11,7 @@ from opentelemetry.trace import Status
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import attributes as attr
+from traceroot.light_span import LightSpan
 from traceroot.serialize import to_json, truncate
 
 logger = logging.getLogger("traceroot")
@@ -65,8 +66,13 @@ class SpanFinisher:
         """A compact copy of `span` with the rules applied.
 
         The copy holds plain dicts and tuples: a live SDK span carries locks and
-        bounded deques that would triple the memory of every queued span.
+        bounded deques that would triple the memory of every queued span. A
+        `LightSpan` is compact already: with no rule to apply it is kept as it is.
         """
+        if isinstance(span, LightSpan) and self._redact is None:
+            values = span.attribute_values
+            if self._bound(values) is values:
+                return span
         attributes = _plain_copy(span.attributes)
         events: tuple[Event, ...] = tuple(span.events)
         status = span.status

@@ -23,28 +23,36 @@ class StampingProcessor(SpanProcessor):
         self._static = dict(static_attributes)
 
     def attributes_for(
-        self, name: str, parent_context: context_api.Context | None = None
+        self,
+        name: str,
+        parent_context: context_api.Context | None = None,
+        parent: trace.Span | None = None,
     ) -> dict[str, AttributeValue]:
-        """What a span named `name` starting under `parent_context` gets stamped with."""
+        """What a span named `name` starting under `parent_context` gets stamped with.
+
+        `parent`, when the caller has it, is the span current in `parent_context`.
+        Arrays are tuples, as OpenTelemetry stores them.
+        """
         stamped = dict(self._static)
         if parent_context is None:
             parent_context = context_api.get_current()
-        parent = trace.get_current_span(parent_context)
+        if parent is None:
+            parent = trace.get_current_span(parent_context)
         parent_ctx = parent.get_span_context()
         if not parent_ctx.is_valid:
-            stamped[attr.SPAN_PATH] = [name]
-            stamped[attr.SPAN_IDS_PATH] = []
+            stamped[attr.SPAN_PATH] = (name,)
+            stamped[attr.SPAN_IDS_PATH] = ()
         else:
             parent_id = format(parent_ctx.span_id, "016x")
             parent_attrs = parent.attributes if isinstance(parent, ReadableSpan) else None
             parent_path = parent_attrs.get(attr.SPAN_PATH) if parent_attrs else None
             if parent_path is not None and parent_attrs is not None:
-                stamped[attr.SPAN_PATH] = [*parent_path, name]  # type: ignore[misc]
+                stamped[attr.SPAN_PATH] = (*parent_path, name)  # type: ignore[misc]
                 parent_ids = parent_attrs.get(attr.SPAN_IDS_PATH, ())
-                stamped[attr.SPAN_IDS_PATH] = [*parent_ids, parent_id]  # type: ignore[misc]
+                stamped[attr.SPAN_IDS_PATH] = (*parent_ids, parent_id)  # type: ignore[misc]
             else:  # a remote parent (another process) or one from another SDK
-                stamped[attr.SPAN_PATH] = [name]
-                stamped[attr.SPAN_IDS_PATH] = [parent_id]
+                stamped[attr.SPAN_PATH] = (name,)
+                stamped[attr.SPAN_IDS_PATH] = (parent_id,)
         stamped.update(context_attributes(parent_context))
         return stamped
 

@@ -33,7 +33,7 @@ def context_attributes(ctx: context_api.Context | None = None) -> dict[str, Any]
     for key in _CONTEXT_KEYS:
         value = ctx.get(key)
         if value is not None:
-            found[key] = value
+            found[key] = tuple(value) if type(value) is list else value
     return found
 
 

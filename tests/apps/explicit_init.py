@@ -1,6 +1,7 @@
 """User code that also calls traceroot.initialize() itself."""
 
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 
 import traceroot
 from traceroot import observe
@@ -15,4 +16,4 @@ def run() -> str:
 
 run()
 provider = trace.get_tracer_provider()
-print(type(provider).__name__, len(provider._active_span_processor._span_processors))
+print(isinstance(provider, TracerProvider), len(provider._active_span_processor._span_processors))

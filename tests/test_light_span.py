@@ -1,0 +1,206 @@
+"""Light decorator spans: used only where nothing else would see the span, and they send
+exactly what the OpenTelemetry SDK's spans send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otlp_receiver import OTLPReceiver, ReceivedSpan
+from sdk_helpers import run_traced, stdout_json, warnings_in
+
+# The same workload, with (SDK) or without (light) a second processor on our provider.
+WORKLOAD = r"""
+import json, os, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import traceroot
+from traceroot import observe, update_current_span, using_attributes
+
+traceroot.initialize()
+app_exporter = InMemorySpanExporter()
+if os.environ["MODE"] == "sdk":
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(app_exporter))
+span_types = set()
+
+@observe(type="tool", metadata={"v": 1}, tags=["t1", "t2"])
+def tool(x, y=2):
+    span = trace.get_current_span()
+    span_types.add(type(span).__name__)
+    span.set_attribute("custom.list", ["a", "b"])
+    span.set_attribute("custom.ints", (1, 2, 3))
+    span.set_attribute("custom.float", 1.5)
+    span.add_event("checkpoint", {"step": 3, "ok": True})
+    with trace.get_tracer("thirdparty.lib", "1.0").start_as_current_span("lib-call") as s:
+        s.set_attribute("lib.value", "v")
+    update_current_span(usage={"total_tokens": 7}, model="m-1", metadata={"k": "v"})
+    return {"sum": x + y}
+
+@observe(name="renamed")
+def failing():
+    update_current_span(name="renamed-later")
+    raise ValueError("bad input")
+
+@observe
+def numbers(n):
+    yield from range(n)
+
+@observe(type="agent")
+def agent():
+    tool(1)
+    try:
+        failing()
+    except ValueError:
+        pass
+    return list(numbers(3))
+
+with using_attributes(user_id="u1", session_id="s1", tags=["ctx"], metadata={"m": 1}):
+    agent()
+print(json.dumps({
+    "span_types": sorted(span_types),
+    "app_spans": sorted(s.name for s in app_exporter.get_finished_spans()),
+}))
+"""
+
+NAMES = ["agent", "lib-call", "numbers", "renamed-later", "tool"]
+
+
+def _comparable(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> dict[str, Any]:
+    """What must match between runs: everything but ids and clock readings."""
+    attributes = dict(span.attributes)
+    attributes.pop("traceroot.span.ids_path", None)
+    events = []
+    for event in span.events:
+        event_attributes = dict(event.attributes)
+        if "exception.stacktrace" in event_attributes:  # line numbers are the same; paths too
+            event_attributes["exception.stacktrace"] = event_attributes[
+                "exception.stacktrace"
+            ].splitlines()[-1]
+        events.append((event.name, event_attributes))
+    parent = by_id[span.parent_span_id].name if span.parent_span_id else None
+    return {
+        "name": span.name,
+        "parent": parent,
+        "kind": span.kind,
+        "attributes": attributes,
+        "events": events,
+        "status": (span.status_code, span.status_message),
+        "resource": {k: v for k, v in span.resource.items() if k != "service.instance.id"},
+        "scope": (span.scope_name, span.scope_version),
+        "links": span.links,
+    }
+
+
+def _run(run_python: Any, receiver: OTLPReceiver, env: dict[str, str], mode: str) -> Any:
+    receiver.clear()
+    proc, spans = run_traced(
+        run_python, receiver, {**env, "MODE": mode}, WORKLOAD, expect=len(NAMES)
+    )
+    assert proc.stderr == ""
+    by_id = {s.span_id: s for s in spans}
+    received = sorted((_comparable(s, by_id) for s in spans), key=lambda s: s["name"])
+    for span in spans:  # the ids path is the chain of parent ids, in both modes
+        chain = []
+        parent = span.parent_span_id
+        while parent is not None:
+            chain.insert(0, parent)
+            parent = by_id[parent].parent_span_id
+        assert span.attributes["traceroot.span.ids_path"] == chain
+    return stdout_json(proc), received
+
+
+def test_light_spans_send_what_sdk_spans_send(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    light_out, light = _run(run_python, receiver, traceroot_env, "light")
+    sdk_out, sdk = _run(run_python, receiver, traceroot_env, "sdk")
+
+    assert light_out["span_types"] == ["LightSpan"]
+    assert sdk_out["span_types"] == ["_Span"]  # the SDK's own span class
+    assert [s["name"] for s in light] == NAMES
+    assert light == sdk
+
+    tool = next(s for s in light if s["name"] == "tool")
+    assert tool["attributes"]["custom.list"] == ["a", "b"]
+    assert tool["attributes"]["custom.ints"] == [1, 2, 3]
+    assert tool["attributes"]["traceroot.span.tags"] == ["t1", "t2"]
+    assert tool["attributes"]["tag.tags"] == ["ctx"]
+    assert tool["events"] == [("checkpoint", {"step": 3, "ok": True})]
+    failing = next(s for s in light if s["name"] == "renamed-later")
+    assert failing["status"] == ("ERROR", "ValueError: bad input")
+    assert failing["events"][0][1]["exception.type"] == "ValueError"
+
+
+def test_a_processor_added_later_sees_every_decorator_span(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    out, _ = _run(run_python, receiver, traceroot_env, "sdk")
+    assert out["app_spans"] == sorted(NAMES)
+
+
+SAMPLED = r"""
+import json
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+
+@observe
+def work():
+    return trace.get_current_span().is_recording()
+
+# A parent that was not sampled (e.g. an incoming traceparent with flags 00).
+unsampled = NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0)))
+with trace.use_span(unsampled):
+    under_unsampled = work()
+print(json.dumps({"root": work(), "under_unsampled": under_unsampled}))
+"""
+
+
+def test_an_unsampled_parent_is_respected(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    proc, spans = run_traced(run_python, receiver, traceroot_env, SAMPLED, expect=1)
+    assert stdout_json(proc) == {"root": True, "under_unsampled": False}
+    assert len(spans) == 1 and spans[0].parent_span_id is None
+
+
+def test_the_sampler_from_the_environment_is_respected(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    env = {**traceroot_env, "OTEL_TRACES_SAMPLER": "always_off"}
+    proc, spans = run_traced(run_python, receiver, env, SAMPLED, expect=0)
+    assert stdout_json(proc) == {"root": False, "under_unsampled": False}
+    assert spans == []
+
+
+INVALID = r"""
+from opentelemetry import trace
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+
+@observe
+def work():
+    span = trace.get_current_span()
+    span.set_attribute("bad.mixed", [1, "a"])
+    span.set_attribute("bad.object", object())
+    span.set_attribute("good", "yes")
+    return "done"
+
+print(work())
+"""
+
+
+def test_an_invalid_attribute_is_dropped_with_a_warning(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    proc, spans = run_traced(run_python, receiver, traceroot_env, INVALID, expect=1)
+    assert proc.stdout == "done\n"
+    assert len(warnings_in(proc.stderr, "invalid attribute")) == 2
+    attributes = spans[0].attributes
+    assert attributes["good"] == "yes"
+    assert "bad.mixed" not in attributes and "bad.object" not in attributes
