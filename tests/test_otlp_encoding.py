@@ -46,7 +46,10 @@ def _spans() -> list[ReadableSpan]:
     )
     parent = set_span_in_context(NonRecordingSpan(remote))
     with app.start_as_current_span(
-        "root", kind=SpanKind.SERVER, context=parent, links=[Link(remote, {"why": "retry"})]
+        "root",
+        kind=SpanKind.SERVER,
+        context=parent,
+        links=[Link(remote, {"why": "retry", "k": "v"})],
     ) as root:
         root.set_attributes(
             {
@@ -60,6 +63,9 @@ def _spans() -> list[ReadableSpan]:
                 "strings": ["a", "b"],
                 "ints": [1, 2],
                 "empty": [],
+                # The same key and value as on the resource, the event and the link.
+                "n": 3,
+                "k": "v",
             }
         )
         root.add_event("note", {"k": "v"})

@@ -74,8 +74,8 @@ class Batcher:
         self.accepted += 1
         if self._thread is None:
             self._start_thread()
-        if len(self._queue) >= self._flush_at:
-            self._wake.set()
+        if len(self._queue) >= self._flush_at and not self._wake.is_set():
+            self._wake.set()  # once: setting it again would take its lock on every span
 
     def _drop(self, count: int) -> None:
         self.dropped += count

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext
+from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 
 _U64 = 0xFFFFFFFFFFFFFFFF
 _pack_double = struct.Struct("<d").pack
@@ -27,10 +27,12 @@ _pack_fixed32 = struct.Struct("<I").pack
 _FLAGS_HAS_IS_REMOTE = 0x100
 _FLAGS_IS_REMOTE = 0x200
 
-# Encoded attributes worth remembering: short ones, which are the ones that repeat.
+# Encoded attributes worth remembering: short ones, which are the ones that repeat. One
+# cache per field tag: the same key and value is a different field on a span, an event,
+# a link or the resource.
 _CACHEABLE_LENGTH = 200
 _CACHE_LIMIT = 16384
-_kv_cache: dict[tuple[str, type, Any], bytes] = {}
+_kv_caches: dict[bytes, dict[tuple[Any, ...], bytes]] = {}
 
 
 def _varint(value: int) -> bytes:
@@ -80,28 +82,33 @@ def _short_strings(values: tuple[Any, ...]) -> bool:
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
     if not attributes:
         return []
+    cache = _kv_caches.get(tag)
+    if cache is None:
+        cache = _kv_caches[tag] = {}
     out = []
-    cache = _kv_cache
-    for key, value in attributes.items():
+    for item in attributes.items():
+        key, value = item
         kind = type(value)
-        if kind is list:
-            value, kind = tuple(value), tuple
-        if (
-            (kind is str and len(value) <= _CACHEABLE_LENGTH)
-            or kind is bool
-            or kind is int
-            or kind is float
-            or (kind is tuple and _short_strings(value))
-        ):
+        # The (key, value) pair is the cache key for strings and string arrays; numbers
+        # also need their type, or 1, 1.0 and True would share an entry.
+        if kind is str:
+            cache_key: tuple[Any, ...] | None = item if len(value) <= _CACHEABLE_LENGTH else None
+        elif kind is tuple or kind is list:
+            value = tuple(value)
+            cache_key = (key, value) if _short_strings(value) else None
+        elif kind is bool or kind is int or kind is float:
             cache_key = (key, kind, value)
-            encoded = cache.get(cache_key)
-            if encoded is None:
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                encoded = cache[cache_key] = _field(tag, _key_value(key, value))
-            out.append(encoded)
         else:
+            cache_key = None
+        if cache_key is None:
             out.append(_field(tag, _key_value(key, value)))
+            continue
+        encoded = cache.get(cache_key)
+        if encoded is None:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            encoded = cache[cache_key] = _field(tag, _key_value(key, value))
+        out.append(encoded)
     return out
 
 
@@ -129,6 +136,10 @@ def _link(link: Link) -> bytes:
     return _field(b"\x6a", b"".join(parts))
 
 
+# OTLP counts span kinds from UNSPECIFIED = 0; OpenTelemetry's enum from INTERNAL = 0.
+_KIND_FIELDS = {kind: b"\x30" + _varint(kind.value + 1) for kind in SpanKind}
+
+
 def encode_span(span: ReadableSpan) -> bytes:
     """One `Span` message (without its field tag)."""
     context = span.context
@@ -143,7 +154,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
     parts.append(_field(b"\x2a", span.name.encode("utf-8", "surrogatepass")))
-    parts.append(b"\x30" + _varint(span.kind.value + 1))  # OTLP counts from UNSPECIFIED = 0
+    parts.append(_KIND_FIELDS[span.kind])
     parts.append(b"\x39" + _pack_fixed64(span.start_time or 0))
     parts.append(b"\x41" + _pack_fixed64(span.end_time or 0))
     parts.extend(_attributes(b"\x4a", span.attributes))
@@ -164,12 +175,16 @@ def encode_span(span: ReadableSpan) -> bytes:
     if span.dropped_links:
         parts.append(b"\x70" + _varint(span.dropped_links))
     status = span.status
-    status_parts = []
-    if status.description:
-        status_parts.append(_field(b"\x12", status.description.encode("utf-8", "surrogatepass")))
-    if status.status_code.value:
-        status_parts.append(b"\x18" + _varint(status.status_code.value))
-    parts.append(_field(b"\x7a", b"".join(status_parts)))
+    if status.description is None and status.status_code is StatusCode.UNSET:
+        parts.append(b"\x7a\x00")  # the usual case: an empty Status
+    else:
+        status_parts = []
+        if status.description:
+            description = status.description.encode("utf-8", "surrogatepass")
+            status_parts.append(_field(b"\x12", description))
+        if status.status_code.value:
+            status_parts.append(b"\x18" + _varint(status.status_code.value))
+        parts.append(_field(b"\x7a", b"".join(status_parts)))
     parts.append(b"\x85\x01" + _pack_fixed32(_flags(parent)))  # field 16, fixed32
     return b"".join(parts)
 
