@@ -204,3 +204,28 @@ def test_an_invalid_attribute_is_dropped_with_a_warning(
     attributes = spans[0].attributes
     assert attributes["good"] == "yes"
     assert "bad.mixed" not in attributes and "bad.object" not in attributes
+
+
+LIMITED = r"""
+from opentelemetry import trace
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+
+@observe
+def work():
+    trace.get_current_span().set_attribute("custom", "abcdefghij")
+    return type(trace.get_current_span()).__name__
+
+print(work())
+"""
+
+
+def test_opentelemetry_span_limits_send_decorator_spans_through_the_sdk(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    env = {**traceroot_env, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4"}
+    proc, spans = run_traced(run_python, receiver, env, LIMITED, expect=1)
+    assert proc.stdout == "_Span\n"
+    assert spans[0].attributes["custom"] == "abcd"  # the SDK applied the standard limit

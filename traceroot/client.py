@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -109,12 +110,13 @@ class TraceRootClient:
         self._provider = provider
         self.tracer = provider.get_tracer(attr.DECORATOR_SCOPE, __version__)
         # Light spans only where they change nothing: our provider, our processor alone on
-        # it, and its default sampler (anything else gets the SDK's spans).
+        # it, its default sampler and no OTEL_*_LIMIT (anything else gets the SDK's spans).
         if (
             isinstance(provider, _OwnProvider)
             and isinstance(self.tracer, Tracer)
             and provider.sampler is DEFAULT_ON
             and provider.ours is self._processor
+            and not any(k.startswith("OTEL_") and k.endswith("_LIMIT") for k in os.environ)
         ):
             self._light = LightTracer(
                 provider.resource,
