@@ -227,3 +227,32 @@ def test_fork_with_queued_spans_loses_none_and_duplicates_none(
     _expect_all(receiver, 35)
     assert len(receiver.spans_named("parent_span")) == 30
     assert len(receiver.spans_named("child_span")) == 5
+
+
+LARGE = """
+import os
+from traceroot import observe
+
+@observe
+def step(blob: str) -> int:
+    return len(blob)
+
+for i in range(300):
+    step(os.urandom(15_000).hex())  # 30,000 characters each: 9 MB of spans in all
+print("done")
+"""
+
+
+def test_large_spans_go_in_requests_of_a_few_mb(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    # One batch of all 300 spans, sent at exit: 9 MB if it went as one request.
+    env = {**traceroot_env, "TRACEROOT_FLUSH_INTERVAL": "5", "TRACEROOT_FLUSH_AT": "1000"}
+    done = run_python(LARGE, env=env)
+    assert done.returncode == 0, done.stderr
+    _expect_all(receiver, 300)
+    requests = receiver.requests
+    assert len(requests) >= 3
+    assert all(r.status == 200 for r in requests)
+    # 4 MB of spans at most (before gzip), and a span here is over 30,000 bytes.
+    assert max(r.span_count for r in requests) <= 4 * 1024 * 1024 // 30_000

@@ -20,7 +20,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from traceroot.otlp_encoding import encode_request
+from traceroot.otlp_encoding import encode_requests
 
 
 class _Keep(SpanProcessor):
@@ -81,7 +81,9 @@ def _spans() -> list[ReadableSpan]:
 
 
 def _decoded(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
-    return ExportTraceServiceRequest.FromString(encode_request(spans))
+    [(count, request)] = encode_requests(spans, 1 << 30)
+    assert count == len(spans)
+    return ExportTraceServiceRequest.FromString(request)
 
 
 def test_same_message_as_the_opentelemetry_encoder() -> None:
@@ -115,5 +117,28 @@ def test_repeated_attributes_stay_correct_across_requests() -> None:
     assert [v.string_value for v in values["strings"].array_value.values] == ["a", "b"]
 
 
-def test_empty_batch_is_an_empty_request() -> None:
-    assert encode_request([]) == b""
+def test_empty_batch_is_no_request() -> None:
+    assert encode_requests([], 1 << 30) == []
+
+
+def test_a_large_batch_is_cut_into_requests_of_bounded_size() -> None:
+    keep = _Keep()
+    provider = TracerProvider()
+    provider.add_span_processor(keep)
+    tracer = provider.get_tracer("big")
+    for i in range(10):
+        with tracer.start_as_current_span(f"s{i}") as span:
+            span.set_attribute("blob", str(i) * (30_000 if i != 7 else 150_000))
+    requests = encode_requests(keep.spans, 100_000)
+
+    counts = [count for count, _ in requests]
+    assert sum(counts) == 10 and len(counts) >= 4
+    groups = []
+    for count, request in requests:
+        decoded = ExportTraceServiceRequest.FromString(request)
+        spans = [s for rs in decoded.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        assert len(spans) == count
+        groups.append([s.name for s in spans])
+        assert count == 1 or len(request) <= 100_000 + 1_000  # + resource and scope
+    assert sum(groups, []) == [f"s{i}" for i in range(10)]  # in order
+    assert ["s7"] in groups  # larger than the bound: alone

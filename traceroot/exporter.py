@@ -2,7 +2,8 @@
 
 429 and 5xx are retried with exponential backoff and jitter, honouring
 `Retry-After`, within the timeout; 413 splits the batch; 401/403 are reported
-once and not retried; DNS and TLS failures name the host. The HTTP stack is
+once and not retried; DNS and TLS failures name the host; no request carries more
+than `MAX_REQUEST_BYTES` of spans. The HTTP stack is
 imported on first export, in the export thread, not at start-up; the body is
 written by `otlp_encoding`, without the protobuf runtime.
 """
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from traceroot.otlp_encoding import encode_request
+from traceroot.otlp_encoding import encode_requests
 
 if TYPE_CHECKING:
     import http.client
@@ -30,6 +31,9 @@ logger = logging.getLogger("traceroot")
 
 _RETRYABLE = {429, 500, 502, 503, 504}
 _MAX_BACKOFF = 8.0
+# Spans per request are also bounded in bytes (before gzip): a batch of large spans is sent
+# as several requests, none carrying more than this.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 _WARN_EVERY = 60.0
 
 
@@ -66,24 +70,27 @@ class OTLPHTTPExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
+        ok = True
+        offset = 0
+        for count, request in encode_requests(spans, MAX_REQUEST_BYTES):
+            ok = self._export_one(spans[offset : offset + count], request) and ok
+            offset += count
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _export_one(self, spans: Sequence[ReadableSpan], request: bytes) -> bool:
+        """Send one request holding `spans`; whether the backend accepted them all."""
         if self._stop.is_set():
-            return SpanExportResult.FAILURE
-        body = gzip.compress(encode_request(spans), compresslevel=6)
-        deadline = time.monotonic() + self._timeout
-        status = self._send(body, deadline)
+            return False
+        body = gzip.compress(request, compresslevel=6)
+        status = self._send(body, time.monotonic() + self._timeout)
         if status == 413 and len(spans) > 1:
             half = len(spans) // 2
             first = self.export(spans[:half])
             second = self.export(spans[half:])
-            ok = first is SpanExportResult.SUCCESS and second is SpanExportResult.SUCCESS
-            return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+            return first is SpanExportResult.SUCCESS and second is SpanExportResult.SUCCESS
         if status == 413:
             self._warn("413", f"the backend at {self.host} refused a span as too large (413)")
-        return (
-            SpanExportResult.SUCCESS
-            if status is not None and status < 300
-            else (SpanExportResult.FAILURE)
-        )
+        return status is not None and status < 300
 
     def _send(self, body: bytes, deadline: float) -> int | None:
         """POST until accepted, refused for good, or out of time; the final status or None."""

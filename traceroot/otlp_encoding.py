@@ -199,23 +199,42 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
     return b"".join(parts)
 
 
-def encode_request(spans: Sequence[ReadableSpan]) -> bytes:
-    """An `ExportTraceServiceRequest` holding `spans`, grouped by resource and scope."""
+def encode_requests(spans: Sequence[ReadableSpan], max_bytes: int) -> list[tuple[int, bytes]]:
+    """`spans`, in order, as `ExportTraceServiceRequest`s of at most about `max_bytes` each.
+
+    Each item is (how many of the spans, the request). A span larger than `max_bytes`
+    goes alone.
+    """
+    requests: list[tuple[int, bytes]] = []
+    chunk: list[tuple[ReadableSpan, bytes]] = []
+    size = 0
+    for span in spans:
+        encoded = _field(b"\x12", encode_span(span))
+        if chunk and size + len(encoded) > max_bytes:
+            requests.append((len(chunk), _request(chunk)))
+            chunk, size = [], 0
+        chunk.append((span, encoded))
+        size += len(encoded)
+    if chunk:
+        requests.append((len(chunk), _request(chunk)))
+    return requests
+
+
+def _request(spans: Sequence[tuple[ReadableSpan, bytes]]) -> bytes:
+    """One request from encoded spans, grouped by resource and scope."""
     # Grouped by identity: a Resource hashes by serializing itself, costly per span.
     resources: dict[int, Resource] = {}
     grouped: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
-    for span in spans:
+    for span, encoded in spans:
         resources.setdefault(id(span.resource), span.resource)
         by_scope = grouped.setdefault(id(span.resource), {})
-        by_scope.setdefault(span.instrumentation_scope, []).append(
-            _field(b"\x12", encode_span(span))
-        )
+        by_scope.setdefault(span.instrumentation_scope, []).append(encoded)
     resource_spans = []
     for resource_id, scopes in grouped.items():
         resource = resources[resource_id]
         parts = [_field(b"\x0a", b"".join(_attributes(b"\x0a", resource.attributes)))]
-        for scope, encoded in scopes.items():
-            scope_parts = [_field(b"\x0a", _scope(scope)), *encoded]
+        for scope, encoded_spans in scopes.items():
+            scope_parts = [_field(b"\x0a", _scope(scope)), *encoded_spans]
             if scope is not None and scope.schema_url:
                 scope_parts.append(_field(b"\x1a", scope.schema_url.encode("utf-8")))
             parts.append(_field(b"\x12", b"".join(scope_parts)))
