@@ -192,6 +192,40 @@ def test_backend_down_keeps_memory_bounded(run_python: RunPython) -> None:
     assert "dropped on a full queue" in done.stderr
 
 
+LARGE_DOWN = """
+import os, resource
+from traceroot import observe
+
+@observe(type="llm")
+def call(prompt: str) -> str:
+    return "ok"
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 1e6
+
+call("warm-up")
+before = rss_mb()
+for i in range(5_000):  # 160 MB of prompts in all
+    call(os.urandom(16_000).hex())
+print(f"{rss_mb() - before:.1f}")
+"""
+
+
+def test_backend_down_with_large_spans_keeps_memory_bounded(run_python: RunPython) -> None:
+    env = {
+        "TRACEROOT_API_KEY": "test-key",
+        "TRACEROOT_HOST_URL": dead_url(),
+        "TRACEROOT_SHUTDOWN_TIMEOUT": "0.5",
+    }
+    done = run_python(LARGE_DOWN, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    growth = float(done.stdout.strip())
+    assert growth < 100, f"memory grew {growth} MB"
+    assert "or 64 MB of text" in done.stderr
+    assert "dropped on a full queue" in done.stderr
+
+
 FORK = """
 import os, multiprocessing as mp
 from traceroot import observe

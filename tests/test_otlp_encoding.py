@@ -81,7 +81,7 @@ def _spans() -> list[ReadableSpan]:
 
 
 def _decoded(spans: list[ReadableSpan]) -> ExportTraceServiceRequest:
-    [(count, request)] = encode_requests(spans, 1 << 30)
+    [(count, request)] = list(encode_requests(spans, 1 << 30))
     assert count == len(spans)
     return ExportTraceServiceRequest.FromString(request)
 
@@ -118,7 +118,7 @@ def test_repeated_attributes_stay_correct_across_requests() -> None:
 
 
 def test_empty_batch_is_no_request() -> None:
-    assert encode_requests([], 1 << 30) == []
+    assert list(encode_requests([], 1 << 30)) == []
 
 
 def test_a_large_batch_is_cut_into_requests_of_bounded_size() -> None:
@@ -129,7 +129,7 @@ def test_a_large_batch_is_cut_into_requests_of_bounded_size() -> None:
     for i in range(10):
         with tracer.start_as_current_span(f"s{i}") as span:
             span.set_attribute("blob", str(i) * (30_000 if i != 7 else 150_000))
-    requests = encode_requests(keep.spans, 100_000)
+    requests = list(encode_requests(keep.spans, 100_000))
 
     counts = [count for count, _ in requests]
     assert sum(counts) == 10 and len(counts) >= 4

@@ -3,8 +3,10 @@
 The calling thread only appends to a deque. The worker starts on the first span
 (so `import traceroot` and a fork before any span start no thread), exports as
 soon as `flush_at` spans wait, and keeps draining in large batches while the
-queue is long. Spans dropped because the queue is full are counted and
-reported at most once a minute, and in total at shutdown.
+queue is long. The queue is bounded in spans and in the text they carry, so a
+backend outage costs bounded memory even with large prompts. Spans dropped
+because the queue is full are counted and reported at most once a minute, and
+in total at shutdown.
 """
 
 from __future__ import annotations
@@ -21,6 +23,21 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 logger = logging.getLogger("traceroot")
 
 _DROP_WARNING_EVERY = 60.0
+# The most attribute text the queue holds, whatever TRACEROOT_MAX_QUEUE_SIZE allows: 32,768
+# spans with a 32 kB prompt each would otherwise hold 1 GB.
+MAX_QUEUE_TEXT = 64 * 1024 * 1024
+
+
+def text_size(span: ReadableSpan) -> int:
+    """About how many characters of text `span` holds (its attributes and events)."""
+    size = 0
+    for attributes in (span.attributes, *(event.attributes for event in span.events)):
+        for value in (attributes or {}).values():
+            if type(value) is str:
+                size += len(value)
+            elif type(value) is tuple and value and type(value[0]) is str:
+                size += sum(map(len, value))
+    return size
 
 
 class Batcher:
@@ -48,7 +65,9 @@ class Batcher:
         self._reset()
 
     def _reset(self) -> None:
-        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._queue: collections.deque[tuple[ReadableSpan, int]] = collections.deque()
+        self._queued_text = 0  # characters (by text_size) queued or being sent
+        self._count_lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = threading.Condition()
         self._in_flight = 0
@@ -67,25 +86,32 @@ class Batcher:
         """Queue one finished span; never blocks."""
         if self._stopping:
             return
-        if len(self._queue) >= self._max_queue:
-            self._drop(1)
+        size = text_size(span)
+        with self._count_lock:
+            full = len(self._queue) >= self._max_queue or self._queued_text + size > MAX_QUEUE_TEXT
+            if full:
+                self.dropped += 1
+            else:
+                self._queue.append((span, size))
+                self._queued_text += size
+                self.accepted += 1
+        if full:
+            self._warn_dropped()
             return
-        self._queue.append(span)
-        self.accepted += 1
         if self._thread is None:
             self._start_thread()
         if len(self._queue) >= self._flush_at and not self._wake.is_set():
             self._wake.set()  # once: setting it again would take its lock on every span
 
-    def _drop(self, count: int) -> None:
-        self.dropped += count
+    def _warn_dropped(self) -> None:
         now = time.monotonic()
         if now - self._last_drop_warning >= _DROP_WARNING_EVERY:
             self._last_drop_warning = now
             logger.warning(
-                "traceroot: the span queue is full (TRACEROOT_MAX_QUEUE_SIZE=%d) because %s is "
-                "not keeping up; %d span(s) dropped so far.",
+                "traceroot: the span queue is full (TRACEROOT_MAX_QUEUE_SIZE=%d spans, or %d MB "
+                "of text) because %s is not keeping up; %d span(s) dropped so far.",
                 self._max_queue,
+                MAX_QUEUE_TEXT // (1024 * 1024),
                 self._target,
                 self.dropped,
             )
@@ -109,11 +135,13 @@ class Batcher:
     def _drain(self) -> None:
         while self._queue:
             with self._idle:  # taken and marked in flight at once, so flush() never sees a gap
-                batch = self._take()
+                batch, text = self._take()
                 self._in_flight = len(batch)
             try:
                 self._export(batch)
             finally:
+                with self._count_lock:  # its text counts against the budget until it is sent
+                    self._queued_text -= text
                 with self._idle:
                     self._in_flight = 0
                     self._idle.notify_all()
@@ -122,15 +150,19 @@ class Batcher:
         with self._idle:
             self._idle.notify_all()
 
-    def _take(self) -> list[ReadableSpan]:
+    def _take(self) -> tuple[list[ReadableSpan], int]:
+        """Up to a batch of spans off the queue, and their text size."""
         batch: list[ReadableSpan] = []
+        text = 0
         pop = self._queue.popleft
         try:
             while len(batch) < self._batch_size:
-                batch.append(pop())
+                span, size = pop()
+                batch.append(span)
+                text += size
         except IndexError:
             pass
-        return batch
+        return batch, text
 
     def _export(self, batch: Sequence[ReadableSpan]) -> None:
         try:

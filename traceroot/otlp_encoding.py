@@ -10,7 +10,7 @@ encoder builds.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
@@ -199,25 +199,23 @@ def _scope(scope: InstrumentationScope | None) -> bytes:
     return b"".join(parts)
 
 
-def encode_requests(spans: Sequence[ReadableSpan], max_bytes: int) -> list[tuple[int, bytes]]:
+def encode_requests(spans: Sequence[ReadableSpan], max_bytes: int) -> Iterator[tuple[int, bytes]]:
     """`spans`, in order, as `ExportTraceServiceRequest`s of at most about `max_bytes` each.
 
-    Each item is (how many of the spans, the request). A span larger than `max_bytes`
-    goes alone.
+    Yields (how many of the spans, the request), one request at a time, so only one
+    is in memory. A span larger than `max_bytes` goes alone.
     """
-    requests: list[tuple[int, bytes]] = []
     chunk: list[tuple[ReadableSpan, bytes]] = []
     size = 0
     for span in spans:
         encoded = _field(b"\x12", encode_span(span))
         if chunk and size + len(encoded) > max_bytes:
-            requests.append((len(chunk), _request(chunk)))
+            yield len(chunk), _request(chunk)
             chunk, size = [], 0
         chunk.append((span, encoded))
         size += len(encoded)
     if chunk:
-        requests.append((len(chunk), _request(chunk)))
-    return requests
+        yield len(chunk), _request(chunk)
 
 
 def _request(spans: Sequence[tuple[ReadableSpan, bytes]]) -> bytes:
