@@ -177,19 +177,25 @@ print(f"{rss_mb() - before:.1f}")
 """
 
 
-def test_backend_down_keeps_memory_bounded(run_python: RunPython) -> None:
+def _stderr_with_backend_down(run_python: RunPython, program: str) -> str:
+    """Run `program` (it prints its RSS growth in MB) against a dead backend; its stderr."""
     env = {
         "TRACEROOT_API_KEY": "test-key",
         "TRACEROOT_HOST_URL": dead_url(),
         "TRACEROOT_SHUTDOWN_TIMEOUT": "0.5",
     }
-    done = run_python(MEMORY, env=env, timeout=300)
+    done = run_python(program, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     growth = float(done.stdout.strip())
     assert growth < 100, f"memory grew {growth} MB"
-    assert "span queue is full" in done.stderr
-    assert done.stderr.count("span queue is full") == 1  # at most once a minute
-    assert "dropped on a full queue" in done.stderr
+    return done.stderr
+
+
+def test_backend_down_keeps_memory_bounded(run_python: RunPython) -> None:
+    stderr = _stderr_with_backend_down(run_python, MEMORY)
+    assert "span queue is full" in stderr
+    assert stderr.count("span queue is full") == 1  # at most once a minute
+    assert "dropped on a full queue" in stderr
 
 
 LARGE_DOWN = """
@@ -213,17 +219,9 @@ print(f"{rss_mb() - before:.1f}")
 
 
 def test_backend_down_with_large_spans_keeps_memory_bounded(run_python: RunPython) -> None:
-    env = {
-        "TRACEROOT_API_KEY": "test-key",
-        "TRACEROOT_HOST_URL": dead_url(),
-        "TRACEROOT_SHUTDOWN_TIMEOUT": "0.5",
-    }
-    done = run_python(LARGE_DOWN, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    growth = float(done.stdout.strip())
-    assert growth < 100, f"memory grew {growth} MB"
-    assert "or 64 MB of text" in done.stderr
-    assert "dropped on a full queue" in done.stderr
+    stderr = _stderr_with_backend_down(run_python, LARGE_DOWN)
+    assert "or 64 MB of text" in stderr
+    assert "dropped on a full queue" in stderr
 
 
 FORK = """
