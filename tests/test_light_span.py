@@ -3,10 +3,15 @@ exactly what the OpenTelemetry SDK's spans send."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
+from conftest import clean_env
 from otlp_receiver import OTLPReceiver, ReceivedSpan
 from sdk_helpers import run_traced, stdout_json, warnings_in
+from test_launcher_pythons import VERSIONS, _python_for
 
 # The same workload, with (SDK) or without (light) a second processor on our provider.
 WORKLOAD = r"""
@@ -109,11 +114,28 @@ def _run(run_python: Any, receiver: OTLPReceiver, env: dict[str, str], mode: str
     return stdout_json(proc), received
 
 
+@pytest.fixture(params=VERSIONS)
+def python(request: pytest.FixtureRequest) -> str:
+    return _python_for(request.param)
+
+
 def test_light_spans_send_what_sdk_spans_send(
-    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+    python: str, tmp_path: Path, receiver: OTLPReceiver, traceroot_env: dict[str, str]
 ) -> None:
-    light_out, light = _run(run_python, receiver, traceroot_env, "light")
-    sdk_out, sdk = _run(run_python, receiver, traceroot_env, "sdk")
+    def run_with(script: str, *, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "workload.py"
+        path.write_text(script)
+        return subprocess.run(
+            [python, str(path)],
+            env=clean_env(env),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    light_out, light = _run(run_with, receiver, traceroot_env, "light")
+    sdk_out, sdk = _run(run_with, receiver, traceroot_env, "sdk")
 
     assert light_out["span_types"] == ["LightSpan"]
     assert sdk_out["span_types"] == ["_Span"]  # the SDK's own span class

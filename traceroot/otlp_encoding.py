@@ -86,7 +86,9 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
     if cache is None:
         cache = _kv_caches[tag] = {}
     out = []
-    for item in attributes.items():
+    # A snapshot (taken at C speed, so atomic): a thread may still be setting an attribute
+    # on a span that has just ended, and iterating the live dict would then fail the batch.
+    for item in list(attributes.items()):
         key, value = item
         kind = type(value)
         # The (key, value) pair is the cache key for strings and string arrays; numbers
