@@ -43,6 +43,7 @@ class _SwitchableProcessor(SpanProcessor):
             logger.debug("traceroot: stamping a span failed: %r", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
+        self.stamping.closed(span)
         self.pipeline.on_end(span)
 
     def shutdown(self) -> None:
@@ -190,12 +191,14 @@ class TraceRootClient:
             return trace.INVALID_SPAN
         parent_context = context_api.get_current()
         parent = trace.get_current_span(parent_context)
-        stamped = self._processor.stamping.attributes_for(name, parent_context, parent)
+        stamping = self._processor.stamping
+        stamped = stamping.attributes_for(name, parent_context, parent)
         stamped.update(attributes)
         light = self._light
         if light is not None:
             span = light.start_span(name, stamped, parent.get_span_context())
             if span is not None:
+                stamping.opened(span.get_span_context().span_id, stamped)
                 return span
         return self.tracer.start_span(name, context=parent_context, attributes=stamped)
 

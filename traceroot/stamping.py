@@ -6,6 +6,7 @@ Runs as a span processor, so spans made by third-party instrumentors get them to
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -15,12 +16,23 @@ from opentelemetry.util.types import AttributeValue
 from traceroot import attributes as attr
 from traceroot.trace_attributes import context_attributes
 
+# The most open spans whose paths are kept; a program that leaks unended spans starts it over.
+_MAX_OPEN_SPANS = 65536
+
+Path = tuple[tuple[str, ...], tuple[str, ...]]
+
 
 class StampingProcessor(SpanProcessor):
-    """Adds sdk/git/environment attributes, the span's path, and `using_attributes` values."""
+    """Adds sdk/git/environment attributes, the span's path, and `using_attributes` values.
+
+    The paths of open spans are kept by span id, so a child finds its parent's path
+    even when the parent in its context is only a span context (a `NonRecordingSpan`,
+    as some instrumentors and thread hand-offs make), not the span itself.
+    """
 
     def __init__(self, static_attributes: Mapping[str, AttributeValue]) -> None:
         self._static = dict(static_attributes)
+        self._open: dict[int, Path] = {}
 
     def attributes_for(
         self,
@@ -44,28 +56,52 @@ class StampingProcessor(SpanProcessor):
             stamped[attr.SPAN_IDS_PATH] = ()
         else:
             parent_id = format(parent_ctx.span_id, "016x")
-            parent_attrs = parent.attributes if isinstance(parent, ReadableSpan) else None
-            parent_path = parent_attrs.get(attr.SPAN_PATH) if parent_attrs else None
-            if parent_path is not None and parent_attrs is not None:
-                stamped[attr.SPAN_PATH] = (*parent_path, name)  # type: ignore[misc]
-                parent_ids = parent_attrs.get(attr.SPAN_IDS_PATH, ())
-                stamped[attr.SPAN_IDS_PATH] = (*parent_ids, parent_id)  # type: ignore[misc]
+            known = self._open.get(parent_ctx.span_id) or _path_of(parent)
+            if known is not None:
+                stamped[attr.SPAN_PATH] = (*known[0], name)
+                stamped[attr.SPAN_IDS_PATH] = (*known[1], parent_id)
             else:  # a remote parent (another process) or one from another SDK
                 stamped[attr.SPAN_PATH] = (name,)
                 stamped[attr.SPAN_IDS_PATH] = (parent_id,)
         stamped.update(context_attributes(parent_context))
         return stamped
 
+    def opened(self, span_id: int, attributes: Mapping[str, Any]) -> None:
+        """Remember the path of a span that has just started with these attributes."""
+        path = _path_in(attributes)
+        if path is not None:
+            if len(self._open) >= _MAX_OPEN_SPANS:
+                self._open.clear()  # spans that never end: fall back to reading parents
+            self._open[span_id] = path
+
+    def closed(self, span: ReadableSpan) -> None:
+        """Forget the path of a span that has ended."""
+        if span.context is not None:
+            self._open.pop(span.context.span_id, None)
+
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
         # Decorator spans arrive stamped already (one attribute pass instead of two).
         if attr.SPAN_PATH not in (span.attributes or {}):
             span.set_attributes(self.attributes_for(span.name, parent_context))
+        self.opened(span.context.span_id, span.attributes or {})
 
     def on_end(self, span: ReadableSpan) -> None:
-        pass
+        self.closed(span)
 
     def shutdown(self) -> None:
         pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _path_in(attributes: Mapping[str, Any]) -> Path | None:
+    path = attributes.get(attr.SPAN_PATH)
+    if path is None:
+        return None
+    return tuple(path), tuple(attributes.get(attr.SPAN_IDS_PATH, ()))
+
+
+def _path_of(span: trace.Span) -> Path | None:
+    """The path stamped on `span`, if it is a span we can read (it may have ended)."""
+    return _path_in(span.attributes or {}) if isinstance(span, ReadableSpan) else None
