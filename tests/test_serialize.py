@@ -263,13 +263,19 @@ list(big_generator())
 big_update()
 with trace.get_tracer("thirdparty").start_as_current_span("raw") as raw:
     raw.set_attribute("huge", "h" * 5000)
+
+@observe()
+def sets_huge():
+    trace.get_current_span().set_attribute("huge", "d" * 5000)
+
+sets_huge()
 print(json.dumps({"elapsed": time.monotonic() - started}))
 """
 
 
 def test_limits_end_to_end(run_python, receiver: OTLPReceiver, traceroot_env) -> None:
     env = {**traceroot_env, "TRACEROOT_MAX_ATTRIBUTE_LENGTH": "1000"}
-    proc, spans = run_traced(run_python, receiver, env, PROGRAM, expect=5)
+    proc, spans = run_traced(run_python, receiver, env, PROGRAM, expect=6)
     assert json.loads(proc.stdout)["elapsed"] < 5
 
     big = spans.one("takes_big").attributes
@@ -294,6 +300,7 @@ def test_limits_end_to_end(run_python, receiver: OTLPReceiver, traceroot_env) ->
         assert len(upd[key]) <= 1000 and MARKER.search(upd[key])
     # Spans from any tracer are bounded on their way out.
     assert_cut(spans.one("raw").attributes["huge"], "h" * 5000, 1000)
+    assert_cut(spans.one("sets_huge").attributes["huge"], "d" * 5000, 1000)
     # The whole request stayed small.
     assert max(r.body_length for r in receiver.requests) < 50_000
 

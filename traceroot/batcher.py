@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -47,6 +47,7 @@ class Batcher:
         self,
         exporter: SpanExporter,
         *,
+        finish: Callable[[ReadableSpan], ReadableSpan] | None,
         flush_at: int,
         max_batch_size: int,
         flush_interval: float,
@@ -54,6 +55,7 @@ class Batcher:
         describe_target: str,
     ) -> None:
         self._exporter = exporter
+        self._finish = finish
         self._flush_at = max(1, flush_at)
         self._batch_size = max(1, max_batch_size)
         self._interval = flush_interval
@@ -83,7 +85,7 @@ class Batcher:
         self._reset()
 
     def add(self, span: ReadableSpan) -> None:
-        """Queue one finished span; never blocks."""
+        """Queue one ended span (`finish` is applied to it before export); never blocks."""
         if self._stopping:
             return
         size = text_size(span)
@@ -164,8 +166,10 @@ class Batcher:
             pass
         return batch, text
 
-    def _export(self, batch: Sequence[ReadableSpan]) -> None:
+    def _export(self, batch: list[ReadableSpan]) -> None:
         try:
+            if self._finish is not None:  # the work that could wait for this thread
+                batch = [self._finish(span) for span in batch]
             result = self._exporter.export(batch)
         except Exception as exc:  # an exporter bug must not kill the worker
             logger.warning("traceroot: exporting %d span(s) failed: %r", len(batch), exc)

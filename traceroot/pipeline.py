@@ -33,6 +33,9 @@ class ExportPipeline(SpanProcessor):
         if config.console_enabled:
             local = self._destination.kind == "local"
             self._console = ConsoleProcessor(notice=LOCAL_NOTICE if local else None)
+        # Cutting long values waits for the export thread. `redact` runs as the span ends,
+        # in its thread and context (it may read them), and the console shows finished spans.
+        self._finish_here = redact is not None or self._console is not None
         self._lock = threading.Lock()
         self._closed = False
         self._batcher: Batcher | None = None
@@ -42,6 +45,7 @@ class ExportPipeline(SpanProcessor):
             self._exporter = OTLPHTTPExporter(endpoint, self._destination.headers, config.timeout)
             self._batcher = Batcher(
                 self._exporter,
+                finish=None if self._finish_here else self._finish,
                 flush_at=config.flush_at,
                 max_batch_size=config.max_batch_size,
                 flush_interval=config.flush_interval,
@@ -58,11 +62,13 @@ class ExportPipeline(SpanProcessor):
         if self._closed:
             return
         try:
-            finished = self._finish(span)
+            compact = self._finish.compact(span)
+            if self._finish_here:
+                compact = self._finish(compact)
             if self._console is not None:
-                self._console.on_end(finished)
+                self._console.on_end(compact)
             if self._batcher is not None:
-                self._batcher.add(finished)
+                self._batcher.add(compact)
         except Exception as exc:  # never let the pipeline break the traced program
             logger.warning("traceroot: could not process a finished span: %r", exc)
 

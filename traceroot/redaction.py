@@ -62,22 +62,23 @@ class SpanFinisher:
         self._max_length = max_length
         self._warned = False
 
-    def __call__(self, span: ReadableSpan) -> ReadableSpan:
-        """A compact copy of `span` with the rules applied.
+    def compact(self, span: ReadableSpan) -> ReadableSpan:
+        """`span` held in plain dicts and tuples, ready to wait in a queue; no rule applied.
 
-        The copy holds plain dicts and tuples: a live SDK span carries locks and
-        bounded deques that would triple the memory of every queued span. A
-        `LightSpan` is compact already: with no rule to apply it is kept as it is.
+        A live SDK span carries locks and bounded deques that would triple the memory
+        of every queued span. A `LightSpan` is compact already and is kept as it is.
         """
-        if isinstance(span, LightSpan) and self._redact is None:
-            values = span.attribute_values
-            if self._bound(values) is values:
-                return span
-        attributes = _plain_copy(span.attributes)
-        events: tuple[Event, ...] = tuple(span.events)
+        if isinstance(span, LightSpan):
+            return span
+        return _copy(span, _plain_copy(span.attributes), tuple(span.events), span.status)
+
+    def __call__(self, span: ReadableSpan) -> ReadableSpan:
+        """`span` with the rules applied: the same span when they change nothing."""
+        attributes: Mapping[str, Any] = span.attributes or {}
+        events = span.events
         status = span.status
         if self._redact is not None:
-            attributes = self._apply(attributes)
+            attributes = self._apply(dict(attributes))
             events = tuple(
                 Event(e.name, self._apply(dict(e.attributes or {})), e.timestamp) for e in events
             )
@@ -85,21 +86,10 @@ class SpanFinisher:
                 redacted = self._apply({STATUS_MESSAGE_KEY: status.description})
                 description = redacted.get(STATUS_MESSAGE_KEY)
                 status = Status(status.status_code, str(description) if description else None)
-        attributes = self._bound(attributes)
-        return ReadableSpan(
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=attributes,
-            events=events,
-            links=tuple(span.links),
-            kind=span.kind,
-            status=status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        bounded = self._bound(attributes)
+        if self._redact is None and bounded is attributes:
+            return span
+        return _copy(span, dict(bounded), tuple(events), status)
 
     def _apply(self, attributes: dict[str, Any]) -> dict[str, Any]:
         assert self._redact is not None
@@ -124,7 +114,7 @@ class SpanFinisher:
         cleaned = {str(k): _as_attribute(v) for k, v in result.items() if v is not None}
         return {**cleaned, **kept}
 
-    def _bound(self, attributes: dict[str, Any]) -> dict[str, Any]:
+    def _bound(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
         limit = self._max_length
         too_long = [
             k
@@ -139,8 +129,30 @@ class SpanFinisher:
             if isinstance(value, str):
                 bounded[key] = truncate(value, limit)
             else:
-                bounded[key] = [truncate(i, limit) if isinstance(i, str) else i for i in value]
+                bounded[key] = tuple(truncate(i, limit) if isinstance(i, str) else i for i in value)
         return bounded
+
+
+def _copy(
+    span: ReadableSpan,
+    attributes: dict[str, Any],
+    events: tuple[Event, ...],
+    status: Status,
+) -> ReadableSpan:
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=events,
+        links=tuple(span.links),
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 def _any_too_long(values: tuple[Any, ...], limit: int) -> bool:
