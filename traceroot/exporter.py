@@ -81,7 +81,8 @@ class OTLPHTTPExporter(SpanExporter):
         """Send one request holding `spans`; whether the backend accepted them all."""
         if self._stop.is_set():
             return False
-        body = gzip.compress(request, compresslevel=6)
+        # Level 1: a third of level 6's time for about 10% more bytes on span batches.
+        body = gzip.compress(request, compresslevel=1)
         status = self._send(body, time.monotonic() + self._timeout)
         if status == 413 and len(spans) > 1:
             half = len(spans) // 2

@@ -138,6 +138,13 @@ def _link(link: Link) -> bytes:
     return _field(b"\x6a", b"".join(parts))
 
 
+# A span's flags field (16, fixed32), for a local or no parent and for a remote one.
+_LOCAL_FLAGS = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE)
+_REMOTE_PARENT_FLAGS = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
+# Encoded span names: few distinct ones, on many spans.
+_names: dict[str, bytes] = {}
+# Start and end times: two fixed64 fields.
+_pack_times = struct.Struct("<BQBQ").pack
 # OTLP counts span kinds from UNSPECIFIED = 0; OpenTelemetry's enum from INTERNAL = 0.
 _KIND_FIELDS = {kind: b"\x30" + _varint(kind.value + 1) for kind in SpanKind}
 
@@ -146,22 +153,26 @@ def encode_span(span: ReadableSpan) -> bytes:
     """One `Span` message (without its field tag)."""
     context = span.context
     assert context is not None
+    parent = span.parent
     parts = [
         b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
         b"\x12\x08" + context.span_id.to_bytes(8, "big"),
     ]
     if state := _trace_state(context):
         parts.append(_field(b"\x1a", state))
-    parent = span.parent
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    parts.append(_field(b"\x2a", span.name.encode("utf-8", "surrogatepass")))
+    name = _names.get(span.name)
+    if name is None:
+        if len(_names) >= _CACHE_LIMIT:
+            _names.clear()
+        name = _names[span.name] = _field(b"\x2a", span.name.encode("utf-8", "surrogatepass"))
+    parts.append(name)
     parts.append(_KIND_FIELDS[span.kind])
-    parts.append(b"\x39" + _pack_fixed64(span.start_time or 0))
-    parts.append(b"\x41" + _pack_fixed64(span.end_time or 0))
+    parts.append(_pack_times(0x39, span.start_time or 0, 0x41, span.end_time or 0))
     parts.extend(_attributes(b"\x4a", span.attributes))
-    if span.dropped_attributes:
-        parts.append(b"\x50" + _varint(span.dropped_attributes))
+    if dropped := span.dropped_attributes:
+        parts.append(b"\x50" + _varint(dropped))
     for event in span.events:
         event_parts = [
             b"\x09" + _pack_fixed64(event.timestamp),
@@ -171,11 +182,11 @@ def encode_span(span: ReadableSpan) -> bytes:
         if event.dropped_attributes:
             event_parts.append(b"\x20" + _varint(event.dropped_attributes))
         parts.append(_field(b"\x5a", b"".join(event_parts)))
-    if span.dropped_events:
-        parts.append(b"\x60" + _varint(span.dropped_events))
+    if dropped := span.dropped_events:
+        parts.append(b"\x60" + _varint(dropped))
     parts.extend(_link(link) for link in span.links)
-    if span.dropped_links:
-        parts.append(b"\x70" + _varint(span.dropped_links))
+    if dropped := span.dropped_links:
+        parts.append(b"\x70" + _varint(dropped))
     status = span.status
     if status.description is None and status.status_code is StatusCode.UNSET:
         parts.append(b"\x7a\x00")  # the usual case: an empty Status
@@ -187,7 +198,7 @@ def encode_span(span: ReadableSpan) -> bytes:
         if status.status_code.value:
             status_parts.append(b"\x18" + _varint(status.status_code.value))
         parts.append(_field(b"\x7a", b"".join(status_parts)))
-    parts.append(b"\x85\x01" + _pack_fixed32(_flags(parent)))  # field 16, fixed32
+    parts.append(_REMOTE_PARENT_FLAGS if parent is not None and parent.is_remote else _LOCAL_FLAGS)
     return b"".join(parts)
 
 
