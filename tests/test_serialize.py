@@ -114,6 +114,16 @@ def test_scalars_and_stdlib_types() -> None:
     }
 
 
+def test_plain_arguments_are_exactly_json_dumps() -> None:
+    for value in (
+        {},
+        {"i": 5},
+        {"text": 'héllo ✓ "quoted"\n', "none": None, "yes": True, "no": False, "n": -(2**70)},
+        {"self": "x", "key with spaces": ""},
+    ):
+        assert to_json(value) == json.dumps(value)
+
+
 def test_nan_and_infinity_become_strings() -> None:
     assert to_json([math.nan, math.inf, -math.inf, 1.5]) == '["NaN", "Infinity", "-Infinity", 1.5]'
     assert to_output_value(math.nan) == "NaN"

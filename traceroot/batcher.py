@@ -15,7 +15,8 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -30,13 +31,20 @@ MAX_QUEUE_TEXT = 64 * 1024 * 1024
 
 def text_size(span: ReadableSpan) -> int:
     """About how many characters of text `span` holds (its attributes and events)."""
+    size = _text_in(span.attributes)
+    for event in span.events:
+        size += _text_in(event.attributes)
+    return size
+
+
+def _text_in(attributes: Mapping[str, Any] | None) -> int:
     size = 0
-    for attributes in (span.attributes, *(event.attributes for event in span.events)):
-        for value in (attributes or {}).values():
-            if type(value) is str:
-                size += len(value)
-            elif type(value) is tuple and value and type(value[0]) is str:
-                size += sum(map(len, value))
+    for value in (attributes or {}).values():
+        kind = type(value)
+        if kind is str:
+            size += len(value)
+        elif kind is tuple and value and type(value[0]) is str:
+            size += sum(map(len, value))
     return size
 
 

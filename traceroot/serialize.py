@@ -9,9 +9,10 @@ import dataclasses
 import datetime
 import enum
 import json
+import json.encoder
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from types import ModuleType
@@ -156,10 +157,38 @@ def _plain_dict(value: Any, limit: int) -> bool:
     return True
 
 
+def _plain_encoder() -> Callable[[Any], str]:
+    """`json.dumps` for plain dicts, without building a new C encoder on every call.
+
+    A plain dict holds no container, so it has no cycle to watch for: one encoder
+    made once, with `json.dumps`'s defaults, serves every call.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator in this Python
+        return json.dumps
+    # markers (no cycle check), default, string encoder, indent, separators, sort_keys,
+    # skipkeys, allow_nan: what json.dumps passes by default.
+    encoder = make(
+        None,
+        json.JSONEncoder().default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        ": ",
+        ", ",
+        False,
+        False,
+        True,
+    )
+    return lambda value: "".join(encoder(value, 0))
+
+
+_dumps_plain = _plain_encoder()
+
+
 def to_json(value: Any, limit: int = 32768) -> str:
     """`value` as a JSON string, bounded to `limit` characters."""
     if _plain_dict(value, limit):  # the common case: a call's arguments
-        return truncate(json.dumps(value), limit)
+        return truncate(_dumps_plain(value), limit)
     walk = _Walk()
     try:
         text = json.dumps(_convert(value, limit, walk, 0), allow_nan=False)
