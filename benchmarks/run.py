@@ -611,7 +611,7 @@ def report(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3, help="burst runs per contender (3)")
+    parser.add_argument("--runs", type=int, default=5, help="burst runs per contender (5)")
     parser.add_argument("--startup-runs", type=int, default=9, help="start-up runs per command (9)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 20 x 10 burst, 1 run each")
     parser.add_argument("--output", type=Path, default=HERE / "results.md")
