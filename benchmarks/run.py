@@ -13,10 +13,11 @@
 3. Peak memory: max RSS of each program above, from os.wait4.
 
 Each contender has its own virtual environment under benchmarks/.venvs/ (built once with
-`python -m venv` + pip, rebuilt when its requirements change): ours (`pip install -e` of this
-repository), the reference (`traceroot==0.5.0`, same import name), langfuse, plain
-OpenTelemetry, and plain OpenTelemetry with the OpenInference OpenAI instrumentor. Results
-are printed and written to benchmarks/results.md (not by --quick).
+`python -m venv` + pip, rebuilt when its requirements change): ours (this repository's
+working tree, installed as a wheel at every run), the reference (`traceroot==0.5.0`, same
+import name), langfuse, plain OpenTelemetry, and plain OpenTelemetry with the OpenInference
+OpenAI instrumentor. Results are printed and written to benchmarks/results.md (not by
+--quick).
 """
 
 from __future__ import annotations
@@ -66,11 +67,14 @@ class VenvSpec:
     name: str
     requirements: tuple[str, ...]
     versions_of: tuple[str, ...]  # distributions whose versions the results show
-    editable: bool = False  # also `pip install -e REPO`
+    # Also this repository, installed as users install it (a built wheel, not `pip install
+    # -e`, whose import hook every process would pay for), reinstalled from the working tree
+    # at every run.
+    ours: bool = False
 
     def fingerprint(self) -> str:
-        text = json.dumps([self.requirements, self.editable, sys.version_info[:2]])
-        if self.editable:  # rebuild when our own dependencies change
+        text = json.dumps([self.requirements, self.ours, sys.version_info[:2]])
+        if self.ours:  # rebuild when our own dependencies change
             text += (REPO / "pyproject.toml").read_text()
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -83,7 +87,7 @@ OTEL_REQUIREMENTS = (
     "openai",  # for the start-up program; nothing instruments it in this venv
 )
 VENV_SPECS = (
-    VenvSpec("traceroot", ("openai",), ("traceroot", "opentelemetry-sdk", "openai"), editable=True),
+    VenvSpec("traceroot", ("openai",), ("traceroot", "opentelemetry-sdk", "openai"), ours=True),
     VenvSpec("ref", ("traceroot==0.5.0", "openai"), ("traceroot",)),
     VenvSpec("langfuse", ("langfuse",), ("langfuse", "opentelemetry-sdk")),
     VenvSpec("otel", OTEL_REQUIREMENTS, ("opentelemetry-sdk", "opentelemetry-instrumentation")),
@@ -137,8 +141,14 @@ def ensure_venv(spec: VenvSpec) -> Venv:
         log = VENVS / f"{spec.name}.pip.log"
         log.write_text("")
         _pip(python, ["-q", "--upgrade", "pip"], log)
-        _pip(python, ["-q", *spec.requirements, *(["-e", str(REPO)] if spec.editable else [])], log)
+        _pip(python, ["-q", *spec.requirements], log)
         marker.write_text(fingerprint)
+    if spec.ours:
+        print(f"[setup] installing this repository's working tree into {spec.name!r}", flush=True)
+        log = VENVS / f"{spec.name}.pip.log"
+        # setuptools' build/ keeps files deleted from the tree: a stale one would ship.
+        shutil.rmtree(REPO / "build", ignore_errors=True)
+        _pip(python, ["-q", "--no-deps", "--force-reinstall", str(REPO)], log)
     probe = (
         "import importlib.metadata as m, json, sys; "
         "print(json.dumps({n: m.version(n) for n in sys.argv[1:]}))"
@@ -221,8 +231,8 @@ class Run:
 
 def clean_env(venv: Venv, extra: dict[str, str]) -> dict[str, str]:
     """The caller's environment without tracing or Python settings, `venv` first on PATH."""
-    # PYTHON* goes too: PYTHONDONTWRITEBYTECODE would make our editable install (no .pyc
-    # written by pip) recompile every module in every run, unlike an installed wheel.
+    # PYTHON* goes too: PYTHONDONTWRITEBYTECODE would make every run recompile what
+    # imports had not cached yet.
     env = {
         k: v
         for k, v in os.environ.items()
