@@ -506,7 +506,8 @@ def test_deactivate_uninstruments_and_removes_hooks(provider: TracerProvider) ->
     assert openai is not None
     integrations.deactivate()
     assert not OpenAIInstrumentor().is_instrumented_by_opentelemetry
-    assert integrations._state.finder not in sys.meta_path
+    # No import hook of ours is left waiting for crewai or langchain.
+    assert not [f for f in sys.meta_path if type(f).__module__ == "traceroot.import_hooks"]
 
 
 def test_client_libraries_add_no_spans_of_their_own(

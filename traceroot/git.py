@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +157,8 @@ def _head_commit(git_dir: Path, common: Path) -> str | None:
 
 
 def _ask_git(root: Path) -> tuple[str | None, str | None]:
+    import subprocess  # only here: most programs never need to ask git, and start faster
+
     def run(*args: str) -> str | None:
         try:
             done = subprocess.run(

@@ -8,8 +8,6 @@ import hook; the library is instrumented the moment its module finishes executin
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
 import logging
 import os
 import re
@@ -19,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Union
 
 from opentelemetry.context import Context
@@ -32,7 +29,7 @@ from opentelemetry.trace import (
     use_span,
 )
 
-from traceroot import distributions
+from traceroot import distributions, import_hooks
 
 if TYPE_CHECKING:
     import importlib.metadata
@@ -417,118 +414,6 @@ def _yield_duplicates(provider: TracerProvider | None) -> None:
     _state.yielding, _state.yielding_hook = provider, get_tracer
 
 
-# -- import hooks -----------------------------------------------------------------------
-
-
-class _NotifyingLoader(importlib.abc.Loader):
-    """Runs the real loader, then the watcher's callbacks for the module."""
-
-    def __init__(self, loader: importlib.abc.Loader, finder: _PostImportFinder) -> None:
-        self._loader = loader
-        self._finder = finder
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        # Put the real loader back first: the module (and importlib.resources) sees
-        # exactly what it would have seen without us.
-        module.__loader__ = self._loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self._loader
-        self._loader.exec_module(module)
-        self._finder.fire(module.__name__)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-
-class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """A meta path finder that calls back once a watched module has finished executing."""
-
-    def __init__(self) -> None:
-        self._callbacks: dict[str, list[Callable[[], None]]] = {}
-        self._lock = threading.Lock()
-        self._local = threading.local()
-
-    def watch(self, module: str, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when ``module`` is imported: now if it already is."""
-        if _imported(module):
-            callback()
-            return
-        with self._lock:
-            self._callbacks.setdefault(module, []).append(callback)
-            if self not in sys.meta_path:
-                sys.meta_path.insert(0, self)
-
-    def unwatch(self, module: str, callback: Callable[[], None]) -> None:
-        with self._lock:
-            callbacks = self._callbacks.get(module, [])
-            if callback in callbacks:
-                callbacks.remove(callback)
-            if not callbacks:
-                self._callbacks.pop(module, None)
-            if not self._callbacks and self in sys.meta_path:
-                sys.meta_path.remove(self)
-
-    def watched(self, module: str) -> bool:
-        return bool(self._callbacks.get(module))
-
-    def fire(self, module: str) -> None:
-        with self._lock:
-            callbacks = self._callbacks.pop(module, [])
-            if not self._callbacks and self in sys.meta_path:
-                sys.meta_path.remove(self)
-        queue: list[tuple[str, Callable[[], None]]] | None = getattr(self._local, "queue", None)
-        if queue is not None:
-            # A hook is running on this thread and its instrumentor is importing a watched
-            # module; instrumenting that now could see the instrumentor half-imported.
-            queue.extend((module, callback) for callback in callbacks)
-            return
-        queue = self._local.queue = [(module, callback) for callback in callbacks]
-        try:
-            while queue:
-                name, callback = queue.pop(0)
-                try:
-                    callback()
-                except Exception:  # an import must never fail because of tracing
-                    logger.warning("traceroot: import hook for %s failed", name, exc_info=True)
-        finally:
-            self._local.queue = None
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self._callbacks:
-            return None
-        try:
-            later = sys.meta_path[sys.meta_path.index(self) + 1 :]
-        except ValueError:
-            return None
-        # Ask the finders after us directly, so the spec is the one Python would have used.
-        for finder in later:
-            find_spec = getattr(finder, "find_spec", None)
-            spec = find_spec(fullname, path, target) if find_spec is not None else None
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _NotifyingLoader(spec.loader, self)
-        return spec
-
-
-def _imported(module: str) -> bool:
-    found = sys.modules.get(module)
-    if found is None:
-        return False
-    spec = getattr(found, "__spec__", None)
-    return not getattr(spec, "_initializing", False)
-
-
 def _load_object(target: str) -> Any:
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -542,7 +427,6 @@ class _State:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.finder = _PostImportFinder()
         self.provider: TracerProvider | None = None
         self.explicit = False
         self.hooks: dict[Integration, Callable[[], None]] = {}
@@ -686,7 +570,7 @@ def _request(integration: Integration, *, named: bool) -> bool:
             " or ".join(spec.dists),
         )
         return False
-    if _imported(spec.module):
+    if import_hooks.imported(spec.module):
         return True
 
     def hook() -> None:
@@ -697,14 +581,14 @@ def _request(integration: Integration, *, named: bool) -> bool:
         _instrument(integration)
 
     _state.hooks[integration] = hook
-    _state.finder.watch(spec.module, hook)
+    import_hooks.when_imported(spec.module, hook)
     return False
 
 
 def _withdraw_hook(integration: Integration) -> None:
     hook = _state.hooks.pop(integration, None)
     if hook is not None:
-        _state.finder.unwatch(REGISTRY[integration].module, hook)
+        import_hooks.forget(REGISTRY[integration].module, hook)
 
 
 def _instrument(integration: Integration) -> None:
@@ -784,7 +668,7 @@ def deactivate() -> None:
         for integration in list(_state.hooks):
             _withdraw_hook(integration)
         for module, hook in _state.otel_hooks:
-            _state.finder.unwatch(module, hook)
+            import_hooks.forget(module, hook)
         instrumentors = [*_state.instrumented.values(), *_state.otel_instrumented]
         _state.instrumented.clear()
         _state.otel_hooks.clear()
@@ -877,7 +761,7 @@ def activate_otel_entry_point(
             with _state.lock:
                 _state.otel_instrumented.append(instrumentor)
                 for module, other in [h for h in _state.otel_hooks if h[1] is hook]:
-                    _state.finder.unwatch(module, other)
+                    import_hooks.forget(module, other)
 
         if not modules:  # the standard library or an unknown target: nothing to wait for
             hook()
@@ -885,7 +769,7 @@ def activate_otel_entry_point(
         for module in modules:
             with _state.lock:
                 _state.otel_hooks.append((module, hook))
-            _state.finder.watch(module, hook)
+            import_hooks.when_imported(module, hook)
     except Exception:
         logger.warning(
             "traceroot: OpenTelemetry instrumentor %s failed", entry_point.name, exc_info=True

@@ -14,17 +14,21 @@ import functools
 import inspect
 import logging
 import os
-import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from multiprocessing import process as mp_process
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from traceroot import import_hooks
+
+if TYPE_CHECKING:
+    import subprocess
+    from multiprocessing import process as mp_process
 
 __all__ = ["attach_parent_from_environment", "current_carrier", "install"]
 
@@ -137,6 +141,8 @@ def _env_with_carrier(env: Any, carrier: Mapping[str, str]) -> Any:
 
 
 def _patch_popen() -> None:
+    import subprocess
+
     original = subprocess.Popen.__init__
     if getattr(original, _WRAPPED, False):
         return
@@ -165,6 +171,8 @@ def _patch_popen() -> None:
 
 
 def _patch_multiprocessing() -> None:
+    from multiprocessing import process as mp_process
+
     process_cls = mp_process.BaseProcess
     original_start = process_cls.start
     original_bootstrap = process_cls._bootstrap  # type: ignore[attr-defined]
@@ -216,7 +224,13 @@ def install() -> None:
             return
         _installed = True
     attach_parent_from_environment()
-    for patch in (_patch_popen, _patch_multiprocessing):
+    # Patched when the program imports them (at once if it has): most programs never do.
+    import_hooks.when_imported("subprocess", _guarded(_patch_popen))
+    import_hooks.when_imported("multiprocessing.process", _guarded(_patch_multiprocessing))
+
+
+def _guarded(patch: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
         try:
             patch()
         except Exception as exc:
@@ -225,3 +239,5 @@ def install() -> None:
                 patch.__name__,
                 exc,
             )
+
+    return run
