@@ -95,7 +95,13 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
         # also need their type, or 1, 1.0 and True would share an entry.
         if kind is str:
             cache_key: tuple[Any, ...] | None = item if len(value) <= _CACHEABLE_LENGTH else None
-        elif kind is tuple or kind is list:
+        elif kind is tuple:
+            encoded = cache.get(item)  # only string arrays are cached: a hit is one
+            if encoded is not None:
+                out.append(encoded)
+                continue
+            cache_key = item if _short_strings(value) else None
+        elif kind is list:
             value = tuple(value)
             cache_key = (key, value) if _short_strings(value) else None
         elif kind is bool or kind is int or kind is float:
