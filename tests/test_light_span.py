@@ -36,6 +36,7 @@ def tool(x, y=2):
     span.set_attribute("custom.ints", (1, 2, 3))
     span.set_attribute("custom.float", 1.5)
     span.add_event("checkpoint", {"step": 3, "ok": True})
+    span.add_link(trace.SpanContext(0xABC, 0xDEF, is_remote=True), {"why": "retry"})
     with trace.get_tracer("thirdparty.lib", "1.0").start_as_current_span("lib-call") as s:
         s.set_attribute("lib.value", "v")
     update_current_span(usage={"total_tokens": 7}, model="m-1", metadata={"k": "v"})
@@ -148,6 +149,7 @@ def test_light_spans_send_what_sdk_spans_send(
     assert tool["attributes"]["traceroot.span.tags"] == ["t1", "t2"]
     assert tool["attributes"]["tag.tags"] == ["ctx"]
     assert tool["events"] == [("checkpoint", {"step": 3, "ok": True})]
+    assert [link["attributes"] for link in tool["links"]] == [{"why": "retry"}]
     failing = next(s for s in light if s["name"] == "renamed-later")
     assert failing["status"] == ("ERROR", "ValueError: bad input")
     assert failing["events"][0][1]["exception.type"] == "ValueError"

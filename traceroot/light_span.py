@@ -67,8 +67,6 @@ class LightSpan(trace_api.Span, ReadableSpan):
     ) -> None:
         self._values = attributes
         self._span_context = context
-        self._event_list: list[Event] = []
-        self._link_list: list[Link] = []
         self._on_end = tracer.on_end
         ReadableSpan.__init__(
             self,
@@ -77,8 +75,10 @@ class LightSpan(trace_api.Span, ReadableSpan):
             parent=parent,
             resource=tracer.resource,
             attributes=attributes,
-            events=self._event_list,  # type: ignore[arg-type]
-            links=self._link_list,
+            # Empty tuples until an event or link comes: most spans never get one, and every
+            # list is one more object for the garbage collector to walk while spans queue.
+            events=(),  # type: ignore[arg-type]
+            links=(),
             kind=trace_api.SpanKind.INTERNAL,
             status=_UNSET,
             start_time=time_ns(),
@@ -117,11 +117,17 @@ class LightSpan(trace_api.Span, ReadableSpan):
             item = clean_value(value)
             if item is not None:
                 cleaned[key] = item
-        self._event_list.append(Event(name, cleaned, timestamp or time_ns()))
+        events = self._events
+        if not isinstance(events, list):
+            events = self._events = []
+        events.append(Event(name, cleaned, timestamp or time_ns()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self._end_time is None and context is not None and context.is_valid:
-            self._link_list.append(Link(context, attributes))
+            links = self._links
+            if not isinstance(links, list):
+                links = self._links = []
+            links.append(Link(context, attributes))
 
     def update_name(self, name: str) -> None:
         if self._end_time is None:
