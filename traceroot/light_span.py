@@ -55,7 +55,11 @@ def clean_value(value: Any) -> types.AttributeValue | None:
 
 
 class LightSpan(trace_api.Span, ReadableSpan):
-    """A recording span whose finished form is itself: no copy when it ends."""
+    """A recording span whose finished form is itself: no copy when it ends.
+
+    Like the SDK's own span, it keeps name, status, end time, events and links in
+    `ReadableSpan`'s fields, so everything that reads a `ReadableSpan` sees them.
+    """
 
     def __init__(
         self,
