@@ -43,7 +43,7 @@ class _SwitchableProcessor(SpanProcessor):
             logger.debug("traceroot: stamping a span failed: %r", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.stamping.closed(span)
+        self.stamping.on_end(span)
         self.pipeline.on_end(span)
 
     def shutdown(self) -> None:
@@ -56,14 +56,19 @@ class _SwitchableProcessor(SpanProcessor):
 class _OwnProvider(TracerProvider):
     """The provider we install; it notices when anyone else adds a processor to it."""
 
-    def __init__(self, resource: Resource, on_foreign_processor: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        resource: Resource,
+        ours: SpanProcessor,
+        on_foreign_processor: Callable[[], None],
+    ) -> None:
         super().__init__(resource=resource, shutdown_on_exit=False)
-        self.ours: SpanProcessor | None = None
+        self._ours = ours
         self._on_foreign_processor = on_foreign_processor
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
-        if span_processor is not self.ours:
+        if span_processor is not self._ours:
             self._on_foreign_processor()
 
 
@@ -104,8 +109,7 @@ class TraceRootClient:
         if isinstance(existing, TracerProvider):
             provider = existing  # join it: the app's own exporters keep working
         else:
-            provider = _OwnProvider(self._resource(), self._stop_light_spans)
-            provider.ours = self._processor
+            provider = _OwnProvider(self._resource(), self._processor, self._stop_light_spans)
             trace.set_tracer_provider(provider)
         provider.add_span_processor(self._processor)
         self._provider = provider
@@ -116,7 +120,6 @@ class TraceRootClient:
             isinstance(provider, _OwnProvider)
             and isinstance(self.tracer, Tracer)
             and provider.sampler is DEFAULT_ON
-            and provider.ours is self._processor
             and not any(k.startswith("OTEL_") and k.endswith("_LIMIT") for k in os.environ)
         ):
             self._light = LightTracer(

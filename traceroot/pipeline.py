@@ -62,13 +62,13 @@ class ExportPipeline(SpanProcessor):
         if self._closed:
             return
         try:
-            compact = self._finish.compact(span)
-            if self._finish_here:
-                compact = self._finish(compact)
+            finished = self._finish(span) if self._finish_here else span
+            if finished is span:  # not rewritten: still the span as it ended
+                finished = self._finish.compact(span)
             if self._console is not None:
-                self._console.on_end(compact)
+                self._console.on_end(finished)
             if self._batcher is not None:
-                self._batcher.add(compact)
+                self._batcher.add(finished)
         except Exception as exc:  # never let the pipeline break the traced program
             logger.warning("traceroot: could not process a finished span: %r", exc)
 

@@ -74,11 +74,6 @@ class StampingProcessor(SpanProcessor):
                 self._open.clear()  # spans that never end: fall back to reading parents
             self._open[span_id] = path
 
-    def closed(self, span: ReadableSpan) -> None:
-        """Forget the path of a span that has ended."""
-        if span.context is not None:
-            self._open.pop(span.context.span_id, None)
-
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
         # Decorator spans arrive stamped already (one attribute pass instead of two).
         if attr.SPAN_PATH not in (span.attributes or {}):
@@ -86,7 +81,9 @@ class StampingProcessor(SpanProcessor):
         self.opened(span.context.span_id, span.attributes or {})
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.closed(span)
+        # The span has ended: its children now read its path from it, if at all.
+        if span.context is not None:
+            self._open.pop(span.context.span_id, None)
 
     def shutdown(self) -> None:
         pass
