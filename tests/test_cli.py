@@ -10,7 +10,7 @@ import pytest
 from otlp_receiver import OTLPReceiver, dead_url
 from test_launcher import launch, program_env
 
-from traceroot.cli.envfile import malformed_lines
+from traceroot.cli._envfile import malformed_lines
 from traceroot.cli.main import (
     EXIT_CANNOT_EXECUTE,
     EXIT_NOT_FOUND,

@@ -13,7 +13,8 @@ DURATION = r"\d+\.\d+(ms|s)"
 
 AGENT = r"""
 import traceroot
-from traceroot import observe, update_current_span
+from traceroot import update_current_span
+from traceroot import observe
 from opentelemetry import trace
 
 @observe(type="llm")

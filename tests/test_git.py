@@ -10,8 +10,8 @@ import pytest
 from otlp_receiver import OTLPReceiver
 from sdk_helpers import run_traced
 
-from traceroot import git
-from traceroot.git import GitContext, detect, normalize_remote
+from traceroot import _git as git
+from traceroot._git import GitContext, detect, normalize_remote
 
 SHA = "b8fd2aa7c25ae5321f29913129386cb1f00a44f3"
 SHA2 = "0123456789abcdef0123456789abcdef01234567"

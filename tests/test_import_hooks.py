@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from traceroot import import_hooks
+from traceroot import _import_hooks as import_hooks
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_a_withdrawn_callback_is_not_called(module_dir: Path) -> None:
     import_hooks.forget("hooked_withdrawn", callback)
     importlib.import_module("hooked_withdrawn")
     assert seen == []
-    assert not [f for f in sys.meta_path if type(f).__module__ == "traceroot.import_hooks"]
+    assert not [f for f in sys.meta_path if type(f).__module__ == "traceroot._import_hooks"]
 
 
 def test_a_failing_callback_warns_and_the_import_succeeds(

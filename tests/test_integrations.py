@@ -22,8 +22,8 @@ from fake_providers import COMPLETION_TOKENS, FAIL_MODEL, PROMPT_TOKENS, REPLY, 
 from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import OTLPReceiver, ReceivedSpan
 
-from traceroot import integrations
-from traceroot.integrations import REGISTRY, Integration, _Spec
+from traceroot import _integrations as integrations
+from traceroot._integrations import REGISTRY, Integration, _Spec
 
 LIBRARIES = ("openai", "anthropic", "langchain_core", "google.genai")
 
@@ -59,7 +59,8 @@ def _output_text(span: ReceivedSpan) -> Any:
 PROVIDERS_SCRIPT = """
     import asyncio, json, sys
     import traceroot
-    from traceroot import Integration, observe, using_attributes
+    from traceroot import Integration, using_attributes
+    from traceroot import observe
 
     traceroot.initialize(integrations=[Integration.OPENAI, Integration.ANTHROPIC,
                                        Integration.LANGCHAIN, Integration.GOOGLE_GENAI])
@@ -288,7 +289,7 @@ def test_nothing_imported_until_the_program_does(
     script = """
         import sys
         import traceroot
-        from traceroot import integrations
+        from traceroot import _integrations as integrations
 
         traceroot.auto_initialize()
         libraries = sys.argv[2].split(",")
@@ -318,7 +319,7 @@ def test_explicit_list_wins_over_auto_and_nothing_is_instrumented_twice(
     script = """
         import sys
         import traceroot
-        from traceroot import integrations
+        from traceroot import _integrations as integrations
 
         traceroot.auto_initialize()      # what the launcher does: every installed one
         import openai                    # instrumented now, by the auto activation
@@ -351,7 +352,7 @@ def test_otel_instrumentors_two_services_one_trace(
     script = """
         import sys, threading, time
         import traceroot
-        from traceroot import integrations
+        from traceroot import _integrations as integrations
 
         traceroot.auto_initialize()
         from opentelemetry import trace
@@ -507,7 +508,7 @@ def test_deactivate_uninstruments_and_removes_hooks(provider: TracerProvider) ->
     integrations.deactivate()
     assert not OpenAIInstrumentor().is_instrumented_by_opentelemetry
     # No import hook of ours is left waiting for crewai or langchain.
-    assert not [f for f in sys.meta_path if type(f).__module__ == "traceroot.import_hooks"]
+    assert not [f for f in sys.meta_path if type(f).__module__ == "traceroot._import_hooks"]
 
 
 def test_client_libraries_add_no_spans_of_their_own(

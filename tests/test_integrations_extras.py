@@ -29,8 +29,8 @@ from fake_providers import COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, FakeProvider
 from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import OTLPReceiver, ReceivedSpan
 
-from traceroot import integrations
-from traceroot.integrations import Integration
+from traceroot import _integrations as integrations
+from traceroot._integrations import Integration
 
 _OI = "openinference.instrumentation"
 
@@ -101,7 +101,8 @@ def _assert_one_llm_span(
 MISTRAL_SCRIPT = """
     import asyncio, sys
     import traceroot
-    from traceroot import Integration, observe
+    from traceroot import Integration
+    from traceroot import observe
 
     traceroot.initialize(integrations=INTEGRATIONS)
     from mistralai.client import Mistral
@@ -223,7 +224,8 @@ def test_a_duplicate_steps_aside_only_under_the_covering_span() -> None:
 GROQ_SCRIPT = """
     import asyncio, sys
     import traceroot
-    from traceroot import Integration, observe
+    from traceroot import Integration
+    from traceroot import observe
 
     traceroot.initialize(integrations=[Integration.GROQ])
     import groq
@@ -261,7 +263,8 @@ def test_groq_call_is_one_llm_span() -> None:
 LITELLM_SCRIPT = """
     import asyncio, sys
     import traceroot
-    from traceroot import Integration, observe
+    from traceroot import Integration
+    from traceroot import observe
 
     traceroot.initialize(integrations=[Integration.LITELLM, Integration.OPENAI])
     import litellm, openai
@@ -308,7 +311,8 @@ needs_langchain_openai = _requires("langchain_openai", f"{_OI}.langchain", f"{_O
 LANGCHAIN_OPENAI_SCRIPT = """
     import sys
     import traceroot
-    from traceroot import Integration, observe
+    from traceroot import Integration
+    from traceroot import observe
 
     # What traceroot-run does when both libraries are installed.
     traceroot.initialize(integrations=[Integration.LANGCHAIN, Integration.OPENAI])

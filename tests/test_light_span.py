@@ -20,7 +20,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 import traceroot
-from traceroot import observe, update_current_span, using_attributes
+from traceroot import update_current_span, using_attributes
+from traceroot import observe
 
 traceroot.initialize()
 app_exporter = InMemorySpanExporter()

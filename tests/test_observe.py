@@ -26,7 +26,8 @@ SHAPES = r"""
 import asyncio, dataclasses, enum, json, math
 from datetime import datetime
 import traceroot
-from traceroot import SpanKind, observe
+from traceroot import SpanKind
+from traceroot import observe
 
 traceroot.initialize()
 

@@ -20,7 +20,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from traceroot.otlp_encoding import encode_requests
+from traceroot._export.otlp_writer import encode_requests
 
 
 class _Keep(SpanProcessor):

@@ -1,4 +1,4 @@
-"""``traceroot.propagation`` in real processes: what children receive, what they continue."""
+"""``traceroot._propagation`` in real processes: what children receive, what they continue."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SPAWNER = textwrap.dedent(
     import json, os, subprocess, sys
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
-    from traceroot import propagation
+    from traceroot import _propagation as propagation
 
     trace.set_tracer_provider(TracerProvider())
     propagation.install()

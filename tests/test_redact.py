@@ -12,7 +12,8 @@ SECRET = "sk-live-TOPSECRET-42"
 PROGRAM = r"""
 import json, sys
 import traceroot
-from traceroot import observe, update_current_span, update_current_trace, using_attributes
+from traceroot import update_current_span, update_current_trace, using_attributes
+from traceroot import observe
 from opentelemetry import trace
 
 SECRET = "sk-live-TOPSECRET-42"

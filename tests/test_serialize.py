@@ -18,7 +18,7 @@ import pytest
 from otlp_receiver import OTLPReceiver
 from sdk_helpers import run_traced
 
-from traceroot.serialize import CYCLE, to_json, to_jsonable, to_output_value, truncate
+from traceroot._serialize import CYCLE, to_json, to_jsonable, to_output_value, truncate
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}")
 MARKER = re.compile(r"\.\.\.\[truncated (\d+) chars\]$")
@@ -241,7 +241,8 @@ def test_truncation_marker_counts_what_was_cut() -> None:
 PROGRAM = r"""
 import json, os, time
 import traceroot
-from traceroot import observe, update_current_span
+from traceroot import update_current_span
+from traceroot import observe
 from opentelemetry import trace
 
 traceroot.initialize()

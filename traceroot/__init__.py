@@ -20,22 +20,22 @@ from typing import TYPE_CHECKING, Any
 from traceroot.version import __version__
 
 _EXPORTS = {
-    "TraceRootClient": "traceroot.client",
-    "TracerootClient": "traceroot.client",
-    "auto_initialize": "traceroot.client",
-    "flush": "traceroot.client",
-    "get_client": "traceroot.client",
-    "initialize": "traceroot.client",
-    "shutdown": "traceroot.client",
-    "Integration": "traceroot.integrations",
-    "observe": "traceroot.observe",
-    "Redact": "traceroot.redaction",
-    "SpanKind": "traceroot.span_kind",
-    "using_attributes": "traceroot.trace_attributes",
-    "get_current_span_id": "traceroot.updates",
-    "get_current_trace_id": "traceroot.updates",
-    "update_current_span": "traceroot.updates",
-    "update_current_trace": "traceroot.updates",
+    "TraceRootClient": "traceroot._client",
+    "TracerootClient": "traceroot._client",
+    "auto_initialize": "traceroot._client",
+    "flush": "traceroot._client",
+    "get_client": "traceroot._client",
+    "initialize": "traceroot._client",
+    "shutdown": "traceroot._client",
+    "Integration": "traceroot._integrations",
+    "observe": "traceroot._observe",
+    "Redact": "traceroot._export.finisher",
+    "SpanKind": "traceroot._span_kind",
+    "using_attributes": "traceroot._trace_attributes",
+    "get_current_span_id": "traceroot._updates",
+    "get_current_trace_id": "traceroot._updates",
+    "update_current_span": "traceroot._updates",
+    "update_current_trace": "traceroot._updates",
 }
 
 __all__ = [
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from traceroot.client import (
+    from traceroot._client import (
         TraceRootClient,
         TracerootClient,
         auto_initialize,
@@ -68,12 +68,12 @@ if TYPE_CHECKING:
         initialize,
         shutdown,
     )
-    from traceroot.integrations import Integration
-    from traceroot.observe import observe
-    from traceroot.redaction import Redact
-    from traceroot.span_kind import SpanKind
-    from traceroot.trace_attributes import using_attributes
-    from traceroot.updates import (
+    from traceroot._export.finisher import Redact
+    from traceroot._integrations import Integration
+    from traceroot._observe import observe
+    from traceroot._span_kind import SpanKind
+    from traceroot._trace_attributes import using_attributes
+    from traceroot._updates import (
         get_current_span_id,
         get_current_trace_id,
         update_current_span,

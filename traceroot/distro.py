@@ -14,7 +14,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
 
-from traceroot import integrations
+from traceroot import _integrations as integrations
 
 _CONFIGURATOR = "OTEL_PYTHON_CONFIGURATOR"
 

@@ -45,7 +45,7 @@ def _integrations_value(value: str | None) -> str | None:
         return text
     names = [n.strip().replace("-", "_") for n in text.split(",") if n.strip()]
     # Imported only here: the launcher should start fast when the option is not used.
-    from traceroot.integrations import Integration
+    from traceroot._integrations import Integration
 
     valid = {member.value for member in Integration}
     unknown = [n for n in names if n not in valid]
@@ -305,7 +305,7 @@ def main(
         path = env_file if env_file is not None else Path(".env")
         if env_file is not None or path.is_file():
             # python-dotenv loads only when there is a file to read: start-up stays fast.
-            from traceroot.cli.envfile import EnvFileError, load_env_file
+            from traceroot.cli._envfile import EnvFileError, load_env_file
 
             try:
                 for problem in load_env_file(path, env):
@@ -318,7 +318,7 @@ def main(
         )
     )
     if check:
-        from traceroot.cli.check import run_check
+        from traceroot.cli._check import run_check
 
         sys.exit(run_check(env))
     assert program is not None

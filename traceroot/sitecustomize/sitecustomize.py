@@ -15,7 +15,7 @@ traceroot is installed in, so it sticks to syntax every Python 3 accepts.
 import os
 import sys
 
-# Must match traceroot.config's reading of TRACEROOT_ENABLED.
+# Must match traceroot._config's reading of TRACEROOT_ENABLED.
 _FALSE = ("0", "false", "no", "off")
 _LAUNCHER_MODULES = ("traceroot.cli", "traceroot.cli.main")
 

@@ -12,7 +12,7 @@ from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from traceroot import attributes as attr
+from traceroot import _attributes as attr
 
 MAX_DEPTH = 10
 MAX_CHILDREN = 20

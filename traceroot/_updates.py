@@ -7,9 +7,9 @@ from typing import Any
 
 from opentelemetry import trace
 
-from traceroot import attributes as attr
-from traceroot.client import get_client
-from traceroot.serialize import to_json, to_output_value
+from traceroot import _attributes as attr
+from traceroot._client import get_client
+from traceroot._serialize import to_json, to_output_value
 
 logger = logging.getLogger("traceroot")
 

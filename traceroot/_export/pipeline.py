@@ -13,11 +13,11 @@ import threading
 from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from traceroot.batcher import Batcher
-from traceroot.config import Config
-from traceroot.console import LOCAL_NOTICE, ConsoleProcessor
-from traceroot.exporter import OTLPHTTPExporter
-from traceroot.redaction import Redact, SpanFinisher
+from traceroot._config import Config
+from traceroot._export.batcher import Batcher
+from traceroot._export.console import LOCAL_NOTICE, ConsoleProcessor
+from traceroot._export.finisher import Redact, SpanFinisher
+from traceroot._export.transport import OTLPHTTPExporter
 
 logger = logging.getLogger("traceroot")
 

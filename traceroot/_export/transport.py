@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from traceroot.otlp_encoding import encode_requests
+from traceroot._export.otlp_writer import encode_requests
 
 if TYPE_CHECKING:
     import http.client

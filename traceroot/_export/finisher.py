@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Status
 from opentelemetry.util.types import AttributeValue
 
-from traceroot import attributes as attr
-from traceroot.light_span import LightSpan
-from traceroot.serialize import to_json, truncate
+from traceroot import _attributes as attr
+from traceroot._light_span import LightSpan
+from traceroot._serialize import to_json, truncate
 
 logger = logging.getLogger("traceroot")
 

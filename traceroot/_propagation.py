@@ -24,7 +24,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from traceroot import import_hooks
+from traceroot import _import_hooks as import_hooks
 
 if TYPE_CHECKING:
     import subprocess

@@ -15,12 +15,12 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from traceroot import attributes as attr
-from traceroot import client as client_module
-from traceroot.client import TraceRootClient, get_client
-from traceroot.config import disabled_by_environment
-from traceroot.serialize import to_json, to_output_value
-from traceroot.span_kind import SpanKind
+from traceroot import _attributes as attr
+from traceroot import _client as client_module
+from traceroot._client import TraceRootClient, get_client
+from traceroot._config import disabled_by_environment
+from traceroot._serialize import to_json, to_output_value
+from traceroot._span_kind import SpanKind
 
 logger = logging.getLogger("traceroot")
 

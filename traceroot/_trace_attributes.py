@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from opentelemetry import context as context_api
 
-from traceroot import attributes as attr
-from traceroot.serialize import to_jsonable
+from traceroot import _attributes as attr
+from traceroot._serialize import to_jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,13 +15,16 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, T
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from traceroot import attributes as attr
-from traceroot import git, integrations, lifecycle, propagation
-from traceroot.config import Config, load_config
-from traceroot.light_span import LightTracer
-from traceroot.pipeline import ExportPipeline
-from traceroot.redaction import Redact
-from traceroot.stamping import StampingProcessor
+from traceroot import _attributes as attr
+from traceroot import _git as git
+from traceroot import _integrations as integrations
+from traceroot import _lifecycle as lifecycle
+from traceroot import _propagation as propagation
+from traceroot._config import Config, load_config
+from traceroot._export.finisher import Redact
+from traceroot._export.pipeline import ExportPipeline
+from traceroot._light_span import LightTracer
+from traceroot._stamping import StampingProcessor
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")

@@ -29,7 +29,8 @@ from opentelemetry.trace import (
     use_span,
 )
 
-from traceroot import distributions, import_hooks
+from traceroot import _distributions as distributions
+from traceroot import _import_hooks as import_hooks
 
 if TYPE_CHECKING:
     import importlib.metadata
@@ -96,7 +97,7 @@ REGISTRY: dict[Integration, _Spec] = {
         ("anthropic",),
         "anthropic",
         "openinference-instrumentation-anthropic",
-        "traceroot.integrations:_AnthropicInstrumentor",
+        "traceroot._integrations:_AnthropicInstrumentor",
     ),
     # Keyed on langchain-core, which the instrumentor patches, so LangGraph-only apps count.
     Integration.LANGCHAIN: _Spec(
@@ -189,7 +190,7 @@ REGISTRY: dict[Integration, _Spec] = {
         ("pydantic-ai", "pydantic-ai-slim"),
         "pydantic_ai",
         "openinference-instrumentation-pydantic-ai",
-        "traceroot.integrations:_PydanticAIInstrumentor",
+        "traceroot._integrations:_PydanticAIInstrumentor",
         "pydantic-ai",
     ),
     Integration.BEDROCK: _Spec(
@@ -203,7 +204,7 @@ REGISTRY: dict[Integration, _Spec] = {
         ("agent-framework-core",),
         "agent_framework",
         "openinference-instrumentation-agent-framework",
-        "traceroot.integrations:_AgentFrameworkInstrumentor",
+        "traceroot._integrations:_AgentFrameworkInstrumentor",
         "agent-framework",
     ),
     Integration.LITELLM: _Spec(

@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 
 import click
 
-from traceroot import git, integrations
-from traceroot.config import Config, Destination, load_config, mask_secret
-from traceroot.integrations import Integration
+from traceroot import _git as git
+from traceroot import _integrations as integrations
+from traceroot._config import Config, Destination, load_config, mask_secret
+from traceroot._integrations import Integration
 from traceroot.version import SDK_NAME, __version__
 
 # A check should answer quickly even when the configured export timeout is long.

@@ -13,8 +13,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.util.types import AttributeValue
 
-from traceroot import attributes as attr
-from traceroot.trace_attributes import context_attributes
+from traceroot import _attributes as attr
+from traceroot._trace_attributes import context_attributes
 
 # The most open spans whose paths are kept; a program that leaks unended spans starts it over.
 _MAX_OPEN_SPANS = 65536

@@ -1,0 +1,1 @@
+"""The export package: finish, show, queue and send spans (see pipeline)."""
