@@ -1,8 +1,20 @@
-"""Getting spans out before a process ends: normal exit, multiprocessing children, SIGTERM."""
+"""Getting spans out before a process ends: normal exit, multiprocessing children and pool
+workers, SIGTERM.
+
+Exit is bounded once: every wait for the backend made while the process is exiting (the
+flush on SIGTERM, the shutdown at exit or when a multiprocessing child ends) draws on one
+allowance, `exit_allowance`, of TRACEROOT_SHUTDOWN_TIMEOUT seconds in all.
+
+A pool worker (`multiprocessing.Pool`) is ended by SIGTERM when the pool is terminated,
+which `with Pool(...)` does on leaving the block: while a worker waits for its next task
+(its tasks' spans may still be queued), SIGTERM delivers them before the worker dies by the
+signal, as it would have; while it runs a task, SIGTERM keeps its default, immediate effect.
+"""
 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import signal
@@ -12,20 +24,145 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from traceroot import _import_hooks as import_hooks
+from traceroot import _propagation as propagation
+
 logger = logging.getLogger("traceroot")
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
+# The functions themselves: SigtermFlush.install() replaces the module's attributes.
+_real_signal = signal.signal
+_real_getsignal = signal.getsignal
+_WRAPPED = "__traceroot_wrapped__"
+# How much longer than the allowance a SIGTERM waits for the shutdown it started in a thread
+# (which could be stuck behind a lock the interrupted code holds).
+_GRACE = 0.5
+
+
+class ExitAllowance:
+    """How long, in total, traceroot may delay the end of this process.
+
+    `limit` is TRACEROOT_SHUTDOWN_TIMEOUT (set by the pipeline). Once the process is
+    exiting, flushes and shutdowns wait at most `left()` and `charge()` what they waited.
+    """
+
+    def __init__(self) -> None:
+        self.limit = 5.0
+        self.exiting = False
+        self._spent = 0.0
+
+    def begin(self) -> None:
+        self.exiting = True
+
+    def left(self) -> float:
+        return max(0.0, self.limit - self._spent)
+
+    def charge(self, seconds: float) -> None:
+        if self.exiting:
+            self._spent += max(0.0, seconds)
+
+    def reset(self) -> None:
+        """A new process (a fork's child) starts with the whole allowance."""
+        self.exiting = False
+        self._spent = 0.0
+
+
+exit_allowance = ExitAllowance()
+
+
+class _ExitState:
+    """The shutdown callbacks and whether one is running (a SIGTERM then waits for it)."""
+
+    def __init__(self) -> None:
+        self.shutdowns: list[Callable[[], None]] = []
+        self.running = False
+        self.deferred_signal: int | None = None
+        self.hooked = False
+
+
+_state = _ExitState()
+
+
+def _after_fork_in_child() -> None:
+    exit_allowance.reset()
+    _state.running = False
+    _state.deferred_signal = None
+    _register_mp_finalizer()
+
 
 def on_exit(shutdown: Callable[[], None]) -> None:
-    """Run `shutdown` at interpreter exit and when a multiprocessing child finishes.
+    """Run `shutdown` at interpreter exit, when a multiprocessing child finishes, and before
+    a default SIGTERM ends the process; make pool workers deliver their spans (and carry the
+    submitting span with each task).
 
-    multiprocessing ends its forked children with `os._exit`, which skips atexit,
-    but it runs its own finalizers first: we register one in each such child.
+    multiprocessing ends its forked children with `os._exit`, which skips atexit, but it
+    runs its own finalizers first: we register one in each such child.
     """
-    atexit.register(shutdown)
+    _state.shutdowns.append(shutdown)
+    if _state.hooked:
+        return
+    _state.hooked = True
+    atexit.register(run_exit_shutdown)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=lambda: _register_mp_finalizer(shutdown))
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+    mp_process = sys.modules.get("multiprocessing.process")
+    if mp_process is not None and mp_process.parent_process() is not None:
+        # Started inside a child already running (tracing began in a pool worker): no fork
+        # hook will register its finalizer, so register it now.
+        _register_now()
+    import_hooks.when_imported("multiprocessing.pool", _guarded(_patch_pool_worker))
+    propagation.carry_context_into_pools()
+
+
+def run_exit_shutdown() -> None:
+    """Run the shutdown callbacks once the process is ending; never raises.
+
+    A SIGTERM arriving meanwhile is held until they finish, then ends the process as it
+    would have (a pool's `terminate()` no longer cuts a worker's last flush short).
+    """
+    exit_allowance.begin()
+    if _state.running:
+        return
+    _state.running = True
+    try:
+        for shutdown in list(_state.shutdowns):
+            try:
+                shutdown()
+            except Exception as exc:
+                logger.debug("traceroot: shutdown at exit failed: %r", exc)
+    finally:
+        _state.running = False
+    # Only the main thread may touch signal handlers; a shutdown run for a SIGTERM in a
+    # thread leaves the dying to the handler that started it.
+    if _state.deferred_signal is not None and threading.current_thread() is threading.main_thread():
+        signum, _state.deferred_signal = _state.deferred_signal, None
+        _die_by(signum)
+
+
+def _exit_by_signal(signum: int) -> None:
+    """The process ends by `signum` with its default action: deliver, report, then die.
+
+    The shutdown runs in a thread, joined for at most the allowance: the code the signal
+    interrupted may hold a lock the shutdown needs, and the exit must stay bounded.
+    """
+    exit_allowance.begin()
+    if _state.running:  # our shutdown is what the signal interrupted: let it finish first
+        _state.deferred_signal = signum
+        return
+    try:
+        worker = threading.Thread(target=run_exit_shutdown, name="traceroot-exit", daemon=True)
+        worker.start()
+    except RuntimeError:  # no new threads at interpreter shutdown
+        run_exit_shutdown()
+    else:
+        worker.join(exit_allowance.left() + _GRACE)
+    _die_by(signum)
+
+
+def _die_by(signum: int) -> None:
+    _real_signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 class _Anchor:
@@ -35,27 +172,115 @@ class _Anchor:
 _anchor = _Anchor()
 
 
-def _register_mp_finalizer(shutdown: Callable[[], None]) -> None:
+def _register_mp_finalizer() -> None:
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is None:
         return
     # Registered to run after multiprocessing clears its finalizers in the new child.
-    mp_util.register_after_fork(
-        _anchor, lambda anchor: mp_util.Finalize(anchor, shutdown, exitpriority=100)
-    )
+    mp_util.register_after_fork(_anchor, lambda anchor: _register_now())
+
+
+def _register_now() -> None:
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None:
+        mp_util.Finalize(_anchor, run_exit_shutdown, exitpriority=100)
+
+
+# -- pool workers --------------------------------------------------------------------------
+
+
+def _on_sigterm_in_pool_worker(signum: int, frame: FrameType | None) -> None:
+    _exit_by_signal(signum)
+
+
+def _worker_waiting() -> None:
+    """The worker has no task: a SIGTERM now should deliver its spans first."""
+    if _real_getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        _real_signal(signal.SIGTERM, _on_sigterm_in_pool_worker)
+
+
+def _worker_busy() -> None:
+    """The worker runs a task: SIGTERM ends it at once, as without us."""
+    if _real_getsignal(signal.SIGTERM) is _on_sigterm_in_pool_worker:
+        _real_signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _Inbox:
+    """A pool worker's task queue: between tasks the worker is waiting."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def get(self) -> Any:
+        _worker_waiting()
+        task = self._queue.get()
+        if task is not None:  # None: the pool is closing and the worker exits
+            _worker_busy()
+        return task
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+class _Outbox:
+    """A pool worker's result queue: once a result is sent the pool may end the worker."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def put(self, item: Any) -> None:
+        _worker_waiting()
+        self._queue.put(item)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+def _patch_pool_worker() -> None:
+    from multiprocessing import pool as mp_pool
+
+    original = mp_pool.worker
+    if getattr(original, _WRAPPED, False):
+        return
+
+    @functools.wraps(original)
+    def worker(inqueue: Any, outqueue: Any, *args: Any, **kwargs: Any) -> Any:
+        # A process pool's worker runs on its process's main thread; a ThreadPool's does not.
+        if threading.current_thread() is threading.main_thread():
+            inqueue, outqueue = _Inbox(inqueue), _Outbox(outqueue)
+        return original(inqueue, outqueue, *args, **kwargs)
+
+    setattr(worker, _WRAPPED, True)
+    mp_pool.worker = worker  # looked up each time the pool starts a worker
+
+
+def _guarded(patch: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            patch()
+        except Exception as exc:
+            logger.warning(
+                "traceroot: spans of multiprocessing pool workers may be lost (%s failed: %s)",
+                patch.__name__,
+                exc,
+            )
+
+    return run
 
 
 class SigtermFlush:
     """Flush on SIGTERM before the program's own handling (or the default exit by signal).
 
-    A handler the program installs later is wrapped, not replaced, so both run.
+    A handler the program installs later is wrapped, not replaced, so both run. With the
+    default disposition the process then shuts down (flush, report what was not delivered)
+    and dies by the signal; all of it within the exit allowance.
     """
 
     def __init__(self, flush: Callable[[], None]) -> None:
         self._flush = flush
         self._user_handler: Handler = signal.SIG_DFL
-        self._original_signal = signal.signal
-        self._original_getsignal = signal.getsignal
+        self._original_signal = _real_signal
+        self._original_getsignal = _real_getsignal
 
     def install(self) -> None:
         """Only on the main thread, and only when the handler is still the default."""
@@ -85,16 +310,17 @@ class SigtermFlush:
         return self._original_getsignal(signum)
 
     def _handle(self, signum: int, frame: FrameType | None) -> Any:
-        try:
-            self._flush()
-        except Exception as exc:  # the program's shutdown matters more than our spans
-            logger.debug("traceroot: flush on SIGTERM failed: %r", exc)
         handler = self._user_handler
+        if not callable(handler) and handler != signal.SIG_IGN:
+            _exit_by_signal(signum)  # the default disposition: the process ends here
+            return None
+        if callable(handler):
+            exit_allowance.begin()  # the program is most likely ending: bound what follows
+        if not _state.running:  # else our shutdown, which it interrupted, flushes already
+            try:
+                self._flush()
+            except Exception as exc:  # the program's shutdown matters more than our spans
+                logger.debug("traceroot: flush on SIGTERM failed: %r", exc)
         if callable(handler):
             return handler(signum, frame)
-        if handler == signal.SIG_IGN:
-            return None
-        # Default disposition: exit by the signal, as the program would have.
-        self._original_signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
         return None

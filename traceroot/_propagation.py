@@ -5,7 +5,10 @@ A parent hands its current span to the Python processes it starts as W3C
 carrier); a child started that way continues the parent's trace. Covered:
 ``subprocess`` (and everything built on it, e.g. ``asyncio`` subprocesses) and
 ``multiprocessing`` with the spawn and forkserver start methods; forked
-children inherit the context in memory and need nothing.
+children inherit the context in memory and need nothing. A task given to a
+``multiprocessing`` pool (``apply_async``, ``map``, ``imap``, ``starmap``...) carries
+the span that submitted it, so its spans nest under that span whenever the pool's
+workers were started (and however often they are replaced).
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ if TYPE_CHECKING:
     import subprocess
     from multiprocessing import process as mp_process
 
-__all__ = ["attach_parent_from_environment", "current_carrier", "install"]
+__all__ = [
+    "attach_parent_from_environment",
+    "carry_context_into_pools",
+    "current_carrier",
+    "install",
+]
 
 logger = logging.getLogger("traceroot")
 
@@ -227,6 +235,87 @@ def install() -> None:
     # Patched when the program imports them (at once if it has): most programs never do.
     import_hooks.when_imported("subprocess", _guarded(_patch_popen))
     import_hooks.when_imported("multiprocessing.process", _guarded(_patch_multiprocessing))
+    carry_context_into_pools()
+
+
+def carry_context_into_pools() -> None:
+    """Make each task submitted to a ``multiprocessing`` pool run in the submitter's context.
+
+    Idempotent; never raises; patches ``multiprocessing.pool`` when it is imported.
+    """
+    import_hooks.when_imported("multiprocessing.pool", _guarded(_patch_pool))
+
+
+class _TaskInContext:
+    """A pool task that runs in the context of the span that submitted it.
+
+    Picklable whenever the task is: a process pool sends only the W3C carrier; a thread
+    pool keeps the context itself.
+    """
+
+    __slots__ = ("func", "carrier", "context")
+
+    def __init__(
+        self, func: Callable[..., Any], carrier: dict[str, str], context: Context | None = None
+    ) -> None:
+        self.func = func
+        self.carrier = carrier
+        self.context = context
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_TaskInContext, (self.func, self.carrier))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        token = None
+        try:
+            ctx = self.context if self.context is not None else _extract(self.carrier)
+            if ctx is not None:
+                token = otel_context.attach(ctx)
+        except Exception as exc:  # the task still runs, just outside the caller's trace
+            _warn_once("pool-task", "traceroot: could not continue the caller's trace: %r", exc)
+        try:
+            return self.func(*args, **kwargs)
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+
+
+def _in_current_context(pool: Any, func: Any) -> Any:
+    from multiprocessing import pool as mp_pool
+
+    ctx = otel_context.get_current()
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        return func  # no span to join: the task is sent exactly as given
+    if isinstance(pool, mp_pool.ThreadPool):
+        return _TaskInContext(func, {}, ctx)
+    return _TaskInContext(func, current_carrier())
+
+
+def _patch_pool() -> None:
+    from multiprocessing import pool as mp_pool
+
+    # Every way of submitting work goes through one of these (map, starmap, apply...).
+    for name in ("apply_async", "_map_async", "imap", "imap_unordered"):
+        original = getattr(mp_pool.Pool, name, None)
+        if original is None or getattr(original, _WRAPPED, False):
+            continue
+        setattr(mp_pool.Pool, name, _submitting(original))
+
+
+def _submitting(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def submit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if args:
+                args = (_in_current_context(self, args[0]), *args[1:])
+            elif "func" in kwargs:
+                kwargs["func"] = _in_current_context(self, kwargs["func"])
+        except Exception as exc:  # the task still runs, just outside the caller's trace
+            _warn_once("pool", "traceroot: could not pass the trace context to a pool: %r", exc)
+        return original(self, *args, **kwargs)
+
+    setattr(submit, _WRAPPED, True)
+    return submit
 
 
 def _guarded(patch: Callable[[], None]) -> Callable[[], None]:
