@@ -16,8 +16,10 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import mmap
 import os
 import signal
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -45,27 +47,61 @@ class ExitAllowance:
 
     `limit` is TRACEROOT_SHUTDOWN_TIMEOUT (set by the pipeline). Once the process is
     exiting, flushes and shutdowns wait at most `left()` and `charge()` what they waited.
+
+    Pool workers also share one account, in memory every forked worker sees, of the time
+    their exits spent waiting in vain: recycled workers (`maxtasksperchild`) would
+    otherwise each wait the whole timeout for a backend that does not answer. A worker's
+    flush that succeeds clears it.
     """
 
     def __init__(self) -> None:
         self.limit = 5.0
         self.exiting = False
+        self.pool_worker = False
         self._spent = 0.0
+        self._wasted_by_workers: mmap.mmap | None = None
+
+    def share_with_workers(self) -> None:
+        """Called in the parent before any worker forks."""
+        if self._wasted_by_workers is None:
+            try:
+                self._wasted_by_workers = mmap.mmap(-1, 8)  # anonymous, shared with children
+            except (OSError, ValueError):  # no shared memory: each worker has its own limit
+                pass
 
     def begin(self) -> None:
         self.exiting = True
 
     def left(self) -> float:
-        return max(0.0, self.limit - self._spent)
+        left = self.limit - self._spent
+        if self.pool_worker and self._wasted_by_workers is not None:
+            left = min(left, self.limit - _read_seconds(self._wasted_by_workers))
+        return max(0.0, left)
 
-    def charge(self, seconds: float) -> None:
-        if self.exiting:
-            self._spent += max(0.0, seconds)
+    def charge(self, seconds: float, delivered: bool = True) -> None:
+        if not self.exiting:
+            return
+        seconds = max(0.0, seconds)
+        self._spent += seconds
+        shared = self._wasted_by_workers
+        if self.pool_worker and shared is not None:
+            # Not atomic across workers: concurrent exits may each wait; sequential ones
+            # (what recycling does) see each other's waste.
+            _write_seconds(shared, 0.0 if delivered else _read_seconds(shared) + seconds)
 
     def reset(self) -> None:
         """A new process (a fork's child) starts with the whole allowance."""
         self.exiting = False
+        self.pool_worker = False
         self._spent = 0.0
+
+
+def _read_seconds(memory: mmap.mmap) -> float:
+    return float(struct.unpack_from("d", memory)[0])
+
+
+def _write_seconds(memory: mmap.mmap, value: float) -> None:
+    struct.pack_into("d", memory, 0, value)
 
 
 exit_allowance = ExitAllowance()
@@ -104,6 +140,7 @@ def on_exit(shutdown: Callable[[], None]) -> None:
         return
     _state.hooked = True
     atexit.register(run_exit_shutdown)
+    exit_allowance.share_with_workers()
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
     mp_process = sys.modules.get("multiprocessing.process")
@@ -239,7 +276,7 @@ class _Outbox:
 def _patch_pool_worker() -> None:
     from multiprocessing import pool as mp_pool
 
-    original = mp_pool.worker
+    original = mp_pool.worker  # type: ignore[attr-defined]
     if getattr(original, _WRAPPED, False):
         return
 
@@ -247,11 +284,12 @@ def _patch_pool_worker() -> None:
     def worker(inqueue: Any, outqueue: Any, *args: Any, **kwargs: Any) -> Any:
         # A process pool's worker runs on its process's main thread; a ThreadPool's does not.
         if threading.current_thread() is threading.main_thread():
+            exit_allowance.pool_worker = True
             inqueue, outqueue = _Inbox(inqueue), _Outbox(outqueue)
         return original(inqueue, outqueue, *args, **kwargs)
 
     setattr(worker, _WRAPPED, True)
-    mp_pool.worker = worker  # looked up each time the pool starts a worker
+    mp_pool.worker = worker  # type: ignore[attr-defined]  # looked up for each new worker
 
 
 def _guarded(patch: Callable[[], None]) -> Callable[[], None]:

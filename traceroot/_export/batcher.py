@@ -7,12 +7,19 @@ queue is long. The queue is bounded in spans and in the text they carry, so a
 backend outage costs bounded memory even with large prompts. Spans dropped
 because the queue is full are counted and reported at most once a minute, and
 in total at shutdown.
+
+A full queue with a backend that keeps up is not a reason to lose spans: the thread
+ending a span then waits for room, at most TRACEROOT_QUEUE_WAIT seconds, while exports
+are succeeding. A wait that runs out means the backend is not keeping up: from then until
+an export succeeds again, a full queue drops (and counts) without waiting, so a failing
+backend slows the program by at most one such wait.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +34,33 @@ _DROP_WARNING_EVERY = 60.0
 # The most attribute text the queue holds, whatever TRACEROOT_MAX_QUEUE_SIZE allows: 32,768
 # spans with a 32 kB prompt each would otherwise hold 1 GB.
 MAX_QUEUE_TEXT = 64 * 1024 * 1024
+DEFAULT_QUEUE_WAIT = 2.0
+MAX_QUEUE_WAIT = 60.0
+
+
+def queue_wait_from_env() -> float:  # setting: move to the settings table
+    """TRACEROOT_QUEUE_WAIT: seconds a thread ending a span waits for room in a full queue.
+
+    Default 2.0; bounds 0 to 60; 0 never waits (a full queue drops at once). The wait
+    happens only while exports succeed; spans dropped are counted and reported.
+    """
+    raw = os.environ.get("TRACEROOT_QUEUE_WAIT", "").strip()
+    if not raw:
+        return DEFAULT_QUEUE_WAIT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= MAX_QUEUE_WAIT:  # NaN fails both
+        logger.warning(
+            "traceroot: TRACEROOT_QUEUE_WAIT=%r is not a number of seconds from 0 to %g; "
+            "using %g. Set it to e.g. 2, or 0 to never wait for room in the span queue.",
+            raw,
+            MAX_QUEUE_WAIT,
+            DEFAULT_QUEUE_WAIT,
+        )
+        return DEFAULT_QUEUE_WAIT
+    return value
 
 
 def text_size(span: ReadableSpan) -> int:
@@ -61,6 +95,7 @@ class Batcher:
         flush_interval: float,
         max_queue_size: int,
         describe_target: str,
+        queue_wait: float = DEFAULT_QUEUE_WAIT,
     ) -> None:
         self._exporter = exporter
         self._finish = finish
@@ -69,6 +104,7 @@ class Batcher:
         self._interval = flush_interval
         self._max_queue = max_queue_size
         self._target = describe_target
+        self._queue_wait = queue_wait
         self.accepted = 0
         self.delivered = 0
         self.dropped = 0
@@ -86,6 +122,11 @@ class Batcher:
         self._thread_lock = threading.Lock()
         self._last_drop_warning = -_DROP_WARNING_EVERY
         self._flushing = False
+        # Backpressure: threads waiting for room, and whether waiting can help.
+        self._room = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._last_export_ok = True  # nothing has failed yet
+        self._gave_up_waiting = False
 
     def after_fork_in_child(self) -> None:
         """The parent exports what was queued; the child starts empty, with its own thread."""
@@ -93,25 +134,70 @@ class Batcher:
         self._reset()
 
     def add(self, span: ReadableSpan) -> None:
-        """Queue one ended span (`finish` is applied to it before export); never blocks."""
+        """Queue one ended span (`finish` is applied to it before export).
+
+        On a full queue, waits for room (bounded, see the module docstring) or drops it.
+        """
         if self._stopping:
             return
         size = text_size(span)
-        with self._count_lock:
-            full = len(self._queue) >= self._max_queue or self._queued_text + size > MAX_QUEUE_TEXT
-            if full:
+        if not self._offer(span, size) and not (
+            self._may_wait() and self._wait_for_room(span, size)
+        ):
+            with self._count_lock:
                 self.dropped += 1
-            else:
-                self._queue.append((span, size))
-                self._queued_text += size
-                self.accepted += 1
-        if full:
             self._warn_dropped()
             return
         if self._thread is None:
             self._start_thread()
         if len(self._queue) >= self._flush_at and not self._wake.is_set():
             self._wake.set()  # once: setting it again would take its lock on every span
+
+    def _offer(self, span: ReadableSpan, size: int) -> bool:
+        """Queue `span` if there is room; whether it was queued."""
+        with self._count_lock:
+            if len(self._queue) >= self._max_queue or self._queued_text + size > MAX_QUEUE_TEXT:
+                return False
+            self._queue.append((span, size))
+            self._queued_text += size
+            self.accepted += 1
+            return True
+
+    def _may_wait(self) -> bool:
+        return (
+            self._queue_wait > 0
+            and self._last_export_ok
+            and not self._gave_up_waiting
+            and not self._stopping
+            and self._thread is not None
+            # The export thread makes room: it must never wait for itself.
+            and threading.current_thread() is not self._thread
+        )
+
+    def _wait_for_room(self, span: ReadableSpan, size: int) -> bool:
+        """Wait (bounded) for the export thread to make room, then queue `span`."""
+        deadline = time.monotonic() + self._queue_wait
+        self._wake.set()
+        with self._room:
+            self._waiting += 1
+            try:
+                while True:
+                    if self._offer(span, size):
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._stopping or self._gave_up_waiting:
+                        break
+                    self._room.wait(min(remaining, 0.05))
+            finally:
+                self._waiting -= 1
+        # The backend is not keeping up: drop without waiting until an export succeeds.
+        self._gave_up_waiting = True
+        return False
+
+    def _made_room(self) -> None:
+        if self._waiting:
+            with self._room:
+                self._room.notify_all()
 
     def _warn_dropped(self) -> None:
         now = time.monotonic()
@@ -147,6 +233,7 @@ class Batcher:
             with self._idle:  # taken and marked in flight at once, so flush() never sees a gap
                 batch, text = self._take()
                 self._in_flight = len(batch)
+            self._made_room()
             try:
                 self._export(batch)
             finally:
@@ -155,6 +242,7 @@ class Batcher:
                 with self._idle:
                     self._in_flight = 0
                     self._idle.notify_all()
+                self._made_room()
             if len(self._queue) < self._flush_at and not self._stopping and not self._flushing:
                 break
         with self._idle:
@@ -180,10 +268,15 @@ class Batcher:
                 batch = [self._finish(span) for span in batch]
             result = self._exporter.export(batch)
         except Exception as exc:  # an exporter bug must not kill the worker
+            self._last_export_ok = False
             logger.warning("traceroot: exporting %d span(s) failed: %r", len(batch), exc)
             return
         if result is SpanExportResult.SUCCESS:
             self.delivered += len(batch)
+            self._last_export_ok = True
+            self._gave_up_waiting = False
+        else:
+            self._last_export_ok = False
 
     def flush(self, timeout: float) -> bool:
         """Export everything queued now; True if done within `timeout` seconds."""
@@ -207,7 +300,7 @@ class Batcher:
     def shutdown(self, timeout: float) -> bool:
         """Flush within `timeout`, then stop the worker and the exporter's retries."""
         done = self.flush(timeout)
-        self._stopping = True
+        self._stopping = True  # waiters see it within 50 ms; no lock taken here (see _lifecycle)
         self._wake.set()
         self._exporter.shutdown()
         return done

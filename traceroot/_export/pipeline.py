@@ -1,7 +1,8 @@
 """The export pipeline: finish each span (redact, bound), show it locally, queue and send it.
 
 Every wait is bounded: flush and shutdown give up after their budget and report
-how many spans were not delivered.
+how many spans were not delivered. Once the process is exiting, all their waits together
+stay within TRACEROOT_SHUTDOWN_TIMEOUT (`_lifecycle.exit_allowance`).
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 
 from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from traceroot._config import Config
-from traceroot._export.batcher import Batcher
+from traceroot._export.batcher import Batcher, queue_wait_from_env
 from traceroot._export.console import LOCAL_NOTICE, ConsoleProcessor
 from traceroot._export.finisher import Redact, SpanFinisher
 from traceroot._export.transport import OTLPHTTPExporter
+from traceroot._lifecycle import exit_allowance
 
 logger = logging.getLogger("traceroot")
 
@@ -38,6 +42,7 @@ class ExportPipeline(SpanProcessor):
         self._finish_here = redact is not None or self._console is not None
         self._lock = threading.Lock()
         self._closed = False
+        exit_allowance.limit = config.shutdown_timeout
         self._batcher: Batcher | None = None
         endpoint = self._destination.endpoint
         self._exporter: OTLPHTTPExporter | None = None
@@ -51,6 +56,7 @@ class ExportPipeline(SpanProcessor):
                 flush_interval=config.flush_interval,
                 max_queue_size=config.max_queue_size,
                 describe_target=endpoint,
+                queue_wait=queue_wait_from_env(),
             )
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=self._batcher.after_fork_in_child)
@@ -75,7 +81,7 @@ class ExportPipeline(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         if self._batcher is None or self._closed:
             return True
-        return self._batcher.flush(timeout_millis / 1000)
+        return _within_exit_allowance(self._batcher.flush, timeout_millis / 1000)
 
     def shutdown(self, timeout_millis: int | None = None) -> None:
         with self._lock:
@@ -84,7 +90,7 @@ class ExportPipeline(SpanProcessor):
             self._closed = True
         budget = self._config.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
         if self._batcher is not None:
-            self._batcher.shutdown(budget)
+            done = _within_exit_allowance(self._batcher.shutdown, budget)
             lost = self._batcher.undelivered
             if lost > 0:
                 details = []
@@ -92,13 +98,28 @@ class ExportPipeline(SpanProcessor):
                     details.append(f"{self._batcher.dropped} dropped on a full queue")
                 if self._exporter is not None and self._exporter.last_error:
                     details.append(f"last error: {self._exporter.last_error}")
+                elif not done:
+                    details.append("the backend had not answered in time")
                 logger.warning(
                     "traceroot: %d span(s) were not delivered to %s%s. Exit waits at most "
                     "TRACEROOT_SHUTDOWN_TIMEOUT=%gs for the backend.",
                     lost,
                     self._destination.endpoint,
                     f" ({'; '.join(details)})" if details else "",
-                    budget,
+                    self._config.shutdown_timeout,
                 )
         if self._console is not None:
             self._console.shutdown()
+
+
+def _within_exit_allowance(wait: Callable[[float], bool], budget: float) -> bool:
+    """`wait(budget)`, cut to what is left of the exit allowance once the process is exiting."""
+    if not exit_allowance.exiting:
+        return wait(budget)
+    started = time.monotonic()
+    done = False
+    try:
+        done = wait(min(budget, exit_allowance.left()))
+        return done
+    finally:
+        exit_allowance.charge(time.monotonic() - started, delivered=done)
