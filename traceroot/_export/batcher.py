@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,32 +34,6 @@ _DROP_WARNING_EVERY = 60.0
 # spans with a 32 kB prompt each would otherwise hold 1 GB.
 MAX_QUEUE_TEXT = 64 * 1024 * 1024
 DEFAULT_QUEUE_WAIT = 2.0
-MAX_QUEUE_WAIT = 60.0
-
-
-def queue_wait_from_env() -> float:  # setting: move to the settings table
-    """TRACEROOT_QUEUE_WAIT: seconds a thread ending a span waits for room in a full queue.
-
-    Default 2.0; bounds 0 to 60; 0 never waits (a full queue drops at once). The wait
-    happens only while exports succeed; spans dropped are counted and reported.
-    """
-    raw = os.environ.get("TRACEROOT_QUEUE_WAIT", "").strip()
-    if not raw:
-        return DEFAULT_QUEUE_WAIT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= MAX_QUEUE_WAIT:  # NaN fails both
-        logger.warning(
-            "traceroot: TRACEROOT_QUEUE_WAIT=%r is not a number of seconds from 0 to %g; "
-            "using %g. Set it to e.g. 2, or 0 to never wait for room in the span queue.",
-            raw,
-            MAX_QUEUE_WAIT,
-            DEFAULT_QUEUE_WAIT,
-        )
-        return DEFAULT_QUEUE_WAIT
-    return value
 
 
 def text_size(span: ReadableSpan) -> int:
