@@ -30,6 +30,8 @@ def pair(i: int, j: int) -> int:
 
 @observe(name="parent", type="agent")
 def submit_all(pool) -> list:  # type: ignore[no-untyped-def]
+    if sys.argv[1] == "recycle":  # 40 tasks of 5: 40 workers, one after another per slot
+        return pool.map(task, range(TASKS), chunksize=5)
     if sys.argv[1] != "early":
         return pool.map(task, range(TASKS))
     results = pool.map(task, range(0, 50), chunksize=7)

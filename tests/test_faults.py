@@ -1,0 +1,222 @@
+"""Nothing lost silently under faults: pools, SIGTERM with a dead or hanging backend, bursts.
+
+Real processes (traceroot-run, or python after initialize()), real pools and signals, a
+loopback receiver; a "hanging" backend is a port that accepts connections and never answers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+from otlp_receiver import OTLPReceiver, dead_url
+from test_launcher import launcher, program_env
+
+APPS = Path(__file__).parent / "apps"
+NOT_DELIVERED = re.compile(r"traceroot: (\d+) span\(s\) were not delivered")
+
+
+@pytest.fixture
+def hanging_url() -> Iterator[str]:
+    """A backend that accepts connections and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def run_app(
+    mode: str, app: str, args: list[str], env: dict[str, str], cwd: Path, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    """Run `app` under traceroot-run ("launcher"), after initialize() ("initialize", the app
+    calls it on --init) or initialized by its first span ("lazy")."""
+    argv = [sys.executable, str(APPS / app), *args]
+    if mode == "launcher":
+        argv = [*launcher(), *argv]
+    elif mode == "initialize":
+        argv.append("--init")
+    # A hang fails the test, with the stacks of every process of the program, instead of
+    # stalling the suite: faulthandler prints them on SIGABRT, sent to its process group.
+    proc = subprocess.Popen(
+        argv,
+        env={**program_env(env), "PYTHONFAULTHANDLER": "1"},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGABRT)
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the program hung; its stacks:\n{err}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+# -- multiprocessing pools ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["launcher", "initialize", "lazy"])
+@pytest.mark.parametrize("kind", ["with", "early", "recycle"])
+def test_pool_tasks_are_all_delivered_inside_the_callers_trace(
+    receiver: OTLPReceiver, traceroot_env: dict, tmp_path: Path, kind: str, mode: str
+) -> None:
+    # "with": `with Pool() as p` ends the workers by SIGTERM (terminate) right after map();
+    # "early": the pool exists before the parent span; "recycle": maxtasksperchild=1.
+    done = run_app(mode, "pool.py", [kind], traceroot_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("done "), done.stdout
+    assert done.stderr == "", done.stderr
+    spans = receiver.wait_for_spans(201, timeout=15)
+    (parent,) = [s for s in spans if s.name == "parent"]
+    tasks = [s for s in spans if s.name == "task"]
+    assert len(tasks) == 200 and len({s.span_id for s in tasks}) == 200
+    assert sorted(s.attributes["traceroot.span.output"] for s in tasks) == list(range(200))
+    under = (parent.trace_id, parent.span_id)
+    outside = [s for s in tasks if (s.trace_id, s.parent_span_id) != under]
+    assert not outside, f"{len(outside)} task spans outside the parent span"
+
+
+@pytest.mark.parametrize("mode", ["launcher", "initialize"])
+def test_recycled_workers_with_a_hanging_backend_share_one_wait(
+    hanging_url: str, tmp_path: Path, mode: str
+) -> None:
+    # 40 workers, one after another in each of 4 slots: each waiting its own 1 s at exit
+    # would add 10 s. They share one account of time waited in vain; the parent has its own.
+    env = {"TRACEROOT_API_KEY": "k", "TRACEROOT_HOST_URL": hanging_url}
+    env["TRACEROOT_SHUTDOWN_TIMEOUT"] = "1"
+    started = time.monotonic()
+    done = run_app(mode, "pool.py", ["recycle"], env, tmp_path)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("done ")
+    lost = [int(n) for n in NOT_DELIVERED.findall(done.stderr)]
+    assert lost and sum(lost) <= 201, done.stderr  # reported, each span at most once
+    assert elapsed < 2 * 1 + 6, f"took {elapsed:.1f}s"
+
+
+# -- SIGTERM: a server under load, the backend refusing or hanging ---------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("backend", ["refusing", "hanging"])
+def test_sigterm_under_load_exit_is_bounded_once_and_loss_counted(
+    tmp_path: Path, hanging_url: str, backend: str
+) -> None:
+    timeout = 4.0
+    env = {
+        "TRACEROOT_API_KEY": "k",
+        "TRACEROOT_HOST_URL": dead_url() if backend == "refusing" else hanging_url,
+        "TRACEROOT_SHUTDOWN_TIMEOUT": str(timeout),
+    }
+    port = _free_port()
+    argv = [*launcher(), "uvicorn", "--port", str(port), "--app-dir", str(APPS), "asgi_app:app"]
+    proc = subprocess.Popen(
+        argv, env=program_env(env), cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    answered = 0
+    stop = threading.Event()
+
+    def get(i: int) -> bool:
+        try:
+            with urlopen(f"http://127.0.0.1:{port}/r{i}", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def load() -> None:
+        nonlocal answered
+        i = 0
+        while not stop.is_set():
+            if get(i):
+                answered += 1
+            i += 1
+
+    try:
+        deadline = time.monotonic() + 30
+        while not get(0):
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        answered = 1
+        with ThreadPoolExecutor(16) as pool:
+            for _ in range(16):
+                pool.submit(load)
+            while answered < 300:
+                assert proc.poll() is None
+                time.sleep(0.05)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+            elapsed = time.monotonic() - started
+            stop.set()
+    finally:
+        stop.set()
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err
+    # uvicorn flushes twice (our SIGTERM flush, then its re-raised SIGTERM): one allowance.
+    assert elapsed < timeout + 2.5, f"exit took {elapsed:.1f}s with a {timeout:g}s timeout"
+    (lost,) = [int(n) for n in NOT_DELIVERED.findall(err)]
+    assert lost >= answered, err  # every answered request made a span, none delivered
+    assert "TRACEROOT_SHUTDOWN_TIMEOUT=4s" in err
+
+
+# -- a burst larger than the queue ---------------------------------------------------------
+
+
+def test_burst_of_50000_spans_to_a_backend_that_keeps_up_loses_none(
+    receiver: OTLPReceiver, traceroot_env: dict, tmp_path: Path
+) -> None:
+    # A queue far smaller than the burst, so it is full whatever this machine's speed.
+    env = {**traceroot_env, "TRACEROOT_MAX_QUEUE_SIZE": "2000"}
+    done = run_app("lazy", "burst.py", ["50000"], env, tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("calls=49999 ")
+    assert done.stderr == "", done.stderr  # nothing dropped, nothing undelivered
+    spans = receiver.wait_for_spans(50_000, timeout=60)
+    assert len({s.span_id for s in spans}) == 50_000
+    assert [s.name for s in spans].count("root") == 1
+
+
+def test_burst_with_the_backend_down_drops_counted_after_one_bounded_wait(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "TRACEROOT_API_KEY": "k",
+        "TRACEROOT_HOST_URL": dead_url(),
+        "TRACEROOT_MAX_QUEUE_SIZE": "1000",
+        "TRACEROOT_QUEUE_WAIT": "1",
+        "TRACEROOT_SHUTDOWN_TIMEOUT": "0.5",
+    }
+    done = run_app("lazy", "burst.py", ["50000"], env, tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr
+    calls, slow, longest = re.fullmatch(
+        r"calls=(\d+) slow=(\d+) longest=([\d.]+)\n", done.stdout
+    ).groups()  # type: ignore[union-attr]
+    # One wait of TRACEROOT_QUEUE_WAIT for room, then drops without waiting.
+    assert (int(calls), int(slow)) == (49_999, 1), done.stdout
+    assert 0.9 <= float(longest) < 1 + 3, done.stdout
+    assert "span queue is full (TRACEROOT_MAX_QUEUE_SIZE=1000" in done.stderr
+    (lost,) = [int(n) for n in NOT_DELIVERED.findall(done.stderr)]
+    assert lost == 50_000, done.stderr
+    (dropped,) = [int(n) for n in re.findall(r"(\d+) dropped on a full queue", done.stderr)]
+    assert dropped >= 50_000 - 1000 - 1000, done.stderr  # the queue, and a batch in flight
