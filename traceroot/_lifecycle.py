@@ -189,12 +189,38 @@ def _exit_by_signal(signum: int) -> None:
         return
     try:
         worker = threading.Thread(target=run_exit_shutdown, name="traceroot-exit", daemon=True)
-        worker.start()
+        start_thread(worker)
     except RuntimeError:  # no new threads at interpreter shutdown
         run_exit_shutdown()
     else:
         worker.join(exit_allowance.left() + _GRACE)
     _die_by(signum)
+
+
+# Faults are raised in the thread that caused them; every other signal should reach the
+# main thread, where Python runs its handlers.
+_SYNCHRONOUS = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT", "SIGSYS"}
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """Start one of our threads with asynchronous signals blocked in it.
+
+    The kernel hands a process-wide signal (SIGTERM, SIGINT...) to any thread not blocking
+    it. Caught by our thread, it leaves a Python handler pending until the main thread
+    next runs Python code, which never happens if that thread waits in a lock or a read
+    (a pool worker waiting for its next task): the untraced program dies by the signal,
+    the traced one would hang. Blocked here, the signal goes to the main thread.
+    """
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        thread.start()
+        return
+    blocked = {s for s in signal.valid_signals() if getattr(s, "name", "") not in _SYNCHRONOUS}
+    previous = mask(signal.SIG_BLOCK, blocked)  # the new thread inherits this mask
+    try:
+        thread.start()
+    finally:
+        mask(signal.SIG_SETMASK, previous)
 
 
 def _die_by(signum: int) -> None:

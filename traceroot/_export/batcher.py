@@ -27,6 +27,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from traceroot._lifecycle import start_thread
+
 logger = logging.getLogger("traceroot")
 
 _DROP_WARNING_EVERY = 60.0
@@ -191,7 +193,7 @@ class Batcher:
                 self._thread = threading.Thread(
                     target=self._run, name="traceroot-export", daemon=True
                 )
-                self._thread.start()
+                start_thread(self._thread)  # signals go to the program's main thread
 
     def _run(self) -> None:
         while True:
