@@ -216,7 +216,10 @@ async function renderTrace(traceId, keepSelected) {
         bar.style.left = `${left}%`;
         bar.style.width = `${width}%`;
         const dur = h("span", { className: "dur" }, fmtDuration(s.end_us - s.start_us));
-        if (left + width > 82) dur.style.right = `${100 - left + 0.5}%`; else dur.style.left = `${left + width + 0.5}%`;
+        // The duration sits after the bar, else before it, else inside its right end.
+        if (left + width <= 82) dur.style.left = `${left + width + 0.5}%`;
+        else if (left > 12) dur.style.right = `${100 - left + 0.5}%`;
+        else { dur.classList.add("inside"); dur.style.right = `${100 - left - width + 0.8}%`; }
         const indent = h("span", { className: "indent" });
         indent.style.width = `${depth * 16}px`;
         const caret = h("span", { className: "caret", onclick: (e) => {
