@@ -177,10 +177,10 @@ class ViewerHandler(BaseHTTPRequestHandler):
     def _traces(self, store: Store, query: dict[str, str]) -> None:
         before = None
         cursor = query.get("before", "")
-        if ":" in cursor:
-            micros, _, trace_id = cursor.partition(":")
-            if micros.isdigit():
-                before = (int(micros) * 1000 + 999, trace_id)
+        if ":" in cursor:  # the exact nanoseconds, as text: a JSON number would round them
+            nanos, _, trace_id = cursor.partition(":")
+            if nanos.isdigit():
+                before = (int(nanos), trace_id)
         try:
             limit = int(query.get("limit", "50"))
         except ValueError:
@@ -194,12 +194,12 @@ class ViewerHandler(BaseHTTPRequestHandler):
             before=before,
             limit=limit,
         )
-        traces = [_micros(r) for r in rows]
-        last = traces[-1] if len(traces) >= max(1, min(limit, 500)) else None
+        last = rows[-1] if len(rows) >= max(1, min(limit, 500)) else None
+        cursor = f"{last['start_ns']}:{last['trace_id']}" if last else None
         self._json(
             {
-                "traces": traces,
-                "next": f"{last['start_us']}:{last['trace_id']}" if last else None,
+                "traces": [_micros(r) for r in rows],
+                "next": cursor,
                 "version": store.last_change(),
             }
         )
