@@ -1,4 +1,4 @@
-"""The local trace store: real processes writing at once, the caps, a store that cannot be written."""
+"""The local trace store: processes writing at once, the caps, a store that cannot be written."""
 
 from __future__ import annotations
 
@@ -215,8 +215,12 @@ def test_a_read_only_database_warns_once(run_python: RunPython, tmp_path: Path):
 
 
 def test_local_false_turns_the_store_off(run_python: RunPython, tmp_path: Path):
-    check(run_python(PROGRAM.replace("sys.exit(3)", ""), env={
-        "TRACEROOT_LOCAL_DIR": str(tmp_path / "store"), "TRACEROOT_LOCAL": "false"}))
+    check(
+        run_python(
+            PROGRAM.replace("sys.exit(3)", ""),
+            env={"TRACEROOT_LOCAL_DIR": str(tmp_path / "store"), "TRACEROOT_LOCAL": "false"},
+        )
+    )
     assert not (tmp_path / "store").exists()
 
 

@@ -1,4 +1,4 @@
-"""`traceroot ui` over real HTTP (the JSON the page reads, OTLP ingest), and the terminal commands."""
+"""`traceroot ui` over real HTTP (the JSON the page reads, OTLP ingest); the terminal commands."""
 
 from __future__ import annotations
 

@@ -63,7 +63,9 @@ class Viewer:
             self.stop()
 
 
-def run_traced(directory: Path, script: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_traced(
+    directory: Path, script: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     """`traceroot-run python SCRIPT` in local mode, storing in `directory`."""
     return subprocess.run(
         [LAUNCHER, sys.executable, str(script), *args],

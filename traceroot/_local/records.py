@@ -21,7 +21,14 @@ _OUTPUT_KEYS = (attr.SPAN_OUTPUT, "output.value")
 _SESSION_KEYS = (attr.TRACE_SESSION_ID, attr.SESSION_ID)
 _USER_KEYS = (attr.TRACE_USER_ID, attr.USER_ID)
 _STATUS_NAMES = {0: "UNSET", 1: "OK", 2: "ERROR"}
-_KIND_NAMES = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+_KIND_NAMES = {
+    0: "UNSPECIFIED",
+    1: "INTERNAL",
+    2: "SERVER",
+    3: "CLIENT",
+    4: "PRODUCER",
+    5: "CONSUMER",
+}
 
 
 @dataclass
@@ -215,9 +222,7 @@ def tokens(attributes: Mapping[str, Any]) -> dict[str, int]:
         if found["prompt"] is None:
             found["prompt"] = _int(usage.get("input_tokens", usage.get("prompt_tokens")))
         if found["completion"] is None:
-            found["completion"] = _int(
-                usage.get("output_tokens", usage.get("completion_tokens"))
-            )
+            found["completion"] = _int(usage.get("output_tokens", usage.get("completion_tokens")))
         if found["total"] is None:
             found["total"] = _int(usage.get("total_tokens"))
     if found["total"] is None and (found["prompt"] is not None or found["completion"] is not None):
@@ -294,7 +299,9 @@ def messages(attributes: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
             result["input"].append({"role": "user", "content": prompt, "tool_calls": []})
     for side in result.values():
         for message in side:
-            message["tool_calls"] = [c for c in message["tool_calls"] if c["name"] or c["arguments"]]
+            message["tool_calls"] = [
+                c for c in message["tool_calls"] if c["name"] or c["arguments"]
+            ]
     return result
 
 

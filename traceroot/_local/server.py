@@ -168,13 +168,14 @@ class ViewerHandler(BaseHTTPRequestHandler):
             elif path == "/api/facets":
                 self._json(store.facets())
             elif path == "/api/version":
-                self._json({"version": store.last_change()})
+                self._json({"version": str(store.last_change())})
             else:
                 self._error(404, "not found")
         finally:
             store.close()
 
     def _traces(self, store: Store, query: dict[str, str]) -> None:
+        version = str(store.last_change())  # before the data: a write in between shows next poll
         before = None
         cursor = query.get("before", "")
         if ":" in cursor:  # the exact nanoseconds, as text: a JSON number would round them
@@ -195,27 +196,30 @@ class ViewerHandler(BaseHTTPRequestHandler):
             limit=limit,
         )
         last = rows[-1] if len(rows) >= max(1, min(limit, 500)) else None
-        cursor = f"{last['start_ns']}:{last['trace_id']}" if last else None
+        following = f"{last['start_ns']}:{last['trace_id']}" if last else None
         self._json(
             {
                 "traces": [_micros(r) for r in rows],
-                "next": cursor,
-                "version": store.last_change(),
+                "next": following,
+                "version": version,
             }
         )
 
     def _trace(self, store: Store, trace_id: str) -> None:
+        version = str(store.last_change())
         full = store.resolve(trace_id)
         found = store.trace(full) if full else None
         if found is None:
             self._error(404, "no such trace in the local store")
             return
+        found["version"] = version
         for span in found["spans"]:
             span["view"] = span_view(span)
             _micros(span)
         self._json(_micros(found))
 
     def _session(self, store: Store, session_id: str) -> None:
+        version = str(store.last_change())
         traces = store.session(session_id)
         turns = []
         for trace in traces:
@@ -229,7 +233,7 @@ class ViewerHandler(BaseHTTPRequestHandler):
                     "error": view["error"] if view else None,
                 }
             )
-        self._json({"session_id": session_id, "traces": turns})
+        self._json({"session_id": session_id, "traces": turns, "version": version})
 
     # -- POST /v1/traces -------------------------------------------------------------
 

@@ -285,7 +285,8 @@ class Store:
         limit: int = 50,
     ) -> list[dict[str, Any]]:
         """Traces newest first, filtered; `before` is the (start_ns, trace_id) to page from."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if service:
             where.append("service = ?")
             params.append(service)

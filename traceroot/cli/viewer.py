@@ -75,10 +75,19 @@ def main(ctx: click.Context, directory: Path | None) -> None:
 
 
 @main.command()
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
-              help="Port to serve on; 0 picks a free one.")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind. Anything but loopback exposes every captured prompt.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to serve on; 0 picks a free one.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind. Anything but loopback exposes every captured prompt.",
+)
 @click.pass_context
 def ui(ctx: click.Context, port: int, host: str) -> None:
     """Serve the trace viewer, and an OTLP/HTTP receiver at /v1/traces, on this machine."""
@@ -137,7 +146,9 @@ def traces(
     if not rows:
         click.echo("No traces match.", err=True)
         return
-    header = f"{'STARTED':<19}  {'TRACE ID':<32}  {'SPANS':>5}  {'DURATION':>9}  {'STATUS':<7}  NAME"
+    header = (
+        f"{'STARTED':<19}  {'TRACE ID':<32}  {'SPANS':>5}  {'DURATION':>9}  {'STATUS':<7}  NAME"
+    )
     click.echo(header)
     for row in rows:
         status = f"{row['error_count']} err" if row["error_count"] else "ok"
@@ -165,7 +176,9 @@ def _span_lines(span: dict[str, Any], prefix: str) -> list[str]:
     for message in view["messages"]["input"] + view["messages"]["output"]:
         out += _block(message["role"] or "message", message["content"], prefix)
         for call in message["tool_calls"]:
-            out.append(f"{prefix}  -> {_safe(call['name'] or 'tool')}({_safe(call['arguments'] or '')})")
+            out.append(
+                f"{prefix}  -> {_safe(call['name'] or 'tool')}({_safe(call['arguments'] or '')})"
+            )
     if view["input"] is not None:
         out += _block("input", _pretty(view["input"]), prefix)
     if view["output"] is not None:
@@ -196,7 +209,9 @@ def show(ctx: click.Context, trace_id: str) -> None:
     full = store.resolve(trace_id)
     found = store.trace(full) if full else None
     if found is None:
-        raise click.ClickException(f"no single trace in {store.path} has an id starting {trace_id!r}")
+        raise click.ClickException(
+            f"no single trace in {store.path} has an id starting {trace_id!r}"
+        )
     spans = found["spans"]
     ids = {s["span_id"] for s in spans}
     children: dict[str | None, list[dict[str, Any]]] = {}
@@ -204,8 +219,11 @@ def show(ctx: click.Context, trace_id: str) -> None:
         parent = span["parent_id"] if span["parent_id"] in ids else None
         children.setdefault(parent, []).append(span)
     facts = [f"{found['span_count']} spans", _duration(found["start_ns"], found["end_ns"])]
-    facts += [f"{k}={found[c]}" for k, c in (("service", "service"), ("session", "session_id"),
-                                             ("user", "user_id")) if found.get(c)]
+    facts += [
+        f"{k}={found[c]}"
+        for k, c in (("service", "service"), ("session", "session_id"), ("user", "user_id"))
+        if found.get(c)
+    ]
     click.echo(f"trace {found['trace_id']}  {_when(found['start_ns'])}  " + _safe("  ".join(facts)))
     lines: list[str] = []
 
@@ -225,7 +243,11 @@ def show(ctx: click.Context, trace_id: str) -> None:
                 head += "  ERROR"
             lines.append(prefix + ("`- " if last else "|- ") + head)
             child_prefix = prefix + ("   " if last else "|  ")
-            lines.extend(_span_lines(span, child_prefix + ("   " if not children.get(span["span_id"]) else "|  ")))
+            lines.extend(
+                _span_lines(
+                    span, child_prefix + ("   " if not children.get(span["span_id"]) else "|  ")
+                )
+            )
             walk(span["span_id"], child_prefix)
 
     walk(None, "")

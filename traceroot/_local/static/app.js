@@ -33,15 +33,16 @@ async function getJSON(url) {
 
 function setLive(on) { document.getElementById("live").classList.toggle("off", !on); }
 
-function poll(onChange) {
+// `baseline`: the store's version the shown data was read at (so a write in between counts).
+function poll(onChange, baseline) {
   clearInterval(pollTimer);
+  lastVersion = baseline;
   pollTimer = setInterval(async () => {
     if (document.hidden) return;
     try {
       const { version } = await getJSON("/api/version");
       setLive(true);
-      if (lastVersion !== null && version !== lastVersion) { lastVersion = version; onChange(); }
-      lastVersion = version;
+      if (version !== lastVersion) { lastVersion = version; onChange(); }
     } catch (e) { setLive(false); }
   }, 1500);
 }
@@ -158,6 +159,7 @@ async function renderList() {
     if (!append) shown = new Set(page.traces.map((t) => t.trace_id));
     else page.traces.forEach((t) => shown.add(t.trace_id));
     next = page.next;
+    if (!append) lastVersion = page.version;
     more.hidden = !next;
     count.textContent = `${tbody.children.length} trace${tbody.children.length === 1 ? "" : "s"} shown`;
     if (!tbody.children.length) {
@@ -168,7 +170,7 @@ async function renderList() {
   more.onclick = () => load(true);
   await load(false);
   // Live: a program running elsewhere shows up without a reload (first page only).
-  poll(() => { if (tbody.children.length <= 50) load(false); });
+  poll(() => { if (tbody.children.length <= 50) load(false); }, lastVersion);
 }
 
 function debounce(fn, ms) {
@@ -261,7 +263,7 @@ async function renderTrace(traceId, keepSelected) {
       detail));
   drawRows();
   drawDetail();
-  poll(() => renderTrace(traceId, selected && selected.span_id));
+  poll(() => renderTrace(traceId, selected && selected.span_id), trace.version);
 }
 
 function kvTable(obj) {
@@ -341,8 +343,8 @@ async function renderSession(sessionId) {
     h("div", { className: "crumbs" }, h("a", { href: "#/" }, "← All traces")),
     h("section", { className: "head" }, h("h1", {}, `Session ${sessionId}`),
       h("div", { className: "facts" }, h("span", {}, "traces ", h("b", {}, String(data.traces.length))))),
-    turns.length ? turns : h("p", { className: "empty" }, "No traces in this session."));
-  poll(() => renderSession(sessionId));
+    ...(turns.length ? turns : [h("p", { className: "empty" }, "No traces in this session.")]));
+  poll(() => renderSession(sessionId), data.version);
 }
 
 // -- routing ------------------------------------------------------------------------
