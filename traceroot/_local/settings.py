@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from traceroot._settings import Resolver, Setting
+
 DEFAULT_MAX_TRACES = 10_000
 DEFAULT_MAX_MB = 512
 DB_NAME = "traces.db"
@@ -39,54 +41,56 @@ def default_directory(environ: Mapping[str, str]) -> Path:
     return base_dir / "traceroot"
 
 
-def _warn(name: str, raw: str, expected: str, default: object) -> None:
-    import logging
+# setting: move to the settings table (these rows, and Config fields for them)
+LOCAL_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "local",
+        ("TRACEROOT_LOCAL",),
+        "bool",
+        None,
+        "`true` keeps a copy in the local store (`traceroot ui`) even when sending; "
+        "`false` turns the store off",
+        default_text="local mode only",
+        when_invalid="the store is on in local mode only",
+    ),
+    Setting(
+        "local_dir",
+        ("TRACEROOT_LOCAL_DIR",),
+        "text",
+        None,
+        "directory of the local store (`traces.db`)",
+        default_text="`$XDG_DATA_HOME/traceroot` or `~/.local/share/traceroot`",
+    ),
+    Setting(
+        "local_max_traces",
+        ("TRACEROOT_LOCAL_MAX_TRACES",),
+        "int",
+        DEFAULT_MAX_TRACES,
+        "traces the local store keeps; the oldest are pruned first",
+        minimum=1,
+        maximum=10_000_000,
+    ),
+    Setting(
+        "local_max_mb",
+        ("TRACEROOT_LOCAL_MAX_MB",),
+        "int",
+        DEFAULT_MAX_MB,
+        "size of the local store in MB; the oldest traces are pruned first",
+        minimum=1,
+        maximum=1_000_000,
+    ),
+)
+_BY_FIELD = {s.field: s for s in LOCAL_SETTINGS}
 
-    logging.getLogger("traceroot").warning(
-        "traceroot: %s=%r is not %s; using %s.", name, raw, expected, default
-    )
 
-
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        _warn(name, raw, "a positive whole number", default)
-        return default
-    return value
-
-
-# setting: move to the settings table
 def local_settings(environ: Mapping[str, str] | None = None) -> LocalSettings:
-    """Read the local store's settings from the environment.
-
-    - TRACEROOT_LOCAL (bool, default unset): `true` keeps a local copy even when spans are
-      sent to TraceRoot or an OTLP endpoint; `false` turns the store off; unset, the store
-      is on only in local mode (no API key, no OTLP endpoint).
-    - TRACEROOT_LOCAL_DIR (path, default the per-user data directory:
-      `$XDG_DATA_HOME/traceroot`, else `~/.local/share/traceroot`): where `traces.db` lives.
-    - TRACEROOT_LOCAL_MAX_TRACES (int >= 1, default 10000): traces kept; oldest pruned first.
-    - TRACEROOT_LOCAL_MAX_MB (int >= 1, default 512): database size in MB; oldest pruned first.
-    """
+    """The local store's settings (declared in `LOCAL_SETTINGS`) from the environment."""
     env = os.environ if environ is None else environ
-    raw = env.get("TRACEROOT_LOCAL", "").strip().lower()
-    enabled: bool | None = None
-    if raw in ("1", "true", "yes", "on"):
-        enabled = True
-    elif raw in ("0", "false", "no", "off"):
-        enabled = False
-    elif raw:
-        _warn("TRACEROOT_LOCAL", raw, "true or false", "the default (on in local mode only)")
-    directory_raw = env.get("TRACEROOT_LOCAL_DIR", "").strip()
-    directory = Path(directory_raw).expanduser() if directory_raw else default_directory(env)
+    resolver = Resolver(env)
+    directory = resolver.value(_BY_FIELD["local_dir"])
     return LocalSettings(
-        enabled=enabled,
-        directory=directory,
-        max_traces=_positive_int(env, "TRACEROOT_LOCAL_MAX_TRACES", DEFAULT_MAX_TRACES),
-        max_bytes=_positive_int(env, "TRACEROOT_LOCAL_MAX_MB", DEFAULT_MAX_MB) * 1024 * 1024,
+        enabled=resolver.value(_BY_FIELD["local"]),
+        directory=Path(directory).expanduser() if directory else default_directory(env),
+        max_traces=resolver.value(_BY_FIELD["local_max_traces"]),
+        max_bytes=resolver.value(_BY_FIELD["local_max_mb"]) * 1024 * 1024,
     )
