@@ -297,7 +297,7 @@ function spanDetail(s, t0) {
   if (v.error) {
     out.push(h("h2", {}, "Error"),
       h("div", { className: "error-box" },
-        h("div", { className: "msg" }, [v.error.type, v.error.message].filter(Boolean).join(": ") || "error"),
+        h("div", { className: "error-title" }, [v.error.type, v.error.message].filter(Boolean).join(": ") || "error"),
         v.error.traceback ? h("pre", { className: "value traceback" }, v.error.traceback) : null));
   }
   const hasChat = v.messages.input.length || v.messages.output.length;
@@ -338,7 +338,7 @@ async function renderSession(sessionId) {
       t.input ? { role: "user", content: pretty(t.input) } : null,
       t.output ? { role: "assistant", content: pretty(t.output) } : null,
     ].filter(Boolean)),
-    t.error ? h("div", { className: "error-box" }, h("div", { className: "msg" }, [t.error.type, t.error.message].filter(Boolean).join(": "))) : null));
+    t.error ? h("div", { className: "error-box" }, h("div", { className: "error-title" }, [t.error.type, t.error.message].filter(Boolean).join(": "))) : null));
   app().replaceChildren(
     h("div", { className: "crumbs" }, h("a", { href: "#/" }, "← All traces")),
     h("section", { className: "head" }, h("h1", {}, `Session ${sessionId}`),
