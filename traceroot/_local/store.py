@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from traceroot._local.records import SpanRow
+from traceroot._local.records import SpanRow, span_view
 
 BUSY_TIMEOUT_S = 10.0
 SCHEMA_VERSION = 1
@@ -229,8 +229,6 @@ class Store:
         ).fetchone()
         if root is None:
             return
-        from traceroot._local.records import span_view
-
         output = span_view({"attributes": json.loads(root[5])})["output"]
         conn.execute(
             "UPDATE traces SET root_span_id = ?, name = ?, kind = ?, service = ?, input = ?, "
