@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,10 @@ from otlp_receiver import OTLPReceiver
 
 # Prefixes of variables stripped from the environment of child processes.
 SCRUBBED_ENV_PREFIXES = ("TRACEROOT_", "OTEL_")
+
+# Programs run in local mode write to the local trace store in the per-user data directory:
+# for the test run, that is a throwaway one (children inherit it; it is not scrubbed).
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="traceroot-tests-data-")
 
 
 def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:

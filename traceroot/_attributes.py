@@ -40,3 +40,4 @@ OI_TOKENS_PROMPT = "llm.token_count.prompt"
 OI_TOKENS_COMPLETION = "llm.token_count.completion"
 
 DECORATOR_SCOPE = "traceroot-sdk"
+OI_TOKENS_TOTAL = "llm.token_count.total"
