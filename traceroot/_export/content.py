@@ -1,0 +1,118 @@
+"""TRACEROOT_CAPTURE_CONTENT=false: spans keep their structure, timing, model and token
+counts, and withhold every input, output, prompt and message (ours and the instrumentors')."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import MutableMapping
+
+from traceroot import _attributes as attr
+
+logger = logging.getLogger("traceroot")
+
+WITHHELD_CONTENT = "[withheld: TRACEROOT_CAPTURE_CONTENT=false]"
+
+# Keys whose whole value is content.
+_CONTENT_EXACT = frozenset(
+    {
+        attr.SPAN_INPUT,
+        attr.SPAN_OUTPUT,
+        attr.LLM_PROMPT,
+        "input.value",
+        "output.value",
+        "llm.prompts",
+        "reranker.query",
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+    }
+)
+# Families of flattened keys (OpenInference messages, documents, embeddings; GenAI prompts).
+_CONTENT_PREFIXES = (
+    "llm.input_messages.",
+    "llm.output_messages.",
+    "llm.prompts.",
+    "llm.prompt_template.",
+    "llm.choices.",
+    "retrieval.documents.",
+    "reranker.input_documents.",
+    "reranker.output_documents.",
+    "embedding.embeddings.",
+    "gen_ai.prompt.",
+    "gen_ai.completion.",
+)
+# ... of which these say how the content is shaped, not what it says: kept.
+_STRUCTURE_SUFFIXES = (
+    ".message.role",
+    ".message.name",
+    ".message_content.type",
+    ".tool_call.id",
+    ".tool_call.function.name",
+    ".message.tool_call_id",
+    ".document.id",
+    ".document.score",
+    ".finish_reason",
+    ".role",
+)
+
+# OpenInference's own switches, set (unless the user set them) before instrumenting, so
+# the instrumentors never even record the content we would withhold.
+OPENINFERENCE_HIDING = (
+    "OPENINFERENCE_HIDE_INPUTS",
+    "OPENINFERENCE_HIDE_OUTPUTS",
+    "OPENINFERENCE_HIDE_INPUT_MESSAGES",
+    "OPENINFERENCE_HIDE_OUTPUT_MESSAGES",
+    "OPENINFERENCE_HIDE_INPUT_IMAGES",
+    "OPENINFERENCE_HIDE_INPUT_TEXT",
+    "OPENINFERENCE_HIDE_OUTPUT_TEXT",
+    "OPENINFERENCE_HIDE_EMBEDDING_VECTORS",
+    "OPENINFERENCE_HIDE_EMBEDDINGS_VECTORS",
+    "OPENINFERENCE_HIDE_EMBEDDINGS_TEXT",
+    "OPENINFERENCE_HIDE_PROMPTS",
+    "OPENINFERENCE_HIDE_CHOICES",
+    "OPENINFERENCE_HIDE_RETRIEVAL_DOCUMENTS",
+)
+
+
+def is_content(key: str) -> bool:
+    """Whether the value under `key` is captured content (an input, output, prompt, message)."""
+    if key in _CONTENT_EXACT:
+        return True
+    return key.startswith(_CONTENT_PREFIXES) and not key.endswith(_STRUCTURE_SUFFIXES)
+
+
+def capture_content_from_environment() -> bool:
+    """# setting: move to the settings table
+
+    TRACEROOT_CAPTURE_CONTENT (bool, default true): record inputs, outputs, prompts and
+    messages. false keeps each span's structure, timing, model and token counts and
+    replaces every input, output, prompt and message (ours and the instrumentors') by
+    a marker, and turns on OpenInference's own OPENINFERENCE_HIDE_* settings.
+    """
+    raw = os.environ.get("TRACEROOT_CAPTURE_CONTENT", "").strip().lower()
+    if raw in ("", "true", "1", "yes", "on"):
+        return True
+    if raw in ("false", "0", "no", "off"):
+        return False
+    logger.warning(
+        "traceroot: TRACEROOT_CAPTURE_CONTENT=%r is not true or false; content is captured.",
+        os.environ.get("TRACEROOT_CAPTURE_CONTENT"),
+    )
+    return True
+
+
+def hide_content_in_instrumentors(environ: MutableMapping[str, str] | None = None) -> None:
+    """When content capture is off, turn on OpenInference's hide settings (user values win).
+
+    To be called before any instrumentor is instrumented: OpenInference reads them then.
+    """
+    target = os.environ if environ is None else environ
+    if capture_content_from_environment():
+        return
+    for name in OPENINFERENCE_HIDING:
+        target.setdefault(name, "true")
