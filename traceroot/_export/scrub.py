@@ -132,8 +132,10 @@ _NAME_HINT = re.compile(r"(?i)pass|pwd|secret|token|auth|cookie|credential|key")
 _QUOTED_KEY = re.compile(r"""(["'])([A-Za-z0-9_.\- ]{1,64})\1\s*:\s*""")
 # `\"name\": \"value\"` in JSON encoded inside a JSON string.
 _ESCAPED_PAIR = re.compile(r"""\\(["'])([A-Za-z0-9_.\- ]{1,64})\\\1\s*:\s*\\\1(.*?)(?<!\\)\\\1""")
-# `name=value` in URLs, command lines and environment-style text.
-_ASSIGNMENT = re.compile(r"(?<![A-Za-z0-9_])([A-Za-z][A-Za-z0-9_.\-]{0,63})=([^\s&,;\"'<>]+)")
+# `name=value` in URLs, command lines and environment-style text: found from the `=`
+# (rare) and read backwards, rather than tried at every word.
+_ASSIGNED_VALUE = re.compile(r"=([^\s&,;\"'<>=]+)")
+_NAME_BEFORE = re.compile(r"(?<![A-Za-z0-9_])[A-Za-z][A-Za-z0-9_.\-]{0,63}\Z")
 # `Name: value` at the start of a line, for header names only.
 _HEADER_NAMES = (
     "authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|x-auth-token|"
@@ -207,9 +209,9 @@ def _scrub_names(text: str) -> str:
         text = _scrub_quoted_pairs(text)
         if "\\" in text:
             text = _ESCAPED_PAIR.sub(_escaped_pair, text)
-        text = _HEADER.sub(lambda m: m.group(1) + marker(NAME_RULE), text)
+        text = _HEADER.sub(_header, text)
     if "=" in text:
-        text = _ASSIGNMENT.sub(_assignment, text)
+        text = _scrub_assignments(text)
     return text
 
 
@@ -220,10 +222,28 @@ def _escaped_pair(match: re.Match[str]) -> str:
     return f"{quote}{match.group(2)}{quote}: {quote}{marker(NAME_RULE)}{quote}"
 
 
-def _assignment(match: re.Match[str]) -> str:
-    if not is_sensitive_name(match.group(1)) or match.group(2).startswith("[scrubbed:"):
+def _header(match: re.Match[str]) -> str:
+    if "[scrubbed:" in match.group(2):  # `Bearer [scrubbed:bearer-token]` says more
         return match.group(0)
-    return f"{match.group(1)}={marker(NAME_RULE)}"
+    return match.group(1) + marker(NAME_RULE)
+
+
+def _scrub_assignments(text: str) -> str:
+    out: list[str] = []
+    position = 0
+    for match in _ASSIGNED_VALUE.finditer(text):
+        equals = match.start()
+        name = _NAME_BEFORE.search(text, max(position, equals - 64), equals)
+        value = match.group(1)
+        if name is None or value.startswith("[scrubbed:") or not is_sensitive_name(name.group()):
+            continue
+        out.append(text[position : match.start(1)])
+        out.append(marker(NAME_RULE))
+        position = match.end()
+    if not out:
+        return text
+    out.append(text[position:])
+    return "".join(out)
 
 
 # --- credential shapes --------------------------------------------------------------
@@ -322,6 +342,16 @@ SHAPES: tuple[Shape, ...] = (
 )
 
 
+# One search (in lower case) telling whether any rule could match a short text.
+_ANY_HINT = re.compile(
+    "|".join(
+        sorted({re.escape(h.lower()) for shape in SHAPES for h in shape.hint})
+        + [_NAME_HINT.pattern[4:]]
+    )
+)
+_SHORT = 512
+
+
 def _replace(shape: Shape, match: re.Match[str]) -> str:
     value = match.group(shape.group)
     if value.startswith("[scrubbed:") or (shape.check is not None and not shape.check(value)):
@@ -341,12 +371,16 @@ class Scrubber:
 
     def text(self, text: str) -> str:
         """`text` with every credential replaced by its marker (the same object if none)."""
+        for rule, pattern in self._extra:
+            text = pattern.sub(marker(rule), text)
+        # The common case, a short text with nothing to scrub, in one search. (Over a long
+        # text, each rule's own hints are quicker than one search for all of them.)
+        if len(text) <= _SHORT and _ANY_HINT.search(text.lower()) is None:
+            return text
         for shape in SHAPES:
             if shape.hint and not any(h in text for h in shape.hint):
                 continue
             text = shape.pattern.sub(functools.partial(_replace, shape), text)
-        for rule, pattern in self._extra:
-            text = pattern.sub(marker(rule), text)
         return _scrub_names(text)
 
     @staticmethod
