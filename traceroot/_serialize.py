@@ -48,7 +48,7 @@ def truncate(text: str, limit: int, already_cut: int = 0, unread: str = "") -> s
 # Past this much work the walk stops: what it would add is cut by the length bound anyway.
 # Items: every value converted costs one. Characters: strings (each already cut) and keys.
 def _item_budget(limit: int) -> int:
-    return max(256, limit // 4)
+    return max(256, limit // 8)
 
 
 def _char_budget(limit: int) -> int:
@@ -163,18 +163,27 @@ def _length(value: Any) -> int | None:
 
 
 def _items(
-    pairs: Iterable[tuple[Any, Any]], total: int | None, limit: int, active: _Walk, depth: int
+    keys: Iterable[Any],
+    get: Callable[[Any], Any],
+    total: int | None,
+    limit: int,
+    active: _Walk,
+    depth: int,
 ) -> dict[str, Any]:
-    """A mapping's items converted until the budget is spent; a note counts the rest."""
+    """Items converted until the budget is spent; a note counts the rest.
+
+    The budget is checked before the next value is fetched: a lazy mapping computes
+    no value that is not shown.
+    """
     out: dict[str, Any] = {}
     read = 0
-    for k, v in pairs:
+    for k in keys:
         if active.spent:
             out["..."] = active.left_out(None if total is None else max(total - read, 1))
             break
         name = str(k) if isinstance(k, str | int | float | bool) or k is None else _key(k)
         active.chars -= len(name)
-        out[name] = _convert(v, limit, active, depth)
+        out[name] = _convert(get(k), limit, active, depth)
         read += 1
     return out
 
@@ -191,9 +200,9 @@ def _sequence(
 ) -> list[Any]:
     """A sequence's items converted until the budget is spent; a note counts the rest."""
     out: list[Any] = []
-    for index, v in enumerate(values):
+    for v in values:
         if active.spent:
-            out.append(active.left_out(None if total is None else max(total - index, 1)))
+            out.append(active.left_out(None if total is None else max(total - len(out), 1)))
             break
         out.append(_convert(v, limit, active, depth))
     return out
@@ -211,7 +220,7 @@ def _class_has(value: Any, name: str) -> Any:
 
 def _convert_container(value: Any, limit: int, active: _Walk, depth: int) -> Any:
     if isinstance(value, Mapping):
-        return _items(value.items(), _length(value), limit, active, depth)
+        return _items(value, value.__getitem__, _length(value), limit, active, depth)
     if isinstance(value, list | tuple):
         return _sequence(value, len(value), limit, active, depth)
     if isinstance(value, set | frozenset):
@@ -224,8 +233,8 @@ def _convert_container(value: Any, limit: int, active: _Walk, depth: int) -> Any
     if numeric is not _NOT_NUMERIC:
         return numeric
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        pairs = ((f.name, _attribute(value, f.name)) for f in dataclasses.fields(value))
-        return _items(pairs, None, limit, active, depth)
+        names = [f.name for f in dataclasses.fields(value)]
+        return _items(names, lambda name: _attribute(value, name), None, limit, active, depth)
     if callable(_class_has(value, "model_dump")):  # pydantic v2
         return _convert(value.model_dump(mode="json"), limit, active, depth)
     if callable(_class_has(value, "dict")) and _class_has(value, "__fields__") is not None:
@@ -234,11 +243,12 @@ def _convert_container(value: Any, limit: int, active: _Walk, depth: int) -> Any
         return f"<{type(value).__name__} {getattr(value, '__qualname__', '')}>".replace(" >", ">")
     state = _instance_dict(value)
     if state is not None:
-        public = ((k, v) for k, v in state.items() if not k.startswith("_"))
-        return _items(public, None, limit, active, depth)
+        public = [k for k in state if not k.startswith("_")]
+        return _items(public, state.__getitem__, None, limit, active, depth)
     slots = _slot_names(type(value))
     if slots:
-        return _items(_slot_values(value, slots), None, limit, active, depth)
+        assigned = dict(_slot_values(value, slots))
+        return _items(assigned, assigned.__getitem__, None, limit, active, depth)
     return f"<{type(value).__name__}>"
 
 
@@ -303,8 +313,8 @@ def _array(array: Any, limit: int, active: _Walk, depth: int) -> Any:
 def _frame(frame: Any, limit: int, active: _Walk, depth: int) -> Any:
     """A DataFrame as its shape, column names and first rows."""
     rows, columns = (int(n) for n in frame.shape)
-    width = max(columns, 1)
-    head = max(0, min(rows, (active.items - columns) // width - 1))
+    # Each row costs its dict and one item a column; the column names are read first.
+    head = max(0, min(rows, (active.items - 2 * columns - 8) // (columns + 1)))
     described: dict[str, Any] = {
         "shape": [rows, columns],
         "columns": _convert([str(c) for c in frame.columns], limit, active, depth),

@@ -3,13 +3,11 @@ counts, and withhold every input, output, prompt and message (ours and the instr
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 from traceroot import _attributes as attr
-
-logger = logging.getLogger("traceroot")
+from traceroot._settings import Resolver, Setting
 
 WITHHELD_CONTENT = "[withheld: TRACEROOT_CAPTURE_CONTENT=false]"
 
@@ -86,24 +84,22 @@ def is_content(key: str) -> bool:
     return key.startswith(_CONTENT_PREFIXES) and not key.endswith(_STRUCTURE_SUFFIXES)
 
 
-def capture_content_from_environment() -> bool:
-    """# setting: move to the settings table
+# setting: move to the settings table (with a `Config` field; the finisher and the
+# integrations then take it from the config instead of reading it here).
+CAPTURE_CONTENT = Setting(
+    "capture_content",
+    ("TRACEROOT_CAPTURE_CONTENT",),
+    "bool",
+    True,
+    "`false` keeps each span's structure, timing, model and token counts and withholds "
+    "every input, output, prompt and message (ours and the instrumentors'; OpenInference's "
+    "`OPENINFERENCE_HIDE_*` settings are turned on too)",
+)
 
-    TRACEROOT_CAPTURE_CONTENT (bool, default true): record inputs, outputs, prompts and
-    messages. false keeps each span's structure, timing, model and token counts and
-    replaces every input, output, prompt and message (ours and the instrumentors') by
-    a marker, and turns on OpenInference's own OPENINFERENCE_HIDE_* settings.
-    """
-    raw = os.environ.get("TRACEROOT_CAPTURE_CONTENT", "").strip().lower()
-    if raw in ("", "true", "1", "yes", "on"):
-        return True
-    if raw in ("false", "0", "no", "off"):
-        return False
-    logger.warning(
-        "traceroot: TRACEROOT_CAPTURE_CONTENT=%r is not true or false; content is captured.",
-        os.environ.get("TRACEROOT_CAPTURE_CONTENT"),
-    )
-    return True
+
+def capture_content_from_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether TRACEROOT_CAPTURE_CONTENT lets inputs, outputs, prompts and messages through."""
+    return bool(Resolver(environ).value(CAPTURE_CONTENT))
 
 
 def hide_content_in_instrumentors(environ: MutableMapping[str, str] | None = None) -> None:
@@ -112,7 +108,7 @@ def hide_content_in_instrumentors(environ: MutableMapping[str, str] | None = Non
     To be called before any instrumentor is instrumented: OpenInference reads them then.
     """
     target = os.environ if environ is None else environ
-    if capture_content_from_environment():
+    if capture_content_from_environment(target):
         return
     for name in OPENINFERENCE_HIDING:
         target.setdefault(name, "true")

@@ -14,10 +14,11 @@ import binascii
 import functools
 import json
 import logging
-import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from traceroot._settings import Resolver, Setting
 
 logger = logging.getLogger("traceroot")
 
@@ -418,39 +419,50 @@ def _split_patterns(value: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def scrubber_from_environment() -> Scrubber | None:
-    """# setting: move to the settings table
+# setting: move to the settings table (with a `Config` field each; the finisher then takes
+# them from the config instead of reading them here).
+SCRUB = Setting(
+    "scrub",
+    ("TRACEROOT_SCRUB",),
+    "bool",
+    True,
+    "credentials (values under names like `api_key`, `password`, `authorization`, and values "
+    "shaped like keys, tokens, JWTs, PEM private keys) are replaced by `[scrubbed:<rule>]` "
+    "before export; `false` turns it off",
+)
+SCRUB_PATTERNS = Setting(
+    "scrub_patterns",
+    ("TRACEROOT_SCRUB_PATTERNS",),
+    "text",
+    None,
+    "more regular expressions to scrub, separated by commas (a comma inside `()`, `[]` or "
+    "`{}` belongs to its pattern); each match becomes `[scrubbed:custom-N]`",
+    when_invalid="patterns that do not compile are ignored",
+)
 
-    TRACEROOT_SCRUB (bool, default true): scrub credentials from captured content
-    before export; false turns it off.
-    TRACEROOT_SCRUB_PATTERNS (string, default empty): extra regular expressions, separated
-    by commas (a comma inside (), [] or {} belongs to the pattern); each match is
-    replaced by `[scrubbed:custom-N]`. A pattern that does not compile is skipped with
-    one warning naming the variable and the pattern's position.
+
+def scrubber_from_environment(environ: Mapping[str, str] | None = None) -> Scrubber | None:
+    """The scrubber TRACEROOT_SCRUB and TRACEROOT_SCRUB_PATTERNS ask for (None: off).
+
+    A pattern that does not compile is skipped, with one warning naming the variable
+    and the pattern's position (never the pattern: it may spell out a secret).
     """
-    raw = os.environ.get("TRACEROOT_SCRUB", "").strip().lower()
-    if raw in ("false", "0", "no", "off"):
+    resolver = Resolver(environ)
+    if not resolver.value(SCRUB):
         return None
-    if raw not in ("", "true", "1", "yes", "on"):
-        logger.warning(
-            "traceroot: TRACEROOT_SCRUB=%r is not true or false; scrubbing stays on.",
-            os.environ.get("TRACEROOT_SCRUB"),
-        )
     extra: list[tuple[str, re.Pattern[str]]] = []
     bad: list[str] = []
-    for index, source in enumerate(
-        _split_patterns(os.environ.get("TRACEROOT_SCRUB_PATTERNS", "")), 1
-    ):
+    sources = _split_patterns(resolver.value(SCRUB_PATTERNS) or "")
+    for index, source in enumerate(sources, 1):
         try:
             extra.append((f"custom-{index}", re.compile(source)))
         except re.error as exc:
-            # The pattern itself is not shown: it may spell out the secret it hides.
             bad.append(f"pattern {index} ({exc.msg})")
     if bad:
         logger.warning(
             "traceroot: TRACEROOT_SCRUB_PATTERNS: %s is not a valid regular expression and is "
-            "ignored; separate patterns with commas (a comma inside (), [] or {} is part of "
-            "its pattern).",
+            "ignored; the other patterns apply. Separate patterns with commas (a comma inside "
+            "(), [] or {} belongs to its pattern).",
             ", ".join(bad),
         )
     return Scrubber(tuple(extra))
