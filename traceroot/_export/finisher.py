@@ -162,15 +162,16 @@ class SpanFinisher:
     def _clean_value(self, key: str, value: Any) -> Any:
         if not self._capture_content and is_content(key):
             return WITHHELD_CONTENT
+        scrubber = self._scrubber
+        if scrubber is not None and scrubber.sensitive_key(key) and value is not None:
+            if not isinstance(value, bool) and not _scrubbed(value):
+                # `http.request.header.authorization`, `db.password`: the key says it all.
+                return (marker(NAME_RULE),) if isinstance(value, tuple) else marker(NAME_RULE)
         if type(value) is str:
             return self._clean_text(value)
         if type(value) is tuple and value and type(value[0]) is str:
             items = tuple(self._clean_text(v) if type(v) is str else v for v in value)
             return value if all(a is b for a, b in zip(items, value, strict=True)) else items
-        scrubber = self._scrubber
-        if scrubber is not None and isinstance(value, int | float) and not isinstance(value, bool):
-            if scrubber.sensitive_key(key):  # a PIN or numeric password under its name
-                return marker(NAME_RULE)
         return value
 
     def _clean_text(self, text: str) -> str:
@@ -250,6 +251,12 @@ def _copy(
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def _scrubbed(value: Any) -> bool:
+    """Whether `value` is a marker already (a shape rule's, which says more)."""
+    first = value[0] if isinstance(value, tuple) and value else value
+    return isinstance(first, str) and first.startswith("[scrubbed:")
 
 
 def _cut(text: str, limit: int, already_cut: int) -> str:
