@@ -112,3 +112,5 @@ def hide_content_in_instrumentors(environ: MutableMapping[str, str] | None = Non
         return
     for name in OPENINFERENCE_HIDING:
         target.setdefault(name, "true")
+    # The OpenTelemetry GenAI instrumentors' switch (off by their default already).
+    target.setdefault("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "false")
