@@ -22,6 +22,7 @@ from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
+from traceroot import _compat as compat
 from traceroot._export.media import MEDIA_MIN_LENGTH, media_placeholder
 
 CYCLE = "<cycle>"
@@ -347,32 +348,8 @@ def _plain_dict(value: Any, limit: int) -> bool:
     return True
 
 
-def _plain_encoder() -> Callable[[Any], str]:
-    """`json.dumps` for plain dicts, without building a new C encoder on every call.
-
-    A plain dict holds no container, so it has no cycle to watch for: one encoder
-    made once, with `json.dumps`'s defaults, serves every call.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator in this Python
-        return json.dumps
-    # markers (no cycle check), default, string encoder, indent, separators, sort_keys,
-    # skipkeys, allow_nan: what json.dumps passes by default.
-    encoder = make(
-        None,
-        json.JSONEncoder().default,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ": ",
-        ", ",
-        False,
-        False,
-        True,
-    )
-    return lambda value: "".join(encoder(value, 0))
-
-
-_dumps_plain = _plain_encoder()
+# Plain dicts hold no container, so no cycle to watch for: one encoder serves every call.
+_dumps_plain = compat.plain_json_encoder()
 
 
 def to_json(value: Any, limit: int = 32768) -> str:
