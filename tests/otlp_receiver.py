@@ -58,6 +58,7 @@ class ReceivedRequest:
     status: int
     span_count: int = 0  # spans decoded from the body (recorded or not)
     received_at: float = 0.0  # time.monotonic() when the body had been read
+    payload: bytes = b""  # the body decompressed (as received, when it could not be)
 
 
 @dataclass
@@ -349,6 +350,7 @@ class OTLPReceiver:
             status, extra = self._script.pop(0) if self._script else (200, {})
 
         spans: list[ReceivedSpan] = []
+        payload = b""
         decode_ok = True
         if handler.command != "POST":
             decode_ok = False
@@ -383,6 +385,7 @@ class OTLPReceiver:
                     status=status,
                     span_count=len(spans),
                     received_at=received_at,
+                    payload=payload,
                 )
             )
             if decode_ok and 200 <= status < 300:

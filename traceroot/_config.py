@@ -108,6 +108,9 @@ class Config:
     git_ref: str | None
     integrations: str | None
     otel_instrumentors: bool
+    scrub: bool
+    scrub_patterns: str | None
+    capture_content: bool
     local: bool | None
     local_dir: str | None
     local_max_traces: int

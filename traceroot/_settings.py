@@ -324,6 +324,33 @@ SETTINGS: tuple[Setting, ...] = (
         "the launcher also activates installed `opentelemetry-instrumentation-*` packages",
     ),
     Setting(
+        "scrub",
+        ("TRACEROOT_SCRUB",),
+        "bool",
+        True,
+        "credentials (values under names like `api_key`, `password`, `authorization`, and values "
+        "shaped like keys, tokens, JWTs, PEM private keys) are replaced by `[scrubbed:<rule>]` "
+        "before export; `false` turns it off",
+    ),
+    Setting(
+        "scrub_patterns",
+        ("TRACEROOT_SCRUB_PATTERNS",),
+        "text",
+        None,
+        "more regular expressions to scrub, separated by commas (a comma inside `()`, `[]` or "
+        "`{}` belongs to its pattern); each match becomes `[scrubbed:custom-N]`",
+        when_invalid="patterns that do not compile are ignored",
+    ),
+    Setting(
+        "capture_content",
+        ("TRACEROOT_CAPTURE_CONTENT",),
+        "bool",
+        True,
+        "`false` keeps each span's structure, timing, model and token counts and withholds "
+        "every input, output, prompt and message (ours and the instrumentors'; OpenInference's "
+        "`OPENINFERENCE_HIDE_*` settings are turned on too)",
+    ),
+    Setting(
         "local",
         ("TRACEROOT_LOCAL",),
         "bool",
