@@ -80,14 +80,14 @@ def _patch_executor() -> None:
     from concurrent.futures import thread
 
     executor = thread.ThreadPoolExecutor
-    original = executor.submit
+    original: Callable[..., Any] = executor.submit
     if getattr(original, _WRAPPED, False):
         return
 
     @functools.wraps(original)
     def submit(
-        self: thread.ThreadPoolExecutor, fn: Callable[..., R], /, *args: Any, **kwargs: Any
-    ) -> Future[R]:
+        self: thread.ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Future[Any]:
         # Always wrapped, even in an empty context: a worker thread outlives the task that
         # started it, and a task must not run in that earlier task's context.
         try:
@@ -97,7 +97,7 @@ def _patch_executor() -> None:
         return original(self, fn, *args, **kwargs)
 
     setattr(submit, _WRAPPED, True)
-    executor.submit = submit  # type: ignore[method-assign]
+    executor.submit = submit  # type: ignore[method-assign,assignment]
 
 
 def install() -> None:
