@@ -161,6 +161,11 @@ _PARSERS: dict[str, Callable[[Setting, str], Any]] = {
 
 DEFAULT_HOST_URL = "https://app.traceroot.ai"
 
+# Not a user setting: `traceroot-run` records there the service name its program's
+# processes default to, for those whose command line does not say it (multiprocessing
+# spawn children run `python -c ...`: `uvicorn --workers 2` would name its workers "python").
+PROGRAM_NAME_VARIABLE = "TRACEROOT_PROGRAM_NAME"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "api_key",
