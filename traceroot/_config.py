@@ -79,8 +79,9 @@ class Destination:
             if self.refused:
                 return f"nowhere ({self.refused}); the local view only"
             return "local console only (nothing is sent)"
-        shown = {k: mask_secret(v) for k, v in self.headers.items() if not _is_ours(k)}
-        extra = f" headers={shown}" if shown else ""
+        # Header values are credentials more often than not: only their names are shown.
+        shown = [name for name in self.headers if not _is_ours(name)]
+        extra = f" with headers {', '.join(shown)} (values hidden)" if shown else ""
         what = "TraceRoot" if self.kind == "traceroot" else "OTLP endpoint"
         return f"{what} {safe_url(self.endpoint)}{extra}"
 

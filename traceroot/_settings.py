@@ -81,9 +81,9 @@ class Setting:
             low = ">" if self.above_minimum else ">="
             parts = []
             if self.minimum is not None:
-                parts.append(f"{low} {self.minimum:g}")
+                parts.append(f"{low} {_number_text(self.minimum)}")
             if self.maximum is not None:
-                parts.append(f"<= {self.maximum:g}")
+                parts.append(f"<= {_number_text(self.maximum)}")
             return f"{noun} {' and '.join(parts)}".strip()
         return "text"
 
@@ -100,6 +100,10 @@ class Setting:
         if isinstance(self.default, bool):
             return str(self.default).lower()
         return str(self.default)
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _text(setting: Setting, raw: str) -> str | None:

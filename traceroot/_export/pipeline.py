@@ -13,7 +13,7 @@ import threading
 from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from traceroot._config import Config
+from traceroot._config import Config, safe_url
 from traceroot._export.batcher import Batcher
 from traceroot._export.console import LOCAL_NOTICE, ConsoleProcessor
 from traceroot._export.finisher import Redact, SpanFinisher
@@ -50,7 +50,7 @@ class ExportPipeline(SpanProcessor):
                 max_batch_size=config.max_batch_size,
                 flush_interval=config.flush_interval,
                 max_queue_size=config.max_queue_size,
-                describe_target=endpoint,
+                describe_target=safe_url(endpoint),
             )
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=self._batcher.after_fork_in_child)
@@ -96,7 +96,7 @@ class ExportPipeline(SpanProcessor):
                     "traceroot: %d span(s) were not delivered to %s%s. Exit waits at most "
                     "TRACEROOT_SHUTDOWN_TIMEOUT=%gs for the backend.",
                     lost,
-                    self._destination.endpoint,
+                    safe_url(self._destination.endpoint),
                     f" ({'; '.join(details)})" if details else "",
                     budget,
                 )

@@ -21,8 +21,9 @@ import click
 
 from traceroot import _git as git
 from traceroot import _integrations as integrations
-from traceroot._config import Config, Destination, load_config, mask_secret
+from traceroot._config import Config, Destination, load_config, mask_secret, safe_url
 from traceroot._integrations import Integration
+from traceroot._settings import SETTINGS, Setting
 from traceroot.version import SDK_NAME, __version__
 
 # A check should answer quickly even when the configured export timeout is long.
@@ -71,20 +72,35 @@ def _show(value: str | None, default: str = "<not set>") -> str:
     return value if value else default
 
 
+def _shown(setting: Setting, config: Config) -> str:
+    """A setting's resolved value as --check shows it: secrets masked, defaults marked."""
+    value = getattr(config, setting.field)
+    if setting.kind == "secret":
+        return mask_secret(value)
+    if setting.field == "console":
+        return "on" if config.console_enabled else "off"
+    if value is None or value == "":
+        default = setting.shown_default()
+        return f"{default} (default)" if default else "<not set>"
+    if setting.kind == "url":
+        return safe_url(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if setting.kind == "float":
+        return f"{value:g} s" if "seconds" in setting.help else f"{value:g}"
+    return str(value)
+
+
 def _print_config(config: Config, env: Mapping[str, str]) -> None:
     click.echo("Configuration")
-    _line("TRACEROOT_API_KEY", mask_secret(config.api_key))
-    _line("TRACEROOT_HOST_URL", config.host_url)
-    _line("TRACEROOT_ENABLED", str(config.enabled).lower())
-    _line("TRACEROOT_ENVIRONMENT", _show(config.environment))
-    # Unset, the name is derived from the program's own argv, unknown here.
-    _line("OTEL_SERVICE_NAME", _show(env.get("OTEL_SERVICE_NAME"), "the program's name (default)"))
-    _line("TRACEROOT_INTEGRATIONS", _show(config.integrations, "all installed (default)"))
-    _line("TRACEROOT_CONSOLE", "on" if config.console_enabled else "off")
-    _line("TRACEROOT_FLUSH_INTERVAL", f"{config.flush_interval:g} s")
-    _line("TRACEROOT_FLUSH_AT", config.flush_at)
-    _line("TRACEROOT_TIMEOUT", f"{config.timeout:g} s")
-    _line("TRACEROOT_SHUTDOWN_TIMEOUT", f"{config.shutdown_timeout:g} s")
+    for setting in SETTINGS:
+        if setting.field in ("git_repo", "git_ref"):
+            continue  # shown below as detected
+        if setting.field == "service_name" and not env.get(setting.variable):
+            # Unset, the name is derived from the program's own argv, unknown here.
+            _line(setting.variable, "the program's name (default)")
+            continue
+        _line(setting.variable, _shown(setting, config))
     found = git.detect(config.git_repo, config.git_ref)
     _line("git repository", _show(found.repo, "<not found: set TRACEROOT_GIT_REPO>"))
     _line("git ref", _show(found.ref, "<not found: set TRACEROOT_GIT_REF>"))
@@ -175,7 +191,8 @@ def _explain(exc: BaseException, destination: Destination, timeout: float) -> st
             key_var = "TRACEROOT_API_KEY" if destination.kind == "traceroot" else "the headers"
             return f"{detail}: the backend rejected the credentials; check {key_var}"
         if exc.code == 404:
-            return f"{detail}: no trace endpoint at {destination.endpoint}; check {url_var}"
+            where = safe_url(destination.endpoint)
+            return f"{detail}: no trace endpoint at {where}; check {url_var}"
         return f"{detail} from {where}"
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, socket.gaierror):
@@ -235,6 +252,9 @@ def run_check(env: Mapping[str, str]) -> int:
         if not config.enabled:
             problems.append("tracing is disabled (TRACEROOT_ENABLED=false): nothing is traced")
             _line("result", "not sent: tracing is disabled")
+        elif destination.refused:
+            problems.append(f"nothing is sent: {destination.refused}")
+            _line("result", "not sent: the destination is invalid")
         elif destination.kind == "local":
             problems.append(
                 "no backend: set TRACEROOT_API_KEY (or OTEL_EXPORTER_OTLP_ENDPOINT); "
@@ -242,7 +262,7 @@ def run_check(env: Mapping[str, str]) -> int:
             )
             _line("result", "not sent: no backend configured")
         else:
-            _line("sent to", destination.endpoint)
+            _line("sent to", safe_url(destination.endpoint))
             error = _send_test_span(config)
             if error is not None:
                 _line("result", f"FAILED: {error}")
