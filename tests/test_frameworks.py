@@ -22,6 +22,8 @@ from otlp_receiver import OTLPReceiver, ReceivedSpan
 from sdk_helpers import Spans
 from test_launcher import launcher, program_env
 
+HTTPX = "opentelemetry.instrumentation.httpx"
+
 
 def _requires(*modules: str) -> pytest.MarkDecorator:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
@@ -119,7 +121,51 @@ def test_langchain_http_client_spans_nest_under_their_llm_span(
     llms = assert_llm_spans(spans, "gpt-4o-mini", calls=len(requests))
     assert len(requests) == 3
     assert all(s.scope_name == "openinference.instrumentation.langchain" for s in llms)
-    http = [s for s in spans if s.kind == "CLIENT"]
+    http = [s for s in spans if s.scope_name == HTTPX]
     assert len(http) == 3, spans.names()
     # Each request under the LLM span of the call that made it, one each: never the agent.
     assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
+
+
+# -- Pydantic AI: its own spans, reshaped; the openai client's repeat steps aside -----------
+
+
+@_requires("pydantic_ai", "openinference.instrumentation.pydantic_ai")
+def test_pydantic_ai_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from pydantic_ai import Agent
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        provider = OpenAIProvider(base_url=sys.argv[1] + "/v1", api_key="k")
+        agent = Agent(OpenAIChatModel("gpt-4o-mini", provider=provider), name="weather_agent")
+
+        @agent.tool_plain
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        async def main():
+            async with agent.run_stream("Weather in Paris?") as result:  # streamed
+                return await result.get_output()
+
+        print(asyncio.run(main()))
+        """
+    spans, requests = run_framework(tmp_path, traceroot_env, receiver, program, expect_output=REPLY)
+    root = assert_one_trace(spans)
+    assert kind(root) == "AGENT" and "weather_agent" in root.name
+    assert len(requests) == 2  # the tool call, then the answer
+    llms = assert_llm_spans(spans, "gpt-4o-mini", calls=2)
+    (tool,) = [s for s in spans if kind(s) == "TOOL"]
+    assert tool.attributes["tool.name"] == "weather"
+    assert "Paris" in str(tool.attributes.get("input.value"))
+    assert {s.parent_span_id for s in [*llms, tool]} == {root.span_id}
+    first, second = sorted(llms, key=lambda s: s.start_ns)
+    assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+    # The HTTP requests nest under the LLM spans; no second (openai client) LLM span.
+    http = [s for s in spans if s.scope_name == HTTPX]
+    assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
+    assert not [s for s in spans if s.scope_name == "openinference.instrumentation.openai"]

@@ -47,6 +47,7 @@ class Cover:
 
     integration: Integration
     parent_scope: str | None = None  # it would start directly under that scope's span
+    parent_prefix: str = ""  # whose name starts so
     caller_module: str | None = None  # or it would start inside that library's code
     caller_span: Callable[[FrameType], Span | None] | None = None
     """With ``caller_module``: finds the covering span from that library's frame, when it is
@@ -74,6 +75,9 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
     f"{OI}.openai": (
         # litellm reaches OpenAI-compatible providers through the openai client.
         Cover(Integration.LITELLM, parent_scope=f"{OI}.litellm"),
+        # So do Pydantic AI's OpenAI models, under their own (reshaped) "chat <model>" span,
+        # which carries the model and token counts; a tool's own openai call is not covered.
+        Cover(Integration.PYDANTIC_AI, parent_scope="pydantic-ai", parent_prefix="chat "),
         # So does LangChain's ChatOpenAI; LangChain's spans never become the current span,
         # so the openai span would be a sibling of its LLM span, found by the caller instead,
         # and what starts inside it (the HTTP request) goes under LangChain's LLM span.
@@ -130,7 +134,11 @@ class _YieldingTracer(Tracer):
                 continue
             if cover.parent_scope is not None:
                 scope = getattr(parent, "instrumentation_scope", None)
-                if getattr(scope, "name", None) == cover.parent_scope and parent.is_recording():
+                if (
+                    getattr(scope, "name", None) == cover.parent_scope
+                    and parent.is_recording()
+                    and getattr(parent, "name", "").startswith(cover.parent_prefix)
+                ):
                     return NonRecordingSpan(parent.get_span_context())
             elif cover.caller_module is not None:
                 frame = _called_from(cover.caller_module)
