@@ -7,32 +7,31 @@ how many spans were not delivered.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
-from opentelemetry import context as context_api
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 
+from traceroot import _lifecycle as lifecycle
 from traceroot._config import Config, safe_url
 from traceroot._export.batcher import Batcher
-from traceroot._export.console import LOCAL_NOTICE, ConsoleProcessor
+from traceroot._export.console import LOCAL_NOTICE, ConsoleView
 from traceroot._export.finisher import Redact, SpanFinisher
 from traceroot._export.transport import OTLPHTTPExporter
 
 logger = logging.getLogger("traceroot")
 
 
-class ExportPipeline(SpanProcessor):
-    """Our processor on the tracer provider: finisher, console view, batched export."""
+class ExportPipeline:
+    """What happens to each finished span: finisher, console view, batched export."""
 
     def __init__(self, config: Config, redact: Redact | None) -> None:
         self._config = config
         self._finish = SpanFinisher(redact, config.max_attribute_length)
         self._destination = config.destination
-        self._console: ConsoleProcessor | None = None
+        self._console: ConsoleView | None = None
         if config.console_enabled:
             local = self._destination.kind == "local"
-            self._console = ConsoleProcessor(notice=LOCAL_NOTICE if local else None)
+            self._console = ConsoleView(notice=LOCAL_NOTICE if local else None)
         # Cutting long values waits for the export thread. `redact` runs as the span ends,
         # in its thread and context (it may read them), and the console shows finished spans.
         self._finish_here = redact is not None or self._console is not None
@@ -52,11 +51,9 @@ class ExportPipeline(SpanProcessor):
                 max_queue_size=config.max_queue_size,
                 describe_target=safe_url(endpoint),
             )
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=self._batcher.after_fork_in_child)
-
-    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
-        pass
+            # One process-wide fork hook holds pipelines weakly: a re-initialized client's
+            # old pipeline is not kept alive (nor reset) by it.
+            lifecycle.after_fork_in_child(self._batcher.after_fork_in_child)
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._closed:
