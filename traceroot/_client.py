@@ -26,6 +26,7 @@ from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _lifecycle as lifecycle
 from traceroot import _propagation as propagation
+from traceroot import _threads as threads
 from traceroot._config import Config, load_config
 from traceroot._export.finisher import Redact
 from traceroot._export.pipeline import ExportPipeline
@@ -115,6 +116,7 @@ class TraceRootClient:
 
     def _start(self) -> None:
         self.git = git.detect(self.config.git_repo, self.config.git_ref)
+        threads.install()  # work handed to other threads nests under the span that handed it
         stamping, pipeline = self._build_processors()
         self._processor = _SwitchableProcessor(stamping, pipeline)
         existing = trace.get_tracer_provider()

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from traceroot._settings import BY_FIELD, DEFAULT_HOST_URL, Resolver, has_control_characters
+from traceroot._settings import (
+    BY_FIELD,
+    DEFAULT_HOST_URL,
+    PROGRAM_NAME_VARIABLE,
+    Resolver,
+    has_control_characters,
+)
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")
@@ -186,7 +192,9 @@ def _parse_headers(raw: str, variable: str) -> dict[str, str]:
 def _program_name() -> str:
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 in ("", "-c", "-m"):
-        return "python"
+        # A spawned worker (`python -c`), or `-m` before runpy names the module: the
+        # program traceroot-run started, when it did.
+        return os.environ.get(PROGRAM_NAME_VARIABLE, "").strip() or "python"
     name = os.path.basename(argv0)
     if name == "__main__.py":
         name = os.path.basename(os.path.dirname(argv0)) or name

@@ -167,6 +167,11 @@ DEFAULT_HOST_URL = "https://app.traceroot.ai"
 DEFAULT_MAX_TRACES = 10_000
 DEFAULT_MAX_MB = 512
 
+# Not a user setting: `traceroot-run` records there the service name its program's
+# processes default to, for those whose command line does not say it (multiprocessing
+# spawn children run `python -c ...`: `uvicorn --workers 2` would name its workers "python").
+PROGRAM_NAME_VARIABLE = "TRACEROOT_PROGRAM_NAME"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "api_key",
