@@ -10,10 +10,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+from traceroot._export.endpoint import OTLPSettings, resolve_otlp
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")
@@ -44,6 +45,8 @@ class Destination:
     kind: Literal["traceroot", "otlp", "local"]
     endpoint: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Protocol, timeout, compression and TLS files (the OTLP variables; see _export.endpoint).
+    settings: OTLPSettings = field(default_factory=OTLPSettings)
 
     def __repr__(self) -> str:
         return f"Destination({self.describe()})"
@@ -93,6 +96,7 @@ class Config:
     integrations: str | None = None
     otlp_endpoint: str | None = None
     otlp_headers: Mapping[str, str] = field(default_factory=dict)
+    otlp: OTLPSettings = field(default_factory=OTLPSettings)
 
     def __repr__(self) -> str:
         # The key must never reach logs or tracebacks.
@@ -114,9 +118,21 @@ class Config:
                     "x-traceroot-sdk-name": SDK_NAME,
                     "x-traceroot-sdk-version": __version__,
                 },
+                # TraceRoot speaks OTLP/HTTP; the TLS files and compression apply to it too.
+                settings=replace(
+                    self.otlp,
+                    protocol="http/protobuf",
+                    timeout=None,
+                    endpoint_variable="TRACEROOT_HOST_URL",
+                ),
             )
         if self.otlp_endpoint:
-            return Destination(kind="otlp", endpoint=self.otlp_endpoint, headers=self.otlp_headers)
+            return Destination(
+                kind="otlp",
+                endpoint=self.otlp_endpoint,
+                headers=self.otlp_headers,
+                settings=self.otlp,
+            )
         return Destination(kind="local")
 
     @property
@@ -183,24 +199,6 @@ def _parse_url(raw: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     return value
-
-
-def _parse_headers(raw: str) -> dict[str, str]:
-    """OTEL_EXPORTER_OTLP_HEADERS: `k1=v1,k2=v2`, values URL-encoded (W3C baggage format)."""
-    headers: dict[str, str] = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            logger.warning(
-                "traceroot: ignoring malformed entry %r in OTEL_EXPORTER_OTLP_HEADERS "
-                "(expected key=value pairs separated by commas).",
-                item.strip(),
-            )
-            continue
-        headers[unquote(key.strip())] = unquote(value.strip())
-    return headers
 
 
 def _program_name() -> str:
@@ -275,19 +273,7 @@ def load_config(
         "an http:// or https:// URL such as https://app.traceroot.ai",
         "host_url",
     )
-    traces_endpoint = r.text(None, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    if traces_endpoint is None and (base := r.text(None, "OTEL_EXPORTER_OTLP_ENDPOINT")):
-        traces_endpoint = base.rstrip("/") + "/v1/traces"
-    if traces_endpoint is not None and _parse_url(traces_endpoint) is None:
-        logger.warning(
-            "traceroot: ignoring OTLP endpoint %r: it needs an http:// or https:// scheme "
-            "(OTLP/HTTP). Fix OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT.",
-            traces_endpoint,
-        )
-        traces_endpoint = None
-    headers_raw = r.text(None, "OTEL_EXPORTER_OTLP_TRACES_HEADERS") or r.text(
-        None, "OTEL_EXPORTER_OTLP_HEADERS"
-    )
+    otlp = resolve_otlp(env)
 
     flush_at = r.value(
         batch_size, "TRACEROOT_FLUSH_AT", _positive(int), 100, "an integer > 0", "batch_size"
@@ -338,6 +324,7 @@ def load_config(
         git_repo=r.text(git_repo, "TRACEROOT_GIT_REPO"),
         git_ref=r.text(git_ref, "TRACEROOT_GIT_REF"),
         integrations=r.text(None, "TRACEROOT_INTEGRATIONS"),
-        otlp_endpoint=traces_endpoint,
-        otlp_headers=_parse_headers(headers_raw) if headers_raw else {},
+        otlp_endpoint=otlp.endpoint,
+        otlp_headers=otlp.headers,
+        otlp=otlp,
     )
