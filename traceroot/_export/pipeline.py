@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -16,8 +17,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from traceroot._config import Config
 from traceroot._export.batcher import Batcher
 from traceroot._export.console import LOCAL_NOTICE, ConsoleProcessor
+from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
-from traceroot._export.transport import OTLPHTTPExporter
 
 logger = logging.getLogger("traceroot")
 
@@ -40,9 +41,16 @@ class ExportPipeline(SpanProcessor):
         self._closed = False
         self._batcher: Batcher | None = None
         endpoint = self._destination.endpoint
-        self._exporter: OTLPHTTPExporter | None = None
+        self._exporter: Any = None
         if self._destination.kind != "local" and endpoint is not None:
-            self._exporter = OTLPHTTPExporter(endpoint, self._destination.headers, config.timeout)
+            self._exporter = make_exporter(
+                self._destination.kind,
+                endpoint,
+                self._destination.headers,
+                self._destination.settings,
+                config.timeout,
+            )
+        if self._exporter is not None and endpoint is not None:
             self._batcher = Batcher(
                 self._exporter,
                 finish=None if self._finish_here else self._finish,
@@ -50,7 +58,7 @@ class ExportPipeline(SpanProcessor):
                 max_batch_size=config.max_batch_size,
                 flush_interval=config.flush_interval,
                 max_queue_size=config.max_queue_size,
-                describe_target=endpoint,
+                describe_target=self._exporter.endpoint,
             )
             if hasattr(os, "register_at_fork"):
                 os.register_at_fork(after_in_child=self._batcher.after_fork_in_child)
@@ -84,6 +92,8 @@ class ExportPipeline(SpanProcessor):
             self._closed = True
         budget = self._config.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
         if self._batcher is not None:
+            # A backend that is plainly absent (or refusing the key) is not waited for.
+            self._exporter.hurry()
             self._batcher.shutdown(budget)
             lost = self._batcher.undelivered
             if lost > 0:
@@ -92,13 +102,16 @@ class ExportPipeline(SpanProcessor):
                     details.append(f"{self._batcher.dropped} dropped on a full queue")
                 if self._exporter is not None and self._exporter.last_error:
                     details.append(f"last error: {self._exporter.last_error}")
+                hopeless = self._exporter.unreachable or self._exporter.final
                 logger.warning(
-                    "traceroot: %d span(s) were not delivered to %s%s. Exit waits at most "
-                    "TRACEROOT_SHUTDOWN_TIMEOUT=%gs for the backend.",
+                    "traceroot: %d span(s) were not delivered to %s%s.%s",
                     lost,
-                    self._destination.endpoint,
+                    self._exporter.endpoint,
                     f" ({'; '.join(details)})" if details else "",
-                    budget,
+                    ""
+                    if hopeless
+                    else f" Exit waits at most TRACEROOT_SHUTDOWN_TIMEOUT={budget:g}s for the "
+                    "backend.",
                 )
         if self._console is not None:
             self._console.shutdown()

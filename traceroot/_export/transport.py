@@ -487,14 +487,21 @@ class OTLPHTTPExporter(SpanExporter):
                 self._warn(failure.message, f"{failure.message}; gave up after {attempt} tries")
                 return None
             logger.debug("traceroot: %s; retrying in %.2fs", failure.message, wait)
-            self._wake.wait(wait)
-            if self._stop.is_set():
+            if not self._backoff(wait, failure):
                 return None
+
+    def _backoff(self, wait: float, failure: Failure) -> bool:
+        """Sleep `wait` seconds before a retry; False when the retry should not happen."""
+        end = time.monotonic() + wait
+        while (left := end - time.monotonic()) > 0:
+            self._wake.wait(left)
+            if self._stop.is_set():
+                return False
             if self._hurry and failure.absent:
                 self._warn(failure.message, failure.message)
-                return None
-            if self._hurry:
-                self._wake.clear()  # a slow backend keeps its budget: wait out the next backoff
+                return False
+            self._wake.clear()  # woken by hurry(): a slow but alive backend keeps its budget
+        return True
 
     def _post(self, body: bytes, timeout: float) -> int:
         import urllib3
