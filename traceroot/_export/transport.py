@@ -182,10 +182,12 @@ def _reason(exc: BaseException) -> str:
     """A short human reason for an OS or TLS error, never a repr."""
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         return str(exc.verify_message)
+    if isinstance(exc, ssl.SSLEOFError):
+        return "the server closed the connection during the TLS handshake"
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason).replace("_", " ").lower()
     if isinstance(exc, OSError) and exc.strerror:
-        return str(exc.strerror)
+        return str(exc.strerror).partition(" (_ssl.c")[0]
     return type(exc).__name__
 
 
@@ -275,7 +277,7 @@ def explain(
                 absent=True,
             )
         hint = ""
-        if "certificate" in reason or "alert" in reason or "handshake" in reason:
+        if any(word in reason for word in ("certificate", "alert", "handshake")):
             hint = (
                 "; if the server requires a client certificate, set "
                 "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY"
