@@ -329,8 +329,7 @@ def test_http_json_and_bad_values_are_named(receiver: OTLPReceiver, run_python: 
 
 # -- delivery defects: fork after a first export, 413 everywhere, fast exit --------------
 
-FORK_AFTER_EXPORT = """
-import os, sys
+FORK_AFTER_EXPORT = """import os, sys, time
 import traceroot
 from traceroot import observe
 
@@ -339,25 +338,27 @@ def parent_span(i: int) -> int:
     return i
 
 @observe
-def child_span(i: int) -> int:
-    return i
+def child_span(blob: str) -> int:
+    return len(blob)
 
 for i in range(10):
     parent_span(i)
 assert traceroot.flush(5)  # the parent now holds a kept-alive connection
+start_at = time.time() + 0.5
 pids = []
 for c in range(4):
     pid = os.fork()
     if pid == 0:
-        for i in range(50):
-            child_span(i)
+        for i in range(100):
+            child_span(os.urandom(1500).hex())
+        time.sleep(max(0.0, start_at - time.time()))  # all export at the same moment
         ok = traceroot.flush(10)
         os._exit(0 if ok else 3)
     pids.append(pid)
 for i in range(10, 60):
     parent_span(i)
-    if i % 10 == 0:
-        traceroot.flush(5)
+time.sleep(max(0.0, start_at - time.time()))
+traceroot.flush(10)
 codes = [os.waitpid(pid, 0)[1] for pid in pids]
 print("children", codes)
 """
@@ -366,11 +367,14 @@ print("children", codes)
 def test_children_forked_after_an_export_use_their_own_connection(
     receiver: OTLPReceiver, run_python: RunPython
 ) -> None:
-    done = run_python(FORK_AFTER_EXPORT, env=traceroot_to(receiver.url))
+    # Large bodies, sent by five processes at the same moment: on a shared socket they
+    # interleave, and the receiver sees garbage (a 400) where two requests were.
+    env = traceroot_to(receiver.url, TRACEROOT_FLUSH_INTERVAL="30")
+    done = run_python(FORK_AFTER_EXPORT, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "children [0, 0, 0, 0]\n", done.stderr
-    spans = receiver.wait_for_spans(60 + 200, timeout=20)
-    assert len(receiver.spans_named("child_span")) == 200
+    spans = receiver.wait_for_spans(60 + 400, timeout=20)
+    assert len(receiver.spans_named("child_span")) == 400
     assert len(receiver.spans_named("parent_span")) == 60
     assert max(Counter(s.span_id for s in spans).values()) == 1
     assert all(r.status == 200 for r in receiver.requests), "a body was garbled"
