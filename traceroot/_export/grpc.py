@@ -80,6 +80,9 @@ class GRPCExporter(SpanExporter):
         self.final = False
         self.delivered_in_last_export = 0
         logging.getLogger(_OTEL_LOGGER).addFilter(_QuietFilter(self._target))
+        # Imported now, not on first export: that may come at interpreter exit, when the
+        # module's own import-time work (thread pools) can no longer run. No channel yet.
+        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter  # noqa: F401
 
     def describe_route(self) -> list[tuple[str, str]]:
         """(label, value) lines for `--check`."""
