@@ -12,7 +12,7 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
-from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from traceroot import _attributes as attr
@@ -20,10 +20,12 @@ from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _lifecycle as lifecycle
 from traceroot import _propagation as propagation
+from traceroot import _sampling as sampling
 from traceroot._config import Config, load_config
 from traceroot._export.finisher import Redact
 from traceroot._export.pipeline import ExportPipeline
 from traceroot._light_span import LightTracer
+from traceroot._sampling import RateSampler
 from traceroot._stamping import StampingProcessor
 from traceroot.version import SDK_NAME, __version__
 
@@ -64,8 +66,10 @@ class _OwnProvider(TracerProvider):
         resource: Resource,
         ours: SpanProcessor,
         on_foreign_processor: Callable[[], None],
+        sampler: Sampler | None = None,
     ) -> None:
-        super().__init__(resource=resource, shutdown_on_exit=False)
+        # sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
+        super().__init__(resource=resource, shutdown_on_exit=False, sampler=sampler)
         self._ours = ours
         self._on_foreign_processor = on_foreign_processor
 
@@ -112,7 +116,9 @@ class TraceRootClient:
         if isinstance(existing, TracerProvider):
             provider = existing  # join it: the app's own exporters keep working
         else:
-            provider = _OwnProvider(self._resource(), self._processor, self._stop_light_spans)
+            provider = _OwnProvider(
+                self._resource(), self._processor, self._stop_light_spans, sampling.sampler_for()
+            )
             trace.set_tracer_provider(provider)
         provider.add_span_processor(self._processor)
         self._provider = provider
@@ -122,7 +128,7 @@ class TraceRootClient:
         if (
             isinstance(provider, _OwnProvider)
             and isinstance(self.tracer, Tracer)
-            and provider.sampler is DEFAULT_ON
+            and (provider.sampler is DEFAULT_ON or isinstance(provider.sampler, RateSampler))
             and not any(k.startswith("OTEL_") and k.endswith("_LIMIT") for k in os.environ)
         ):
             self._light = LightTracer(
@@ -130,6 +136,9 @@ class TraceRootClient:
                 InstrumentationScope(attr.DECORATOR_SCOPE, __version__),
                 provider.id_generator,
                 self._processor.on_end,
+                sample_bound=(
+                    provider.sampler.bound if isinstance(provider.sampler, RateSampler) else None
+                ),
             )
         self._announce()
 
@@ -204,7 +213,8 @@ class TraceRootClient:
         if light is not None:
             span = light.start_span(name, stamped, parent.get_span_context())
             if span is not None:
-                stamping.opened(span.get_span_context().span_id, stamped)
+                if span.is_recording():  # not sampled: nothing to stamp
+                    stamping.opened(span.get_span_context().span_id, stamped)
                 return span
         return self.tracer.start_span(name, context=parent_context, attributes=stamped)
 

@@ -146,10 +146,11 @@ def resolve_otlp(environ: Mapping[str, str] | None = None) -> OTLPSettings:
             endpoint = url
             sources["ENDPOINT"] = name
         else:
+            shown = raw if "@" not in raw else "<hidden: it holds credentials>"
             _warn_once(
                 name,
                 raw,
-                f"ignoring {name}: it needs an http:// or https:// URL such as "
+                f"ignoring {name}={shown!r}: it needs an http:// or https:// URL such as "
                 "http://localhost:4318 (OTLP/HTTP) or http://localhost:4317 (gRPC).",
             )
 

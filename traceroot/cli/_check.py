@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from traceroot import _git as git
 from traceroot import _integrations as integrations
+from traceroot import _sampling as sampling
 from traceroot._config import Config, load_config, mask_secret
 from traceroot._export.exporters import Exporter, make_exporter
 from traceroot._integrations import Integration
@@ -81,6 +82,7 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
     _line("TRACEROOT_FLUSH_AT", config.flush_at)
     _line("TRACEROOT_TIMEOUT", f"{config.timeout:g} s")
     _line("TRACEROOT_SHUTDOWN_TIMEOUT", f"{config.shutdown_timeout:g} s")
+    _line("sampling", sampling.describe(env))
     found = git.detect(config.git_repo, config.git_ref)
     _line("git repository", _show(found.repo, "<not found: set TRACEROOT_GIT_REPO>"))
     _line("git ref", _show(found.ref, "<not found: set TRACEROOT_GIT_REF>"))
