@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import OTLPReceiver, ReceivedSpan
 
 from traceroot import _integrations as integrations
-from traceroot._integrations import REGISTRY, Integration, _Spec
+from traceroot._integrations import REGISTRY, Integration, Spec
 
 LIBRARIES = ("openai", "anthropic", "langchain_core", "google.genai")
 
@@ -409,6 +409,11 @@ def test_distro_initializes_traceroot_under_opentelemetry_instrument(
         import openai
         client = openai.OpenAI(base_url=sys.argv[1] + "/v1", api_key="k", max_retries=0)
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+        import importlib.metadata, os
+        (ep,) = importlib.metadata.entry_points(
+            group="opentelemetry_configurator", name=os.environ["OTEL_PYTHON_CONFIGURATOR"]
+        )
+        print(type(ep.load()()).__name__)
     """)
     )
     launcher = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
@@ -418,6 +423,8 @@ def test_distro_initializes_traceroot_under_opentelemetry_instrument(
     assert result.returncode == 0, result.stderr
     # e.g. the httpx instrumentor importing httpx2 inside its own import hook must not fail
     assert "traceroot" not in result.stderr, result.stderr
+    # The configurator the distro names is a registered one (it adds no second pipeline).
+    assert result.stdout.strip() == "TracerootConfigurator"
     (llm,) = receiver.wait_for(_llm_spans)
     assert llm.attributes["openinference.span.kind"] == "LLM"
     assert llm.attributes["traceroot.sdk.name"] == "traceroot-py"
@@ -472,7 +479,7 @@ def test_a_failing_instrumentor_is_reported_and_others_still_work(
     import anthropic  # noqa: F401
     import openai  # noqa: F401  (imported, so activation instruments at once)
 
-    broken = _Spec(
+    broken = Spec(
         ("openai",), "openai", "openinference-instrumentation-openai", "test_integrations:Exploding"
     )
     monkeypatch.setitem(REGISTRY, Integration.OPENAI, broken)
@@ -489,7 +496,7 @@ def test_a_missing_instrumentor_names_the_pip_command(
 ) -> None:
     import openai  # noqa: F401
 
-    orphan = _Spec(("openai",), "openai", "no-such-instrumentor-dist", "nowhere:Nothing", "crewai")
+    orphan = Spec(("openai",), "openai", "no-such-instrumentor-dist", "nowhere:Nothing", "crewai")
     monkeypatch.setitem(REGISTRY, Integration.OPENAI, orphan)
     with caplog.at_level(logging.WARNING, logger="traceroot"):
         integrations.activate(["openai"], provider, explicit=True)

@@ -183,42 +183,6 @@ def test_deactivate_restores_the_provider() -> None:
     assert "get_tracer" not in vars(provider)
 
 
-def test_a_duplicate_steps_aside_only_under_the_covering_span() -> None:
-    # In process, with OpenInference's tracer wrapping the yielding one as instrumentors do.
-    from openinference.instrumentation import OITracer, TraceConfig
-    from opentelemetry import trace as trace_api
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    integrations.deactivate()
-    provider, exporter = TracerProvider(), InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    integrations._yield_duplicates(provider)
-    try:
-        covering = OITracer(provider.get_tracer(f"{_OI}.litellm"), TraceConfig())
-        inner = OITracer(provider.get_tracer(f"{_OI}.openai"), TraceConfig())
-        assert inner.id_generator is not provider.id_generator  # OpenInference's own, still
-        with covering.start_as_current_span("outer"), inner.start_as_current_span("kept"):
-            pass  # the covering integration is not active: nothing steps aside
-        integrations._state.instrumented[Integration.LITELLM] = object()
-        with inner.start_as_current_span("alone"):
-            pass
-        with covering.start_as_current_span("outer2") as outer:
-            with inner.start_as_current_span("duplicate") as duplicate:
-                assert not duplicate.is_recording()
-                current = trace_api.get_current_span().get_span_context()
-                assert current.span_id == outer.get_span_context().span_id
-                with provider.get_tracer("http").start_as_current_span("child"):
-                    pass
-    finally:
-        integrations.deactivate()
-    finished = {s.name: s for s in exporter.get_finished_spans()}
-    assert set(finished) == {"outer", "kept", "alone", "outer2", "child"}
-    assert finished["child"].parent is not None
-    assert finished["child"].parent.span_id == finished["outer2"].context.span_id
-    assert "get_tracer" not in vars(provider)
-
-
 # -- Groq -------------------------------------------------------------------------------
 
 GROQ_SCRIPT = """

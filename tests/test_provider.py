@@ -109,7 +109,7 @@ def test_otlp_traces_endpoint_without_a_key(run_python, receiver: OTLPReceiver) 
     assert len(info) == 1 and info[0].startswith("INFO ")
     assert receiver.url + "/v1/traces" in info[0]
     assert "abc def123456" not in proc.stderr and "def123456" not in proc.stderr
-    assert "x-team" in info[0] and "ml" in info[0]
+    assert "x-team" in info[0] and "=ml" not in info[0] and "'ml'" not in info[0]  # all masked
     assert "traces stay local" not in proc.stderr
     assert "traceroot: trace " not in proc.stderr  # no console tree either
 

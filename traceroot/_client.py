@@ -313,7 +313,7 @@ def auto_initialize() -> TraceRootClient | None:
             _install_exit_hooks()
             if _client.enabled:
                 _client.activate_integrations(_client.config.integrations, explicit=False)
-                if _client.tracer_provider is not None:
+                if _client.tracer_provider is not None and config.otel_instrumentors:
                     integrations.activate_otel_instrumentors(_client.tracer_provider)
                 lifecycle.SigtermFlush(_flush_quietly).install()
             return _client

@@ -1,7 +1,8 @@
-"""Configuration: `initialize()` arguments, then `TRACEROOT_*` variables, then defaults.
+"""The configuration of one process, resolved from the settings table.
 
-A bad value never raises: it is reported once, naming the variable, the value and
-the default used instead.
+`initialize()` arguments win over the variables, which win over the defaults
+(all declared once, in `_settings`). A bad value never raises: it is reported
+once, naming the variable, the value (masked when secret) and the default used.
 """
 
 from __future__ import annotations
@@ -9,42 +10,60 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from traceroot._export.endpoint import OTLPSettings, resolve_otlp
+from traceroot._settings import BY_FIELD, DEFAULT_HOST_URL, Resolver, has_control_characters
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")
 
-DEFAULT_HOST_URL = "https://app.traceroot.ai"
 DEFAULT_MAX_BATCH_SIZE = 1000
 TRACES_PATH = "/api/v1/public/traces"
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-T = TypeVar("T")
+__all__ = ["DEFAULT_HOST_URL", "Config", "Destination", "load_config", "mask_secret", "safe_url"]
 
 
 def mask_secret(secret: str | None) -> str:
-    """Show just enough of a secret to recognise it: `tr-a...9f2c`."""
+    """Show just enough of a secret to recognise it: `tr-a...9f2c`; never a control character."""
     if not secret:
         return "<not set>"
-    if len(secret) <= 8:
-        return "*" * len(secret)
+    if len(secret) <= 12 or has_control_characters(secret) or not secret.isascii():
+        return f"<{len(secret)} characters, hidden>"
     return f"{secret[:4]}...{secret[-4:]}"
+
+
+def safe_url(url: str | None) -> str:
+    """`url` as it may be shown: a password in it (`user:pass@host`) is masked."""
+    if not url:
+        return "<not set>"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unreadable URL>"
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.password is not None else "***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True)
 class Destination:
-    """Where finished spans go: TraceRoot, any OTLP/HTTP endpoint, or nowhere (local)."""
+    """Where finished spans go: TraceRoot, any OTLP/HTTP endpoint, or nowhere (local).
+
+    `refused` says why spans that should have been sent stay local (an invalid URL).
+    """
 
     kind: Literal["traceroot", "otlp", "local"]
     endpoint: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    refused: str | None = None
     # Protocol, timeout, compression and TLS files (the OTLP variables; see _export.endpoint).
     settings: OTLPSettings = field(default_factory=OTLPSettings)
 
@@ -52,56 +71,56 @@ class Destination:
         return f"Destination({self.describe()})"
 
     def describe(self) -> str:
-        """One line for logs, with secrets masked."""
+        """One line for logs: URL passwords and every header value masked."""
         if self.kind == "local":
+            if self.refused:
+                return f"nowhere ({self.refused}); the local view only"
             return "local console only (nothing is sent)"
-        shown = {
-            k: (mask_secret(v) if _is_secret_header(k) else v) for k, v in self.headers.items()
-        }
-        extra = f" headers={shown}" if shown else ""
+        # Header values are credentials more often than not: only their names are shown.
+        shown = [name for name in self.headers if not _is_ours(name)]
+        extra = f" with headers {', '.join(shown)} (values hidden)" if shown else ""
         what = "TraceRoot" if self.kind == "traceroot" else "OTLP endpoint"
-        return f"{what} {self.endpoint}{extra}"
+        return f"{what} {safe_url(self.endpoint)}{extra}"
 
 
-def _is_secret_header(name: str) -> bool:
-    lowered = name.lower()
-    return (
-        lowered in {"authorization", "x-api-key", "api-key"}
-        or "token" in lowered
-        or ("key" in lowered and "sdk" not in lowered)
-    )
+def _is_ours(header: str) -> bool:
+    # The SDK name and version headers carry nothing secret and are not worth a mention.
+    return header.lower().startswith("x-traceroot-sdk-")
 
 
 @dataclass(frozen=True)
 class Config:
-    """The resolved configuration of one process."""
+    """The resolved configuration of one process (see `_settings.SETTINGS`)."""
 
-    api_key: str | None = None
-    host_url: str = DEFAULT_HOST_URL
-    enabled: bool = True
-    environment: str | None = None
-    service_name: str = "python"
-    flush_interval: float = 5.0
-    flush_at: int = 100
+    api_key: str | None
+    host_url: str
+    enabled: bool
+    environment: str | None
+    service_name: str
+    flush_interval: float
+    flush_at: int
     # Spans per request: `flush_at` when the user set it (the contract's meaning),
     # else large batches so a backlog drains in few requests.
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    timeout: float = 30.0
-    shutdown_timeout: float = 5.0
-    max_queue_size: int = 32768
-    max_attribute_length: int = 32768
-    console: bool | None = None
-    git_repo: str | None = None
-    git_ref: str | None = None
-    integrations: str | None = None
+    max_batch_size: int
+    timeout: float
+    shutdown_timeout: float
+    max_queue_size: int
+    max_attribute_length: int
+    console: bool | None
+    git_repo: str | None
+    git_ref: str | None
+    integrations: str | None
+    otel_instrumentors: bool
     otlp_endpoint: str | None = None
     otlp_headers: Mapping[str, str] = field(default_factory=dict)
+    refused: str | None = None
+    """Why nothing may be sent although a destination was configured."""
     otlp: OTLPSettings = field(default_factory=OTLPSettings)
 
     def __repr__(self) -> str:
         # The key must never reach logs or tracebacks.
         return (
-            f"Config(api_key={mask_secret(self.api_key)!r}, host_url={self.host_url!r}, "
+            f"Config(api_key={mask_secret(self.api_key)!r}, host_url={safe_url(self.host_url)!r}, "
             f"enabled={self.enabled}, environment={self.environment!r}, "
             f"service_name={self.service_name!r}, destination={self.destination.describe()!r})"
         )
@@ -109,6 +128,8 @@ class Config:
     @property
     def destination(self) -> Destination:
         """TraceRoot when a key is set, else the standard OTLP variables, else local."""
+        if self.refused:
+            return Destination(kind="local", refused=self.refused)
         if self.api_key:
             return Destination(
                 kind="traceroot",
@@ -143,62 +164,32 @@ class Config:
         return self.console
 
 
-_warned: set[tuple[str, str]] = set()
-
-
-def _warn_bad(name: str, raw: object, expected: str, default: object) -> None:
-    # Once per process: the configuration is read again by a later initialize().
-    if (name, repr(raw)) in _warned:
-        return
-    _warned.add((name, repr(raw)))
-    fix = "Fix the argument." if name.startswith("initialize(") else f"Fix or unset {name}."
-    logger.warning(
-        "traceroot: invalid %s=%r (expected %s); using the default %r. %s",
-        name,
-        raw,
-        expected,
-        default,
-        fix,
-    )
-
-
-def _parse_bool(raw: str) -> bool | None:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return None
-
-
-def disabled_by_environment(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether `TRACEROOT_ENABLED` turns tracing off (read without warnings, for hot paths)."""
-    raw = (os.environ if environ is None else environ).get("TRACEROOT_ENABLED")
-    return raw is not None and _parse_bool(raw) is False
-
-
-def _positive(kind: Callable[[str], T], allow_zero: bool = False) -> Callable[[str], T | None]:
-    def parse(raw: str) -> T | None:
-        try:
-            value = kind(raw.strip())
-        except ValueError:
-            return None
-        number = float(value)  # type: ignore[arg-type]
-        if number != number or number in (float("inf"), float("-inf")):
-            return None
-        if number < 0 or (number == 0 and not allow_zero):
-            return None
-        return value
-
-    return parse
-
-
-def _parse_url(raw: str) -> str | None:
-    value = raw.strip().rstrip("/")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return value
+def _parse_headers(raw: str, variable: str) -> dict[str, str]:
+    """`k1=v1,k2=v2`, values URL-encoded (W3C baggage format); never logs a value."""
+    headers: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key, value = unquote(key.strip()), unquote(value.strip())
+        if not sep or not key or has_control_characters(key):
+            logger.warning(
+                "traceroot: ignoring a malformed entry in %s (expected key=value pairs "
+                "separated by commas).",
+                variable,
+            )
+            continue
+        if has_control_characters(value):
+            logger.warning(
+                "traceroot: ignoring header %r in %s: its value holds a line break or another "
+                "control character, which HTTP cannot send. Fix %s.",
+                key,
+                variable,
+                variable,
+            )
+            continue
+        headers[key] = value
+    return headers
 
 
 def _program_name() -> str:
@@ -211,41 +202,26 @@ def _program_name() -> str:
     return name.removesuffix(".py") or "python"
 
 
-class _Resolver:
-    """Picks each setting from the argument, else the variable, else the default."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-
-    def text(self, arg: str | None, name: str) -> str | None:
-        if arg is not None:
-            return arg.strip() or None
-        raw = self.environ.get(name)
-        return raw.strip() or None if raw is not None else None
-
-    def value(
-        self,
-        arg: Any,
-        name: str,
-        parse: Callable[[str], Any],
-        default: Any,
-        expected: str,
-        arg_name: str,
-    ) -> Any:
-        if arg is not None:
-            parsed = parse(str(arg))
-            if parsed is None:
-                _warn_bad(f"initialize({arg_name}=...)", arg, expected, default)
-                return default
-            return parsed
-        raw = self.environ.get(name)
-        if raw is None or not raw.strip():
-            return default
-        parsed = parse(raw)
-        if parsed is None:
-            _warn_bad(name, raw, expected, default)
-            return default
-        return parsed
+def _otlp_endpoint(r: Resolver) -> tuple[str | None, str | None]:
+    """The OTLP/HTTP traces endpoint from the standard variables, and a refusal reason."""
+    environ = r.environ
+    traces = (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or "").strip()
+    base = (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
+    variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if traces else "OTEL_EXPORTER_OTLP_ENDPOINT"
+    endpoint = traces or (base.rstrip("/") + "/v1/traces" if base else "")
+    if not endpoint:
+        return None, None
+    valid = BY_FIELD["host_url"].parse(endpoint)
+    if valid is None:
+        logger.warning(
+            "traceroot: invalid %s=%s: it needs an http:// or https:// URL (OTLP/HTTP); "
+            "nothing is sent and traces stay local. Fix %s.",
+            variable,
+            "'" + safe_url(endpoint) + "'" if not has_control_characters(endpoint) else "(hidden)",
+            variable,
+        )
+        return None, f"{variable} is not a valid URL"
+    return valid, None
 
 
 def load_config(
@@ -261,70 +237,50 @@ def load_config(
     git_ref: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Resolve the configuration: arguments win over `TRACEROOT_*` variables over defaults."""
-    env = os.environ if environ is None else environ
-    r = _Resolver(env)
-
-    resolved_host = r.value(
-        host_url,
-        "TRACEROOT_HOST_URL",
-        _parse_url,
-        DEFAULT_HOST_URL,
-        "an http:// or https:// URL such as https://app.traceroot.ai",
-        "host_url",
-    )
-    otlp = resolve_otlp(env)
-
-    flush_at = r.value(
-        batch_size, "TRACEROOT_FLUSH_AT", _positive(int), 100, "an integer > 0", "batch_size"
-    )
-    given = batch_size if batch_size is not None else env.get("TRACEROOT_FLUSH_AT")
-    flush_at_set = given is not None and _positive(int)(str(given)) is not None
+    """Resolve the configuration: arguments win over the variables over the defaults."""
+    r = Resolver(environ)
+    arguments: dict[str, Any] = {
+        "api_key": api_key,
+        "host_url": host_url,
+        "flush_interval": flush_interval,
+        "flush_at": batch_size,
+        "timeout": timeout,
+        "enabled": enabled,
+        "environment": environment,
+        "git_repo": git_repo,
+        "git_ref": git_ref,
+    }
+    values = {name: r.value(s, arguments.get(name)) for name, s in BY_FIELD.items()}
+    host = BY_FIELD["host_url"]
+    host_refused = None
+    if not r.given(host, host_url) and (host_url is not None or r.raw(host) is not None):
+        # A wrong URL must never redirect the key to another host: nothing is sent at all
+        # (the resolver's warning says so); host_url keeps the default only for display.
+        host_refused = "TRACEROOT_HOST_URL is not a valid URL"
+    otlp_endpoint, otlp_refused = _otlp_endpoint(r)
+    # Protocol, timeout, compression, TLS files; the endpoint and headers are checked here.
+    otlp = resolve_otlp(r.environ, report_endpoint=False)
+    if otlp.protocol == "grpc" and otlp_endpoint:
+        otlp_endpoint = otlp.endpoint  # gRPC takes the URL as it is: no /v1/traces
+    headers_raw = None
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
+        headers_raw = r.environ.get(variable)
+        if headers_raw and headers_raw.strip():
+            break
+    flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
+    values["service_name"] = values["service_name"] or _program_name()
     return Config(
-        api_key=r.text(api_key, "TRACEROOT_API_KEY"),
-        host_url=resolved_host,
-        enabled=r.value(
-            enabled, "TRACEROOT_ENABLED", _parse_bool, True, "true or false", "enabled"
-        ),
-        environment=r.text(environment, "TRACEROOT_ENVIRONMENT"),
-        service_name=r.text(None, "OTEL_SERVICE_NAME") or _program_name(),
-        flush_interval=r.value(
-            flush_interval,
-            "TRACEROOT_FLUSH_INTERVAL",
-            _positive(float),
-            5.0,
-            "a number of seconds > 0",
-            "flush_interval",
-        ),
-        flush_at=flush_at,
-        max_batch_size=flush_at if flush_at_set else DEFAULT_MAX_BATCH_SIZE,
-        timeout=r.value(
-            timeout,
-            "TRACEROOT_TIMEOUT",
-            _positive(float),
-            30.0,
-            "a number of seconds > 0",
-            "timeout",
-        ),
-        shutdown_timeout=r.value(
-            None,
-            "TRACEROOT_SHUTDOWN_TIMEOUT",
-            _positive(float, allow_zero=True),
-            5.0,
-            "a number of seconds >= 0",
-            "shutdown_timeout",
-        ),
-        max_queue_size=r.value(
-            None, "TRACEROOT_MAX_QUEUE_SIZE", _positive(int), 32768, "an integer > 0", ""
-        ),
-        max_attribute_length=r.value(
-            None, "TRACEROOT_MAX_ATTRIBUTE_LENGTH", _positive(int), 32768, "an integer > 0", ""
-        ),
-        console=r.value(None, "TRACEROOT_CONSOLE", _parse_bool, None, "true or false", ""),
-        git_repo=r.text(git_repo, "TRACEROOT_GIT_REPO"),
-        git_ref=r.text(git_ref, "TRACEROOT_GIT_REF"),
-        integrations=r.text(None, "TRACEROOT_INTEGRATIONS"),
-        otlp_endpoint=otlp.endpoint,
-        otlp_headers=otlp.headers,
+        **values,
+        max_batch_size=values["flush_at"] if flush_at_set else DEFAULT_MAX_BATCH_SIZE,
+        otlp_endpoint=otlp_endpoint,
+        otlp_headers=_parse_headers(headers_raw, variable) if headers_raw else {},
         otlp=otlp,
+        refused=host_refused if values["api_key"] else otlp_refused,
     )
+
+
+def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `TRACEROOT_ENABLED` turns tracing off (read without warnings, for hot paths)."""
+    setting = BY_FIELD["enabled"]
+    found = Resolver(environ).raw(setting)
+    return found is not None and setting.parse(found[1]) is False

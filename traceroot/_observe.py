@@ -18,7 +18,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from traceroot import _attributes as attr
 from traceroot import _client as client_module
 from traceroot._client import TraceRootClient, get_client
-from traceroot._config import disabled_by_environment
+from traceroot._config import tracing_disabled
 from traceroot._serialize import to_json, to_output_value
 from traceroot._span_kind import SpanKind
 
@@ -102,7 +102,7 @@ def _disabled() -> bool:
     client = client_module._client
     if client is not None:
         return not client.config.enabled
-    return disabled_by_environment()
+    return tracing_disabled()
 
 
 def _decorate(func: Any, name: str | None, **options: Any) -> Any:

@@ -16,30 +16,40 @@ from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr
 
 from traceroot import _integrations as integrations
 
-_CONFIGURATOR = "OTEL_PYTHON_CONFIGURATOR"
+CONFIGURATOR_VARIABLE = "OTEL_PYTHON_CONFIGURATOR"
 
 
 class TracerootDistro(BaseDistro):
     """Initializes traceroot when ``opentelemetry-instrument`` starts."""
 
     _initialized = False
+    _instrumentors = True
 
     def _configure(self, **kwargs: Any) -> None:
         import traceroot
 
-        self._initialized = traceroot.auto_initialize() is not None
-        if self._initialized:
-            # traceroot has installed the tracer provider and exporter. Naming a configurator
-            # that no package registers keeps a default one (opentelemetry-distro's) from
-            # installing a second provider and exporter; a user's own choice is kept.
-            os.environ.setdefault(_CONFIGURATOR, "traceroot")
+        client = traceroot.auto_initialize()
+        self._initialized = client is not None
+        if client is not None:
+            self._instrumentors = client.config.otel_instrumentors
+            # traceroot has installed the provider and exporter: our configurator (which does
+            # nothing more) keeps another one, e.g. opentelemetry-distro's, from adding a
+            # second pipeline. A configurator the user chose is kept.
+            os.environ.setdefault(CONFIGURATOR_VARIABLE, "traceroot")
 
     def load_instrumentor(self, entry_point: importlib.metadata.EntryPoint, **kwargs: Any) -> None:
         """Activate one instrumentor: lazily, on traceroot's provider, when traceroot is on."""
         if not self._initialized:
             super().load_instrumentor(entry_point, **kwargs)
             return
-        if not integrations._enabled(integrations._ENV_OTEL_INSTRUMENTORS):
+        if not self._instrumentors:
             return
-        provider = integrations._state.provider or trace.get_tracer_provider()
+        provider = integrations.current_provider() or trace.get_tracer_provider()
         integrations.activate_otel_entry_point(entry_point, provider, **kwargs)
+
+
+class TracerootConfigurator:
+    """The ``opentelemetry_configurator`` named ``traceroot``: the distro has set up tracing."""
+
+    def configure(self, **kwargs: Any) -> None:
+        """Nothing to do: `TracerootDistro` initialized traceroot before instrumentors load."""

@@ -98,7 +98,9 @@ def _file(env: Mapping[str, str], suffix: str, sources: dict[str, str]) -> str |
     return path
 
 
-def resolve_otlp(environ: Mapping[str, str] | None = None) -> OTLPSettings:
+def resolve_otlp(
+    environ: Mapping[str, str] | None = None, *, report_endpoint: bool = True
+) -> OTLPSettings:
     """The OTLP exporter settings from `OTEL_EXPORTER_OTLP_{,TRACES_}*`.
 
     setting: move to the settings table. Variables (each with a TRACES_ twin that wins):
@@ -107,6 +109,7 @@ def resolve_otlp(environ: Mapping[str, str] | None = None) -> OTLPSettings:
     default: TRACEROOT_TIMEOUT), COMPRESSION (gzip | none; default gzip),
     PROTOCOL (http/protobuf | grpc; http/json is sent as http/protobuf; default http/protobuf),
     CERTIFICATE (CA bundle file), CLIENT_CERTIFICATE and CLIENT_KEY (PEM files, for mTLS).
+    `report_endpoint=False`: the caller checks ENDPOINT and HEADERS and warns about them.
     """
     env = os.environ if environ is None else environ
     sources: dict[str, str] = {}
@@ -145,7 +148,7 @@ def resolve_otlp(environ: Mapping[str, str] | None = None) -> OTLPSettings:
         if parts.scheme in ("http", "https") and parts.hostname:
             endpoint = url
             sources["ENDPOINT"] = name
-        else:
+        elif report_endpoint:
             shown = raw if "@" not in raw else "<hidden: it holds credentials>"
             _warn_once(
                 name,
@@ -155,7 +158,7 @@ def resolve_otlp(environ: Mapping[str, str] | None = None) -> OTLPSettings:
             )
 
     headers: dict[str, str] = {}
-    if picked := _pick(env, "HEADERS"):
+    if (picked := _pick(env, "HEADERS")) and report_endpoint:
         sources["HEADERS"] = picked[0]
         headers = parse_headers(picked[1], picked[0])
 

@@ -17,9 +17,10 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _sampling as sampling
-from traceroot._config import Config, load_config, mask_secret
+from traceroot._config import Config, load_config, mask_secret, safe_url
 from traceroot._export.exporters import Exporter, make_exporter
 from traceroot._integrations import Integration
+from traceroot._settings import SETTINGS, Setting
 from traceroot.version import SDK_NAME, __version__
 
 # A check should answer quickly even when the configured export timeout is long.
@@ -68,20 +69,35 @@ def _show(value: str | None, default: str = "<not set>") -> str:
     return value if value else default
 
 
+def _shown(setting: Setting, config: Config) -> str:
+    """A setting's resolved value as --check shows it: secrets masked, defaults marked."""
+    value = getattr(config, setting.field)
+    if setting.kind == "secret":
+        return mask_secret(value)
+    if setting.field == "console":
+        return "on" if config.console_enabled else "off"
+    if value is None or value == "":
+        default = setting.shown_default()
+        return f"{default} (default)" if default else "<not set>"
+    if setting.kind == "url":
+        return safe_url(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if setting.kind == "float":
+        return f"{value:g} s" if "seconds" in setting.help else f"{value:g}"
+    return str(value)
+
+
 def _print_config(config: Config, env: Mapping[str, str]) -> None:
     click.echo("Configuration")
-    _line("TRACEROOT_API_KEY", mask_secret(config.api_key))
-    _line("TRACEROOT_HOST_URL", config.host_url)
-    _line("TRACEROOT_ENABLED", str(config.enabled).lower())
-    _line("TRACEROOT_ENVIRONMENT", _show(config.environment))
-    # Unset, the name is derived from the program's own argv, unknown here.
-    _line("OTEL_SERVICE_NAME", _show(env.get("OTEL_SERVICE_NAME"), "the program's name (default)"))
-    _line("TRACEROOT_INTEGRATIONS", _show(config.integrations, "all installed (default)"))
-    _line("TRACEROOT_CONSOLE", "on" if config.console_enabled else "off")
-    _line("TRACEROOT_FLUSH_INTERVAL", f"{config.flush_interval:g} s")
-    _line("TRACEROOT_FLUSH_AT", config.flush_at)
-    _line("TRACEROOT_TIMEOUT", f"{config.timeout:g} s")
-    _line("TRACEROOT_SHUTDOWN_TIMEOUT", f"{config.shutdown_timeout:g} s")
+    for setting in SETTINGS:
+        if setting.field in ("git_repo", "git_ref"):
+            continue  # shown below as detected
+        if setting.field == "service_name" and not env.get(setting.variable):
+            # Unset, the name is derived from the program's own argv, unknown here.
+            _line(setting.variable, "the program's name (default)")
+            continue
+        _line(setting.variable, _shown(setting, config))
     _line("sampling", sampling.describe(env))
     found = git.detect(config.git_repo, config.git_ref)
     _line("git repository", _show(found.repo, "<not found: set TRACEROOT_GIT_REPO>"))
@@ -207,6 +223,9 @@ def run_check(env: Mapping[str, str]) -> int:
         if not config.enabled:
             problems.append("tracing is disabled (TRACEROOT_ENABLED=false): nothing is traced")
             _line("result", "not sent: tracing is disabled")
+        elif destination.refused:
+            problems.append(f"nothing is sent: {destination.refused}")
+            _line("result", "not sent: the destination is invalid")
         elif destination.kind == "local":
             problems.append(
                 "no backend: set TRACEROOT_API_KEY (or OTEL_EXPORTER_OTLP_ENDPOINT); "

@@ -13,12 +13,14 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 import click
 
+from traceroot._config import tracing_disabled
+from traceroot._settings import SETTINGS
 from traceroot.version import __version__
 
 PROG = "traceroot-run"
@@ -37,7 +39,7 @@ _PYTHON_NAME = re.compile(r"python[0-9.]*[a-z]?(\.exe)?$")
 _SITE_BLOCKING = "IES"
 
 
-def _integrations_value(value: str | None) -> str | None:
+def _integrations_value(_ctx: object, _param: object, value: str | None) -> str | None:
     if value is None:
         return None
     text = value.strip().lower()
@@ -64,10 +66,16 @@ def with_hook_on_pythonpath(pythonpath: str | None, hook_dir: str = HOOK_DIR) ->
     An unset or empty ``PYTHONPATH`` gives just ``hook_dir``: a stray separator
     would put the current directory on the program's ``sys.path``.
     """
+    kept = without_hook(pythonpath, hook_dir)
+    return os.pathsep.join([hook_dir, kept]) if kept else hook_dir
+
+
+def without_hook(pythonpath: str | None, hook_dir: str = HOOK_DIR) -> str:
+    """``PYTHONPATH`` without ``hook_dir``; the rest kept as it was."""
     target = os.path.normcase(os.path.realpath(hook_dir))
     entries = pythonpath.split(os.pathsep) if pythonpath else []
     kept = [e for e in entries if not (e and os.path.normcase(os.path.realpath(e)) == target)]
-    return os.pathsep.join([hook_dir, *kept])
+    return os.pathsep.join(kept)
 
 
 class LaunchError(Exception):
@@ -148,7 +156,18 @@ def site_blocking_flag(args: Sequence[str]) -> str | None:
 
 
 def prepare_environment(env: MutableMapping[str, str]) -> None:
-    """Make every Python process started with ``env`` run traceroot's sitecustomize."""
+    """Make every Python process started with ``env`` run traceroot's sitecustomize.
+
+    With tracing disabled the hook is left off the path (and taken off an inherited one),
+    so the program's processes do not even import traceroot.
+    """
+    if tracing_disabled(env):
+        kept = without_hook(env.get("PYTHONPATH"))
+        if kept:
+            env["PYTHONPATH"] = kept
+        else:
+            env.pop("PYTHONPATH", None)
+        return
     env["PYTHONPATH"] = with_hook_on_pythonpath(env.get("PYTHONPATH"))
     env[LAUNCHER_PYTHON_VAR] = sys.executable
 
@@ -184,25 +203,56 @@ def exec_program(program: str, args: Sequence[str], env: Mapping[str, str]) -> N
         sys.exit(code)
 
 
-def _option_variables(
-    api_key: str | None,
-    host_url: str | None,
-    environment: str | None,
-    service_name: str | None,
-    integrations: str | None,
-    console: bool | None,
-    disabled: bool,
-) -> dict[str, str]:
-    values = {
-        "TRACEROOT_API_KEY": api_key,
-        "TRACEROOT_HOST_URL": host_url,
-        "TRACEROOT_ENVIRONMENT": environment,
-        "OTEL_SERVICE_NAME": service_name,
-        "TRACEROOT_INTEGRATIONS": integrations,
-        "TRACEROOT_CONSOLE": None if console is None else str(console).lower(),
-        "TRACEROOT_ENABLED": "false" if disabled else None,
-    }
-    return {key: value for key, value in values.items() if value is not None}
+def _setting_options(func: Callable[..., None]) -> Callable[..., None]:
+    """One option per setting that has one in the settings table, each setting its variable."""
+    for setting in reversed(SETTINGS):
+        if setting.option is None:
+            continue
+        variable = setting.variable
+        if setting.option == "--disabled":
+            func = click.option(
+                "--disabled",
+                is_flag=True,
+                default=None,
+                flag_value="false",
+                help="Run the program untraced; traceroot is not even imported. "
+                f"Sets {variable}=false.",
+            )(func)
+        elif setting.kind == "bool":
+            func = click.option(
+                setting.option,
+                setting.field,
+                default=None,
+                help=f"{setting.help}. Sets {variable}.",
+            )(func)
+        else:
+            func = click.option(
+                setting.option,
+                setting.field,
+                metavar=_METAVARS.get(setting.kind, "NAME"),
+                callback=_integrations_value if setting.field == "integrations" else None,
+                help=f"{_first_sentence(setting.help)}. Sets {variable}.",
+            )(func)
+    return func
+
+
+_METAVARS = {"secret": "KEY", "url": "URL", "list": "LIST"}
+
+
+def _first_sentence(text: str) -> str:
+    return text.split(";")[0].replace("`", "")
+
+
+def _option_variables(options: Mapping[str, object]) -> dict[str, str]:
+    """The variables the given options set."""
+    values: dict[str, str] = {}
+    for setting in SETTINGS:
+        key = "disabled" if setting.option == "--disabled" else setting.field
+        value = options.get(key)
+        if value is None:
+            continue
+        values[setting.variable] = str(value).lower() if isinstance(value, bool) else str(value)
+    return values
 
 
 def _version_message() -> str:
@@ -229,38 +279,7 @@ set. Everything after PROGRAM, or after `--`, goes to the program.
     epilog=EPILOG,
     context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
 )
-@click.option("--api-key", metavar="KEY", help="TraceRoot API key. Sets TRACEROOT_API_KEY.")
-@click.option(
-    "--host-url",
-    metavar="URL",
-    help="TraceRoot server, default https://app.traceroot.ai. Sets TRACEROOT_HOST_URL.",
-)
-@click.option(
-    "--environment",
-    metavar="NAME",
-    help="Deployment environment tag, e.g. production. Sets TRACEROOT_ENVIRONMENT.",
-)
-@click.option(
-    "--service-name", metavar="NAME", help="Service name of the spans. Sets OTEL_SERVICE_NAME."
-)
-@click.option(
-    "--integrations",
-    metavar="LIST",
-    callback=lambda _ctx, _param, value: _integrations_value(value),
-    help="Libraries to instrument: a comma-separated list (openai,anthropic), 'all' "
-    "(default: every one installed) or 'none'. Sets TRACEROOT_INTEGRATIONS.",
-)
-@click.option(
-    "--console/--no-console",
-    default=None,
-    help="Print each finished trace tree on stderr (default: only when nothing is sent). "
-    "Sets TRACEROOT_CONSOLE.",
-)
-@click.option(
-    "--disabled",
-    is_flag=True,
-    help="Run the program untraced; traceroot is not even imported. Sets TRACEROOT_ENABLED=false.",
-)
+@_setting_options
 @click.option(
     "--env-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -278,18 +297,12 @@ set. Everything after PROGRAM, or after `--`, goes to the program.
 @click.argument("program", required=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def main(
-    api_key: str | None,
-    host_url: str | None,
-    environment: str | None,
-    service_name: str | None,
-    integrations: str | None,
-    console: bool | None,
-    disabled: bool,
     env_file: Path | None,
     no_env_file: bool,
     check: bool,
     program: str | None,
     args: tuple[str, ...],
+    **options: object,
 ) -> None:
     """Run PROGRAM [ARGS]... with tracing in every Python process it starts.
 
@@ -312,11 +325,7 @@ def main(
                     _notice(f"{PROG}: warning: {problem}")
             except EnvFileError as exc:
                 _notice(f"{PROG}: warning: {exc}; continuing without it")
-    env.update(
-        _option_variables(
-            api_key, host_url, environment, service_name, integrations, console, disabled
-        )
-    )
+    env.update(_option_variables(options))
     if check:
         from traceroot.cli._check import run_check
 

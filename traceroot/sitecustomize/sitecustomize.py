@@ -1,7 +1,8 @@
 """traceroot's start-up hook, imported by Python in every process that has
 this folder on ``PYTHONPATH`` (``traceroot-run`` puts it there).
 
-It initializes tracing from the ``TRACEROOT_*`` variables, then runs the
+It initializes tracing from the ``TRACEROOT_*`` variables (the launcher leaves
+it off the path when tracing is disabled), then runs the
 user's own ``sitecustomize`` from further down ``sys.path``, so that one is
 not shadowed. It must never break the program: a failure is one warning on
 stderr and the program runs untraced.
@@ -15,8 +16,6 @@ traceroot is installed in, so it sticks to syntax every Python 3 accepts.
 import os
 import sys
 
-# Must match traceroot._config's reading of TRACEROOT_ENABLED.
-_FALSE = ("0", "false", "no", "off")
 _LAUNCHER_MODULES = ("traceroot.cli", "traceroot.cli.main")
 
 
@@ -24,10 +23,6 @@ def _warn(message: str) -> None:
     import logging
 
     logging.getLogger("traceroot").warning("traceroot: %s", message)
-
-
-def _enabled() -> bool:
-    return os.environ.get("TRACEROOT_ENABLED", "").strip().lower() not in _FALSE
 
 
 def _is_launcher() -> bool:
@@ -102,6 +97,8 @@ def _run_user_sitecustomize() -> None:
         raise
 
 
-if _enabled() and not _is_launcher():
+# TRACEROOT_ENABLED is read by traceroot itself (one parser for the whole package): with
+# tracing disabled, traceroot-run leaves this folder off PYTHONPATH, so we never run.
+if not _is_launcher():
     _initialize()
 _run_user_sitecustomize()

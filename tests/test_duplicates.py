@@ -1,0 +1,75 @@
+"""One LLM call, one LLM span: the yielding tracers of `_integrations.duplicates`, in process."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace import TracerProvider
+
+from traceroot._integrations import Integration
+from traceroot._integrations.duplicates import yield_duplicates
+from traceroot._integrations.registry import OI
+
+
+def test_a_duplicate_steps_aside_only_under_the_covering_span() -> None:
+    # In process, with OpenInference's tracer wrapping the yielding one as instrumentors do.
+    from openinference.instrumentation import OITracer, TraceConfig
+    from opentelemetry import trace as trace_api
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    active: set[Integration] = set()
+    yield_duplicates(provider, active.__contains__)
+    try:
+        covering = OITracer(provider.get_tracer(f"{OI}.litellm"), TraceConfig())
+        inner = OITracer(provider.get_tracer(f"{OI}.openai"), TraceConfig())
+        assert inner.id_generator is not provider.id_generator  # OpenInference's own, still
+        with covering.start_as_current_span("outer"), inner.start_as_current_span("kept"):
+            pass  # the covering integration is not active: nothing steps aside
+        active.add(Integration.LITELLM)
+        with inner.start_as_current_span("alone"):
+            pass
+        with covering.start_as_current_span("outer2") as outer:
+            with inner.start_as_current_span("duplicate") as duplicate:
+                assert not duplicate.is_recording()
+                current = trace_api.get_current_span().get_span_context()
+                assert current.span_id == outer.get_span_context().span_id
+                with provider.get_tracer("http").start_as_current_span("child"):
+                    pass
+    finally:
+        yield_duplicates(None)
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(finished) == {"outer", "kept", "alone", "outer2", "child"}
+    assert finished["child"].parent is not None
+    assert finished["child"].parent.span_id == finished["outer2"].context.span_id
+    assert "get_tracer" not in vars(provider)
+
+
+def test_a_span_made_from_the_covering_library_steps_aside() -> None:
+    """The LangChain cover: an openai span started from langchain_openai code is dropped."""
+    import types
+
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield_duplicates(provider, {Integration.LANGCHAIN}.__contains__)
+    try:
+        tracer = provider.get_tracer(f"{OI}.openai")
+        fake = types.ModuleType("langchain_openai.chat_models")
+        exec(
+            "def call(tracer):\n"
+            "    with tracer.start_as_current_span('from-langchain') as span:\n"
+            "        return span.is_recording()\n",
+            fake.__dict__,
+        )
+        with provider.get_tracer("app").start_as_current_span("root"):
+            recorded_inside = fake.call(tracer)
+            with tracer.start_as_current_span("direct") as direct:
+                recorded_direct = direct.is_recording()
+    finally:
+        yield_duplicates(None)
+    assert (recorded_inside, recorded_direct) == (False, True)
+    assert {s.name for s in exporter.get_finished_spans()} == {"root", "direct"}
+    assert "get_tracer" not in vars(provider)

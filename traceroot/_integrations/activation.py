@@ -1,0 +1,280 @@
+"""What is requested, hooked and instrumented in this process, and the calls that change it.
+
+Nothing here imports an instrumented library. Each requested integration gets an
+import hook; the library is instrumented the moment its module finishes executing
+(or at once when it is already imported), so a program pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from opentelemetry.trace import TracerProvider
+
+from traceroot import _distributions as distributions
+from traceroot import _import_hooks as import_hooks
+from traceroot._integrations import entry_points
+from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
+from traceroot._integrations.registry import REGISTRY, Integration, pip_hint
+
+logger = logging.getLogger("traceroot")
+
+
+def _load_object(target: str) -> Any:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class _State:
+    """What has been requested, hooked and instrumented in this process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.provider: TracerProvider | None = None
+        self.explicit = False
+        self.hooks: dict[Integration, Callable[[], None]] = {}
+        self.instrumented: dict[Integration, Any] = {}
+        self.in_progress: set[Integration] = set()
+        self.failed: dict[Integration, str] = {}
+
+
+_state = _State()
+
+
+def _parse(
+    requested: Sequence[Integration | str] | str | None, source: str
+) -> list[Integration] | None:
+    """The integrations ``requested`` names; None for "every one installed"."""
+    if requested is None:
+        return None
+    if isinstance(requested, str):
+        text = requested.strip().lower()
+        if text in ("", "auto", "all"):
+            return None
+        if text == "none":
+            return []
+        names: Iterable[Integration | str] = text.split(",")
+    else:
+        names = requested
+    chosen: list[Integration] = []
+    for name in names:
+        if isinstance(name, Integration):
+            chosen.append(name)
+            continue
+        key = str(name).strip().lower().replace("-", "_")
+        if not key:
+            continue
+        try:
+            chosen.append(Integration(key))
+        except ValueError:
+            valid = ", ".join(member.value for member in Integration)
+            logger.warning(
+                "traceroot: unknown integration %r in %s; valid values: %s, all, none",
+                str(name).strip(),
+                source,
+                valid,
+            )
+    return list(dict.fromkeys(chosen))
+
+
+def activate(
+    requested: Sequence[Integration | str] | str | None,
+    tracer_provider: TracerProvider,
+    *,
+    explicit: bool,
+) -> None:
+    """Instrument the requested integrations on import, with ``tracer_provider``.
+
+    ``explicit=True``: ``requested`` is the user's ``initialize(integrations=...)`` list
+    (None does nothing); it replaces hooks left by an earlier automatic activation.
+    ``explicit=False``: ``requested`` is ``TRACEROOT_INTEGRATIONS`` ("a,b", "all", "none")
+    or None for every integration whose library is installed; ignored after an explicit
+    activation. Never raises; problems are logged on the ``traceroot`` logger.
+    """
+    try:
+        _activate(requested, tracer_provider, explicit=explicit)
+    except Exception:
+        logger.warning("traceroot: could not activate integrations", exc_info=True)
+
+
+def _activate(
+    requested: Sequence[Integration | str] | str | None,
+    tracer_provider: TracerProvider,
+    *,
+    explicit: bool,
+) -> None:
+    source = "initialize(integrations=...)" if explicit else "TRACEROOT_INTEGRATIONS"
+    chosen = _parse(requested, source)
+    if explicit and chosen is None:
+        return
+    with _state.lock:
+        if not explicit and _state.explicit:
+            logger.debug(
+                "traceroot: integrations already chosen by initialize(); %s ignored",
+                "TRACEROOT_INTEGRATIONS",
+            )
+            return
+        previous, _state.provider = _state.provider, tracer_provider
+        if explicit and not _state.explicit:
+            _state.explicit = True
+            for integration in [i for i in _state.hooks if i not in (chosen or [])]:
+                _withdraw_hook(integration)
+        named = chosen is not None
+        ready = [
+            integration
+            for integration in (chosen if chosen is not None else list(Integration))
+            if _request(integration, named=named)
+        ]
+        active = {*ready, *_state.hooks, *_state.instrumented}
+        if any(c.integration in active for covers in DUPLICATES.values() for c in covers):
+            yield_duplicates(tracer_provider, lambda i: i in _state.instrumented)
+    # Instrumenting imports modules, so it happens without the lock: another thread may be
+    # inside an import, waiting for the lock in its hook.
+    if previous is not None and previous is not tracer_provider:
+        _rebind(tracer_provider)
+    for integration in ready:
+        _instrument(integration)
+
+
+def _rebind(tracer_provider: TracerProvider) -> None:
+    """Point everything already instrumented at a new provider (after a re-initialize)."""
+    for integration, instrumentor in list(_state.instrumented.items()):
+        try:
+            instrumentor.uninstrument()
+            instrumentor.instrument(tracer_provider=tracer_provider)
+        except Exception as exc:
+            with _state.lock:
+                _state.instrumented.pop(integration, None)
+            _fail(integration, exc)
+
+
+def _request(integration: Integration, *, named: bool) -> bool:
+    """Hook ``integration``; True when its library is already imported, to instrument now."""
+    spec = REGISTRY[integration]
+    if integration in _state.instrumented or integration in _state.hooks:
+        return False
+    if not any(distributions.installed(dist) for dist in spec.dists):
+        log = logger.warning if named else logger.debug
+        log(
+            "traceroot: skipping the %s integration: %s is not installed",
+            integration.value,
+            " or ".join(spec.dists),
+        )
+        return False
+    if import_hooks.imported(spec.module):
+        return True
+
+    def hook() -> None:
+        with _state.lock:
+            if _state.hooks.get(integration) is not hook:
+                return
+            del _state.hooks[integration]
+        _instrument(integration)
+
+    _state.hooks[integration] = hook
+    import_hooks.when_imported(spec.module, hook)
+    return False
+
+
+def _withdraw_hook(integration: Integration) -> None:
+    hook = _state.hooks.pop(integration, None)
+    if hook is not None:
+        import_hooks.forget(REGISTRY[integration].module, hook)
+
+
+def _instrument(integration: Integration) -> None:
+    """Instrument ``integration`` once; its library has just been imported."""
+    spec = REGISTRY[integration]
+    with _state.lock:
+        if integration in _state.instrumented or integration in _state.in_progress:
+            return
+        _state.in_progress.add(integration)
+        provider = _state.provider
+    # The lock is not held while instrumenting: that imports modules, and another
+    # thread may be inside an import waiting for the lock in its hook.
+    try:
+        if not distributions.installed(spec.instrumentor_dist):
+            logger.warning(
+                "traceroot: cannot trace %s: the instrumentor %s is not installed; run: %s",
+                integration.value,
+                spec.instrumentor_dist,
+                pip_hint(integration),
+            )
+            return
+        instrumentor = _load_object(spec.instrumentor)()
+        instrumentor.instrument(tracer_provider=provider)
+        # BaseInstrumentor declines, with its own log line, on a library version conflict.
+        if not getattr(instrumentor, "is_instrumented_by_opentelemetry", True):
+            with _state.lock:
+                _state.failed[integration] = "failed: DependencyConflict"
+            return
+        with _state.lock:
+            _state.instrumented[integration] = instrumentor
+            _state.failed.pop(integration, None)
+        logger.debug("traceroot: instrumented %s", integration.value)
+    except Exception as exc:
+        _fail(integration, exc)
+    finally:
+        with _state.lock:
+            _state.in_progress.discard(integration)
+
+
+def _fail(integration: Integration, exc: BaseException) -> None:
+    with _state.lock:
+        _state.failed[integration] = f"failed: {type(exc).__name__}"
+    logger.warning(
+        "traceroot: instrumenting %s failed; other integrations are unaffected",
+        integration.value,
+        exc_info=exc,
+    )
+
+
+def status() -> dict[Integration, str]:
+    """Each integration's state, for ``traceroot-run --check``.
+
+    One of "instrumented", "waiting for import", "not requested", "library not installed",
+    "instrumentor missing (pip install ...)" or "failed: <ExcType>".
+    """
+    result: dict[Integration, str] = {}
+    with _state.lock:
+        for integration, spec in REGISTRY.items():
+            if integration in _state.instrumented:
+                result[integration] = "instrumented"
+            elif integration in _state.failed:
+                result[integration] = _state.failed[integration]
+            elif not any(distributions.installed(dist) for dist in spec.dists):
+                result[integration] = "library not installed"
+            elif not distributions.installed(spec.instrumentor_dist):
+                result[integration] = f"instrumentor missing ({pip_hint(integration)})"
+            elif integration in _state.hooks:
+                result[integration] = "waiting for import"
+            else:
+                result[integration] = "not requested"
+    return result
+
+
+def deactivate() -> None:
+    """Uninstrument everything instrumented here and remove every pending import hook."""
+    with _state.lock:
+        for integration in list(_state.hooks):
+            _withdraw_hook(integration)
+        instrumentors = [*_state.instrumented.values(), *entry_points.withdraw()]
+        _state.instrumented.clear()
+        _state.failed.clear()
+        _state.provider = None
+        _state.explicit = False
+        yield_duplicates(None)
+    for instrumentor in instrumentors:
+        try:
+            instrumentor.uninstrument()
+        except Exception:
+            logger.debug("traceroot: uninstrumenting %r failed", instrumentor, exc_info=True)
+
+
+def current_provider() -> TracerProvider | None:
+    """The provider integrations were last activated with, if any."""
+    return _state.provider

@@ -1,0 +1,157 @@
+"""One LLM call, one LLM span: tracers whose spans would repeat an integration's LLM span.
+
+Where a library (or a second instrumentor) makes its own span for a call that one of
+our integrations already records, that span steps aside: it becomes a non-recording
+span carrying the LLM span's context, so its children still nest under the LLM span.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    Tracer,
+    TracerProvider,
+    get_current_span,
+    use_span,
+)
+
+from traceroot._integrations.registry import OI, Integration
+
+
+class _Yielding:
+    """The provider given yielding tracers, its hook, and which integrations are active."""
+
+    def __init__(self) -> None:
+        self.provider: TracerProvider | None = None
+        self.hook: Callable[..., Tracer] | None = None
+        self.is_active: Callable[[Integration], bool] = lambda _: False
+
+
+_yielding = _Yielding()
+
+
+# Tracers whose spans repeat, for the same call, an LLM span one of our integrations
+# already makes: tracer (instrumentation scope) name -> (that integration, its span's scope).
+@dataclass(frozen=True)
+class Cover:
+    """When a span of another scope duplicates ``integration``'s LLM span for one call."""
+
+    integration: Integration
+    parent_scope: str | None = None  # it would start directly under that scope's span
+    caller_module: str | None = None  # or it would start inside that library's code
+
+
+DUPLICATES: dict[str, tuple[Cover, ...]] = {
+    # mistralai 2.0-2.4.7 traces every API call on the global provider; later releases do
+    # when asked to (MISTRAL_SDK_TELEMETRY=global, Mistral(telemetry="global")).
+    "mistralai_sdk_tracer": (Cover(Integration.MISTRAL, parent_scope=f"{OI}.mistralai"),),
+    f"{OI}.openai": (
+        # litellm reaches OpenAI-compatible providers through the openai client.
+        Cover(Integration.LITELLM, parent_scope=f"{OI}.litellm"),
+        # So does LangChain's ChatOpenAI; LangChain's spans never become the current span,
+        # so the openai span would be a sibling of its LLM span, found by the caller instead.
+        Cover(Integration.LANGCHAIN, caller_module="langchain_openai"),
+    ),
+}
+
+
+def _called_from(module: str, depth: int = 64) -> bool:
+    """Whether code of ``module`` (or its submodules) is on the calling stack."""
+    prefix = module + "."
+    frame = sys._getframe(2)
+    while frame is not None and depth > 0:
+        name = frame.f_globals.get("__name__", "")
+        if name == module or name.startswith(prefix):
+            return True
+        frame, depth = frame.f_back, depth - 1  # type: ignore[assignment]
+    return False
+
+
+class _YieldingTracer(Tracer):
+    """A tracer whose span steps aside when it would sit directly under the LLM span of
+    the integration that already traces the call (while that integration is active).
+
+    The span is then a non-recording one carrying the LLM span's context, so whatever
+    starts inside it (an HTTP client span, a header to propagate) nests under the LLM
+    span: nothing is orphaned. Anywhere else the tracer is the one it wraps.
+    """
+
+    def __init__(self, inner: Tracer, covers: tuple[Cover, ...]) -> None:
+        self._inner = inner
+        self._covers = covers
+
+    def __getattr__(self, name: str) -> Any:  # sampler, id_generator, ...: the inner tracer's
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def _covered(self, context: Context | None) -> Span | None:
+        parent = get_current_span(context)
+        for cover in self._covers:
+            if not _yielding.is_active(cover.integration):
+                continue
+            if cover.parent_scope is not None:
+                scope = getattr(parent, "instrumentation_scope", None)
+                if getattr(scope, "name", None) == cover.parent_scope and parent.is_recording():
+                    return NonRecordingSpan(parent.get_span_context())
+            elif cover.caller_module is not None and _called_from(cover.caller_module):
+                return NonRecordingSpan(parent.get_span_context())
+        return None
+
+    def start_span(
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> Span:
+        covered = self._covered(context)
+        if covered is not None:
+            return covered
+        # The inner tracer's method, run on ``self``: OpenInference's tracer wraps this one
+        # and calls it that way on itself, to use its own id generator.
+        return type(self._inner).start_span(self, name, context, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> Iterator[Span]:
+        covered = self._covered(context)
+        if covered is None:
+            inner = type(self._inner).start_as_current_span
+            with inner(self, name, context, *args, **kwargs) as span:
+                yield span
+        else:
+            with use_span(covered, end_on_exit=False):
+                yield covered
+
+
+def yield_duplicates(
+    provider: TracerProvider | None, is_active: Callable[[Integration], bool] = lambda _: False
+) -> None:
+    """Give ``provider`` (None: no provider) yielding tracers for the DUPLICATES scopes.
+
+    Installed before anything is instrumented, as tracers are taken at instrument time.
+    """
+    current = _yielding.provider
+    if current is provider:
+        return
+    if current is not None and vars(current).get("get_tracer") is _yielding.hook:
+        del current.get_tracer
+    _yielding.provider = _yielding.hook = None
+    if provider is None:
+        return
+    _yielding.is_active = is_active
+    original = provider.get_tracer
+
+    def get_tracer(name: str, *args: Any, **kwargs: Any) -> Tracer:
+        tracer = original(name, *args, **kwargs)
+        covers = DUPLICATES.get(name)
+        return tracer if covers is None else _YieldingTracer(tracer, covers)
+
+    setattr(provider, "get_tracer", get_tracer)  # noqa: B010  (this instance only)
+    _yielding.provider, _yielding.hook = provider, get_tracer

@@ -1,0 +1,164 @@
+"""Standard OpenTelemetry instrumentors, found by their ``opentelemetry_instrumentor`` entry points.
+
+Each is activated when its library is imported, and skipped when one of our LLM
+integrations already traces that library (it would make a second span per call).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Union
+
+from opentelemetry.trace import TracerProvider
+
+from traceroot import _distributions as distributions
+from traceroot import _import_hooks as import_hooks
+from traceroot._integrations.registry import OI, REGISTRY, Integration
+
+if TYPE_CHECKING:
+    import importlib.metadata
+
+logger = logging.getLogger("traceroot")
+
+ENTRY_POINT_GROUP = "opentelemetry_instrumentor"
+
+# Ours at start-up; importlib's when opentelemetry-instrument hands one to the distro.
+AnyEntryPoint = Union[distributions.EntryPoint, "importlib.metadata.EntryPoint"]
+
+
+class _Seen:
+    """Entry points handled, their pending import hooks, and the instrumentors made."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.otel_seen: set[str] = set()
+        self.otel_hooks: list[tuple[str, Callable[[], None]]] = []
+        self.otel_instrumented: list[Any] = []
+
+
+_seen = _Seen()
+
+
+def withdraw() -> list[Any]:
+    """Forget every entry point: remove pending hooks; the instrumentors made, to undo."""
+    with _seen.lock:
+        for module, hook in _seen.otel_hooks:
+            import_hooks.forget(module, hook)
+        made = list(_seen.otel_instrumented)
+        _seen.otel_hooks.clear()
+        _seen.otel_instrumented.clear()
+        _seen.otel_seen.clear()
+    return made
+
+
+def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
+    """Activate installed ``opentelemetry_instrumentor`` entry points, each on import.
+
+    For the launcher path (which skips it when ``TRACEROOT_OTEL_INSTRUMENTORS`` is false); honours
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. Never raises.
+    """
+    disabled = {
+        name.strip()
+        for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+    }
+    if "*" in disabled:
+        return
+    try:
+        entry_points = distributions.entry_points(ENTRY_POINT_GROUP)
+    except Exception:
+        logger.warning("traceroot: could not list OpenTelemetry instrumentors", exc_info=True)
+        return
+    for entry_point in entry_points:
+        if entry_point.name not in disabled:
+            activate_otel_entry_point(entry_point, tracer_provider)
+
+
+def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
+    """Whether an LLM integration of ours already traces what this entry point would."""
+    if entry_point.value.startswith(OI + "."):
+        return True
+    ours = {distributions.normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
+    ours |= {distributions.normalize(member.value) for member in Integration}
+    return distributions.normalize(entry_point.name) in ours or bool(libraries & ours)
+
+
+def activate_otel_entry_point(
+    entry_point: AnyEntryPoint,
+    tracer_provider: TracerProvider,
+    **kwargs: Any,
+) -> None:
+    """Instrument one OpenTelemetry instrumentor entry point when its library is imported.
+
+    Entry points for libraries an LLM integration covers are skipped (they would make a
+    second span per call), as are ones already handled. Never raises.
+    """
+    try:
+        libraries = _instrumented_libraries(entry_point)
+        with _seen.lock:
+            if entry_point.name in _seen.otel_seen:
+                return
+            _seen.otel_seen.add(entry_point.name)
+        if _covered_by_registry(entry_point, set(libraries)):
+            logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
+            return
+        modules = [
+            m for lib in libraries if distributions.installed(lib) for m in _top_level_modules(lib)
+        ]
+        if libraries and not modules:
+            logger.debug("traceroot: %s skipped: its library is not installed", entry_point.name)
+            return
+        done = threading.Event()
+
+        def hook() -> None:
+            if done.is_set():
+                return
+            done.set()
+            instrumentor = entry_point.load()()
+            instrumentor.instrument(tracer_provider=tracer_provider, **kwargs)
+            with _seen.lock:
+                _seen.otel_instrumented.append(instrumentor)
+                for module, other in [h for h in _seen.otel_hooks if h[1] is hook]:
+                    import_hooks.forget(module, other)
+
+        if not modules:  # the standard library or an unknown target: nothing to wait for
+            hook()
+            return
+        for module in modules:
+            with _seen.lock:
+                _seen.otel_hooks.append((module, hook))
+            import_hooks.when_imported(module, hook)
+    except Exception:
+        logger.warning(
+            "traceroot: OpenTelemetry instrumentor %s failed", entry_point.name, exc_info=True
+        )
+
+
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
+_INSTRUMENTS_EXTRA = re.compile(r"""extra\s*==\s*["']instruments(-any)?["']""")
+
+
+def _instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
+    """Distributions the entry point's package instruments, from its ``instruments`` extras.
+
+    A regular expression rather than ``packaging``: this runs at every process start, and
+    only the name and the extra marker of each line matter.
+    """
+    dist = entry_point.dist
+    if dist is None:
+        return []
+    libraries: list[str] = []
+    for line in dist.requires or []:
+        match = _REQUIREMENT.match(line)
+        if match is not None and _INSTRUMENTS_EXTRA.search(match.group(2)):
+            libraries.append(match.group(1))
+    return libraries
+
+
+def _top_level_modules(dist_name: str) -> list[str]:
+    """Top-level import names a distribution provides, read from its metadata only."""
+    dist = distributions.find(dist_name)
+    return dist.top_level_modules() if dist is not None else []

@@ -1,0 +1,424 @@
+"""The settings table: every setting declared once, and the one parser of each type.
+
+A row names the setting (the `Config` field), its `initialize()` argument and
+`traceroot-run` option when it has them, the variables it is read from (the
+first set one wins), its type, default, bounds and help text. `load_config()`,
+the launcher's options, `--check`'s printout and the README's configuration
+table are all made from these rows.
+
+This module imports nothing of traceroot and nothing outside the standard
+library, so the launcher can read it before deciding to load anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger("traceroot")
+
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def parse_bool(raw: str) -> bool | None:
+    """`true/false`, `1/0`, `yes/no`, `on/off` in any case and spacing; None otherwise."""
+    value = raw.strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    return None
+
+
+def has_control_characters(value: str) -> bool:
+    """Whether `value` holds CR, LF or another control character (unsendable in a header)."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: where it is read from, what it may be, what it means."""
+
+    field: str
+    """The `Config` attribute."""
+    variables: tuple[str, ...]
+    """Environment variables, the first set one winning."""
+    kind: str
+    """text | secret | bool | int | float | url | list"""
+    default: Any
+    help: str
+    argument: str | None = None
+    """The `initialize()` parameter, when there is one."""
+    option: str | None = None
+    """The `traceroot-run` option, when there is one."""
+    minimum: float | None = None
+    maximum: float | None = None
+    above_minimum: bool = False
+    """The minimum itself is not allowed (`> minimum`, not `>=`)."""
+    default_text: str | None = None
+    """How the default reads in docs, when the value alone does not say it."""
+    when_invalid: str | None = None
+    """What an invalid value leads to, when it is not "using the default"."""
+
+    @property
+    def variable(self) -> str:
+        """The main variable (the one the docs and messages name)."""
+        return self.variables[0]
+
+    def expected(self) -> str:
+        """What a valid value looks like, for warnings and docs."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "url":
+            return "an http:// or https:// URL"
+        if self.kind in ("int", "float"):
+            noun = "an integer" if self.kind == "int" else "a number"
+            low = ">" if self.above_minimum else ">="
+            parts = []
+            if self.minimum is not None:
+                parts.append(f"{low} {_number_text(self.minimum)}")
+            if self.maximum is not None:
+                parts.append(f"<= {_number_text(self.maximum)}")
+            return f"{noun} {' and '.join(parts)}".strip()
+        return "text"
+
+    def parse(self, raw: str) -> Any:
+        """The value `raw` stands for, or None when it is not valid for this setting."""
+        return _PARSERS[self.kind](self, raw)
+
+    def shown_default(self) -> str:
+        """The default as the docs show it."""
+        if self.default_text is not None:
+            return self.default_text
+        if self.default is None:
+            return ""
+        if isinstance(self.default, bool):
+            return str(self.default).lower()
+        return str(self.default)
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _text(setting: Setting, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _secret(setting: Setting, raw: str) -> str | None:
+    value = raw.strip()
+    if not value or has_control_characters(value):
+        return None  # a key with a newline would be refused by HTTP, and leak in its error
+    return value
+
+
+def _bool(setting: Setting, raw: str) -> bool | None:
+    return parse_bool(raw)
+
+
+def _number(setting: Setting, raw: str) -> int | float | None:
+    text = raw.strip()
+    try:
+        value: int | float = int(text) if setting.kind == "int" else float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value):
+        return None
+    low, high = setting.minimum, setting.maximum
+    if low is not None and (value < low or (setting.above_minimum and value == low)):
+        return None
+    if high is not None and value > high:
+        return None
+    return value
+
+
+def _url(setting: Setting, raw: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    value = raw.strip().rstrip("/")
+    if has_control_characters(value):
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return value
+
+
+_PARSERS: dict[str, Callable[[Setting, str], Any]] = {
+    "text": _text,
+    "list": _text,
+    "secret": _secret,
+    "bool": _bool,
+    "int": _number,
+    "float": _number,
+    "url": _url,
+}
+
+DEFAULT_HOST_URL = "https://app.traceroot.ai"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "api_key",
+        ("TRACEROOT_API_KEY",),
+        "secret",
+        None,
+        "API key; without it traces stay local (or go to the OTLP endpoint)",
+        argument="api_key",
+        option="--api-key",
+    ),
+    Setting(
+        "host_url",
+        ("TRACEROOT_HOST_URL",),
+        "url",
+        DEFAULT_HOST_URL,
+        "TraceRoot server; an invalid URL sends nothing (the key never goes to another host)",
+        argument="host_url",
+        option="--host-url",
+        when_invalid=f"traces are not sent to any server (not even {DEFAULT_HOST_URL}: the API "
+        "key goes to no other host); they stay in the local view",
+    ),
+    Setting(
+        "enabled",
+        ("TRACEROOT_ENABLED",),
+        "bool",
+        True,
+        "`false` turns everything off: the launcher does not even import traceroot, and "
+        "`@observe` returns functions undecorated (no cost per call, and a later "
+        "`initialize(enabled=True)` does not trace them)",
+        argument="enabled",
+        option="--disabled",
+    ),
+    Setting(
+        "environment",
+        ("TRACEROOT_ENVIRONMENT",),
+        "text",
+        None,
+        "stamped as `traceroot.environment` and `deployment.environment.name`",
+        argument="environment",
+        option="--environment",
+    ),
+    Setting(
+        "service_name",
+        ("OTEL_SERVICE_NAME",),
+        "text",
+        None,
+        "`service.name` of the resource",
+        option="--service-name",
+        default_text="program name",
+    ),
+    Setting(
+        "flush_interval",
+        ("TRACEROOT_FLUSH_INTERVAL",),
+        "float",
+        5.0,
+        "seconds between exports",
+        argument="flush_interval",
+        minimum=0,
+        above_minimum=True,
+        maximum=3600,
+    ),
+    Setting(
+        "flush_at",
+        ("TRACEROOT_FLUSH_AT",),
+        "int",
+        100,
+        "an export starts when this many spans wait; when set, it is also the most spans one "
+        "request carries (unset: up to 1,000, so a backlog drains in few requests)",
+        argument="batch_size",
+        minimum=1,
+        maximum=100_000,
+    ),
+    Setting(
+        "timeout",
+        ("TRACEROOT_TIMEOUT",),
+        "float",
+        30.0,
+        "seconds one export may take, retries included",
+        argument="timeout",
+        minimum=0,
+        above_minimum=True,
+        maximum=600,
+    ),
+    Setting(
+        "shutdown_timeout",
+        ("TRACEROOT_SHUTDOWN_TIMEOUT",),
+        "float",
+        5.0,
+        "the most exit is delayed by a slow or dead backend; undelivered spans are then "
+        "counted on stderr",
+        minimum=0,
+        maximum=600,
+    ),
+    Setting(
+        "max_queue_size",
+        ("TRACEROOT_MAX_QUEUE_SIZE",),
+        "int",
+        32768,
+        "spans held while the backend is slow (and never more than 64 MB of their text, so "
+        "large prompts during an outage cost bounded memory)",
+        minimum=1,
+        maximum=10_000_000,
+    ),
+    Setting(
+        "max_attribute_length",
+        ("TRACEROOT_MAX_ATTRIBUTE_LENGTH",),
+        "int",
+        32768,
+        "longer values are cut with `...[truncated N chars]`; a string array stops at 8 "
+        "times this in total, with `...[N more items]`",
+        minimum=1,
+        maximum=16_777_216,
+    ),
+    Setting(
+        "console",
+        ("TRACEROOT_CONSOLE",),
+        "bool",
+        None,
+        "`true` prints the trace tree even when sending; `false` silences it",
+        option="--console/--no-console",
+        default_text="local mode only",
+    ),
+    Setting(
+        "git_repo",
+        ("TRACEROOT_GIT_REPO",),
+        "text",
+        None,
+        "repository stamped on spans: CI variables, then `.git` (walking up), then `git`",
+        argument="git_repo",
+        default_text="auto-detected",
+    ),
+    Setting(
+        "git_ref",
+        ("TRACEROOT_GIT_REF",),
+        "text",
+        None,
+        "commit stamped on spans, found the same way",
+        argument="git_ref",
+        default_text="auto-detected",
+    ),
+    Setting(
+        "integrations",
+        ("TRACEROOT_INTEGRATIONS",),
+        "list",
+        None,
+        "`openai,anthropic`, `all` or `none` (launcher)",
+        option="--integrations",
+        default_text="every installed",
+    ),
+    Setting(
+        "otel_instrumentors",
+        ("TRACEROOT_OTEL_INSTRUMENTORS",),
+        "bool",
+        True,
+        "the launcher also activates installed `opentelemetry-instrumentation-*` packages",
+    ),
+)
+
+BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
+
+
+class Resolver:
+    """Picks each setting from the argument, else its variables, else the default.
+
+    A bad value never raises: one warning (once per process) names the variable or
+    argument, the value (masked when secret), what is expected and the default used.
+    """
+
+    _warned: set[tuple[str, str]] = set()
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def raw(self, setting: Setting) -> tuple[str, str] | None:
+        """(variable, raw text) of the first of the setting's variables that is set."""
+        for name in setting.variables:
+            raw = self.environ.get(name)
+            if raw is not None and raw.strip():
+                return name, raw
+        return None
+
+    def given(self, setting: Setting, argument: Any = None) -> bool:
+        """Whether the argument or a variable sets this setting to a valid value."""
+        if argument is not None:
+            return setting.parse(str(argument)) is not None
+        found = self.raw(setting)
+        return found is not None and setting.parse(found[1]) is not None
+
+    def value(self, setting: Setting, argument: Any = None) -> Any:
+        """The resolved value of `setting`."""
+        if argument is not None:
+            if setting.kind == "bool" and isinstance(argument, bool):
+                return argument
+            parsed = setting.parse(str(argument))
+            if parsed is None:
+                self._warn(setting, f"initialize({setting.argument}=...)", str(argument))
+                return setting.default
+            return parsed
+        found = self.raw(setting)
+        if found is None:
+            return setting.default
+        name, raw = found
+        parsed = setting.parse(raw)
+        if parsed is None:
+            self._warn(setting, name, raw)
+            return setting.default
+        return parsed
+
+    def _warn(self, setting: Setting, source: str, raw: str) -> None:
+        key = (source, raw)
+        if key in self._warned:
+            return  # the configuration is read again by a later initialize()
+        self._warned.add(key)
+        if setting.kind == "secret":
+            problem = (
+                "it holds a line break or another control character"
+                if has_control_characters(raw)
+                else "it is not valid"
+            )
+            logger.warning(
+                "traceroot: %s is not usable (%s); tracing runs without a key. Fix or unset %s.",
+                source,
+                problem,
+                setting.variable,
+            )
+            return
+        fix = "Fix the argument." if source.startswith("initialize(") else f"Fix or unset {source}."
+        outcome = setting.when_invalid or f"using the default {setting.default!r}"
+        logger.warning(
+            "traceroot: invalid %s=%s (expected %s); %s. %s",
+            source,
+            _quoted(raw),
+            setting.expected(),
+            outcome,
+            fix,
+        )
+
+
+def _quoted(raw: str) -> str:
+    # Shown as text: control characters are spelled out, never written to the terminal.
+    return repr(raw) if has_control_characters(raw) else f"'{raw}'"
+
+
+def readme_table() -> str:
+    """The README's configuration table, made from the rows above."""
+    lines = ["| variable | default | bounds | meaning |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        names = ", ".join(f"`{name}`" for name in setting.variables)
+        default = setting.shown_default()
+        default = f"`{default}`" if default and setting.default is not None else default
+        bounds = setting.expected() if setting.kind in ("int", "float") else ""
+        lines.append(f"| {names} | {default} | {bounds} | {setting.help} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m traceroot._settings: the README table
+    print(readme_table())
