@@ -134,10 +134,19 @@ class GRPCExporter(SpanExporter):
         self.delivered_in_last_export = 0
         if not spans:
             return SpanExportResult.SUCCESS
+        if self._hurry and not self.unreachable:
+            # At exit, a receiver that is not there is found in one connect, not in the
+            # exporter's retries (which would use the whole shutdown budget).
+            failure = self._diagnose(connect_only=True)
+            if failure is not None and failure.absent:
+                self._report(failure)
         if self._hurry and self.unreachable:
             return SpanExportResult.FAILURE
         try:
-            result = self._exporter().export(spans)
+            exporter = self._exporter()
+            if self._hurry and self.unreachable:  # found absent while the exporter was made
+                return SpanExportResult.FAILURE
+            result = exporter.export(spans)
         except OSError as exc:  # a certificate file that cannot be read
             self._report(Failure(f"cannot read a TLS file for gRPC ({exc.strerror})", retry=False))
             return SpanExportResult.FAILURE
@@ -145,16 +154,23 @@ class GRPCExporter(SpanExporter):
             self.unreachable = False
             self.delivered_in_last_export = len(spans)
             return result
-        self._report(self._diagnose())
+        failure = self._diagnose()
+        assert failure is not None
+        self._report(failure)
         return SpanExportResult.FAILURE
 
-    def _diagnose(self) -> Failure:
-        """Why the receiver did not take the spans, found by connecting to it ourselves."""
+    def _diagnose(self, connect_only: bool = False) -> Failure | None:
+        """Why the receiver did not take the spans, found by connecting to it ourselves.
+
+        `connect_only`: just whether it can be reached (None when it can).
+        """
         try:
             with socket.create_connection((self.host, self.port), timeout=min(self._timeout, 3)):
                 pass
         except OSError as exc:
             return explain(exc, self._target, self.settings.endpoint_variable, self._timeout)
+        if connect_only:
+            return None
         if self._secure:
             try:
                 context = ssl.create_default_context(cafile=self.settings.ca_file)
@@ -182,13 +198,13 @@ class GRPCExporter(SpanExporter):
     def hurry(self) -> None:
         """Exit has begun: if the receiver is plainly absent, cut short any retry under way."""
         self._hurry = True
-        if self._inner is None or self._pid != os.getpid():
-            return
-        failure = self._diagnose() if not self.unreachable else None
-        if failure is not None and failure.absent:
-            self._report(failure)
-        if self.unreachable:
-            self._inner.shutdown()  # wakes the exporter's retry wait; exports now fail at once
+        if not self.unreachable:
+            failure = self._diagnose(connect_only=True)
+            if failure is not None and failure.absent:
+                self._report(failure)
+        inner = self._inner
+        if self.unreachable and inner is not None and self._pid == os.getpid():
+            inner.shutdown()  # wakes the exporter's retry wait; exports now fail at once
 
     def shutdown(self) -> None:
         inner, self._inner = self._inner, None
