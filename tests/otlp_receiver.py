@@ -91,6 +91,9 @@ class ReceivedSpan:
     end_ns: int
     path: str  # request path the span arrived on
     links: list[dict[str, Any]] = field(default_factory=list)
+    # dropped attributes, events, links of the span; dropped attributes of each event
+    dropped: tuple[int, int, int] = (0, 0, 0)
+    dropped_event_attributes: list[int] = field(default_factory=list)
 
     @property
     def duration_ns(self) -> int:
@@ -151,6 +154,12 @@ def _decode_spans(request: ExportTraceServiceRequest, path: str) -> list[Receive
                         start_ns=sp.start_time_unix_nano,
                         end_ns=sp.end_time_unix_nano,
                         path=path,
+                        dropped=(
+                            sp.dropped_attributes_count,
+                            sp.dropped_events_count,
+                            sp.dropped_links_count,
+                        ),
+                        dropped_event_attributes=[e.dropped_attributes_count for e in sp.events],
                         links=[
                             {
                                 "trace_id": link.trace_id.hex(),

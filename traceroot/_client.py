@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -11,7 +10,14 @@ from typing import Any, Literal
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanLimits,
+    SpanProcessor,
+    Tracer,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
@@ -26,7 +32,7 @@ from traceroot._export.finisher import Redact
 from traceroot._export.pipeline import ExportPipeline
 from traceroot._light_span import LightTracer
 from traceroot._sampling import RateSampler
-from traceroot._stamping import StampingProcessor
+from traceroot._stamping import Stamper
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")
@@ -37,7 +43,7 @@ Mode = Literal["explicit", "auto", "lazy"]
 class _SwitchableProcessor(SpanProcessor):
     """The one processor we add to a provider; a later `initialize()` swaps what it runs."""
 
-    def __init__(self, stamping: StampingProcessor, pipeline: ExportPipeline) -> None:
+    def __init__(self, stamping: Stamper, pipeline: ExportPipeline) -> None:
         self.stamping = stamping
         self.pipeline = pipeline
 
@@ -68,8 +74,15 @@ class _OwnProvider(TracerProvider):
         on_foreign_processor: Callable[[], None],
         sampler: Sampler | None = None,
     ) -> None:
-        # sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
-        super().__init__(resource=resource, shutdown_on_exit=False, sampler=sampler)
+        # The limits are read from the OTEL_*_LIMIT variables once, here, for SDK and
+        # light spans alike. sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
+        self.span_limits = SpanLimits()
+        super().__init__(
+            resource=resource,
+            shutdown_on_exit=False,
+            span_limits=self.span_limits,
+            sampler=sampler,
+        )
         self._ours = ours
         self._on_foreign_processor = on_foreign_processor
 
@@ -124,18 +137,19 @@ class TraceRootClient:
         self._provider = provider
         self.tracer = provider.get_tracer(attr.DECORATOR_SCOPE, __version__)
         # Light spans only where they change nothing: our provider, our processor alone on
-        # it, its default sampler and no OTEL_*_LIMIT (anything else gets the SDK's spans).
+        # it and its default sampler (anything else gets the SDK's spans). They apply the
+        # same span limits the provider's SDK spans get.
         if (
             isinstance(provider, _OwnProvider)
             and isinstance(self.tracer, Tracer)
             and (provider.sampler is DEFAULT_ON or isinstance(provider.sampler, RateSampler))
-            and not any(k.startswith("OTEL_") and k.endswith("_LIMIT") for k in os.environ)
         ):
             self._light = LightTracer(
                 provider.resource,
                 InstrumentationScope(attr.DECORATOR_SCOPE, __version__),
                 provider.id_generator,
                 self._processor.on_end,
+                provider.span_limits,
                 sample_bound=(
                     provider.sampler.bound if isinstance(provider.sampler, RateSampler) else None
                 ),
@@ -145,7 +159,7 @@ class TraceRootClient:
     def _stop_light_spans(self) -> None:
         self._light = None  # another processor must see every span: SDK spans from now on
 
-    def _build_processors(self) -> tuple[StampingProcessor, ExportPipeline]:
+    def _build_processors(self) -> tuple[Stamper, ExportPipeline]:
         static: dict[str, Any] = {attr.SDK_NAME: SDK_NAME, attr.SDK_VERSION: __version__}
         if self.git.repo:
             static[attr.GIT_REPO] = self.git.repo
@@ -153,7 +167,7 @@ class TraceRootClient:
             static[attr.GIT_REF] = self.git.ref
         if self.config.environment:
             static[attr.ENVIRONMENT] = self.config.environment
-        return StampingProcessor(static), ExportPipeline(self.config, self.redact)
+        return Stamper(static), ExportPipeline(self.config, self.redact)
 
     def _resource(self) -> Resource:
         values: dict[str, Any] = {"service.name": self.config.service_name}

@@ -111,6 +111,10 @@ class Config:
     git_ref: str | None
     integrations: str | None
     otel_instrumentors: bool
+    local: bool | None
+    local_dir: str | None
+    local_max_traces: int
+    local_max_mb: int
     otlp_endpoint: str | None = None
     otlp_headers: Mapping[str, str] = field(default_factory=dict)
     refused: str | None = None

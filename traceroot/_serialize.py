@@ -12,13 +12,15 @@ import json
 import json.encoder
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from types import ModuleType
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
+
+from traceroot import _compat as compat
 
 CYCLE = "<cycle>"
 _MAX_DEPTH = 32
@@ -157,32 +159,8 @@ def _plain_dict(value: Any, limit: int) -> bool:
     return True
 
 
-def _plain_encoder() -> Callable[[Any], str]:
-    """`json.dumps` for plain dicts, without building a new C encoder on every call.
-
-    A plain dict holds no container, so it has no cycle to watch for: one encoder
-    made once, with `json.dumps`'s defaults, serves every call.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator in this Python
-        return json.dumps
-    # markers (no cycle check), default, string encoder, indent, separators, sort_keys,
-    # skipkeys, allow_nan: what json.dumps passes by default.
-    encoder = make(
-        None,
-        json.JSONEncoder().default,
-        json.encoder.encode_basestring_ascii,
-        None,
-        ": ",
-        ", ",
-        False,
-        False,
-        True,
-    )
-    return lambda value: "".join(encoder(value, 0))
-
-
-_dumps_plain = _plain_encoder()
+# Plain dicts hold no container, so no cycle to watch for: one encoder serves every call.
+_dumps_plain = compat.plain_json_encoder()
 
 
 def to_json(value: Any, limit: int = 32768) -> str:

@@ -164,6 +164,8 @@ _PARSERS: dict[str, Callable[[Setting, str], Any]] = {
 }
 
 DEFAULT_HOST_URL = "https://app.traceroot.ai"
+DEFAULT_MAX_TRACES = 10_000
+DEFAULT_MAX_MB = 512
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -320,6 +322,42 @@ SETTINGS: tuple[Setting, ...] = (
         "bool",
         True,
         "the launcher also activates installed `opentelemetry-instrumentation-*` packages",
+    ),
+    Setting(
+        "local",
+        ("TRACEROOT_LOCAL",),
+        "bool",
+        None,
+        "`true` keeps a copy in the local store (`traceroot ui`) even when sending; "
+        "`false` turns the store off",
+        default_text="local mode only",
+        when_invalid="the store is on in local mode only",
+    ),
+    Setting(
+        "local_dir",
+        ("TRACEROOT_LOCAL_DIR",),
+        "text",
+        None,
+        "directory of the local store (`traces.db`)",
+        default_text="`$XDG_DATA_HOME/traceroot` or `~/.local/share/traceroot`",
+    ),
+    Setting(
+        "local_max_traces",
+        ("TRACEROOT_LOCAL_MAX_TRACES",),
+        "int",
+        DEFAULT_MAX_TRACES,
+        "traces the local store keeps; the oldest are pruned first",
+        minimum=1,
+        maximum=10_000_000,
+    ),
+    Setting(
+        "local_max_mb",
+        ("TRACEROOT_LOCAL_MAX_MB",),
+        "int",
+        DEFAULT_MAX_MB,
+        "size of the local store in MB; the oldest traces are pruned first",
+        minimum=1,
+        maximum=1_000_000,
     ),
 )
 

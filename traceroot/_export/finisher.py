@@ -133,13 +133,34 @@ class SpanFinisher:
         return bounded
 
 
+class FinishedSpan(ReadableSpan):
+    """A finished span held in plain containers, with the dropped counts of the original."""
+
+    def __init__(self, dropped: tuple[int, int, int], **fields: Any) -> None:
+        super().__init__(**fields)
+        self._dropped_counts = dropped
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_counts[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped_counts[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped_counts[2]
+
+
 def _copy(
     span: ReadableSpan,
     attributes: dict[str, Any],
     events: tuple[Event, ...],
     status: Status,
 ) -> ReadableSpan:
-    return ReadableSpan(
+    return FinishedSpan(
+        (span.dropped_attributes, span.dropped_events, span.dropped_links),
         name=span.name,
         context=span.context,
         parent=span.parent,

@@ -7,36 +7,46 @@ how many spans were not delivered.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
-from opentelemetry import context as context_api
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 
+from traceroot import _lifecycle as lifecycle
 from traceroot._config import Config
 from traceroot._export.batcher import Batcher
-from traceroot._export.console import LOCAL_NOTICE, ConsoleProcessor
+from traceroot._export.console import LOCAL_NOTICE, ConsoleView
 from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
+from traceroot._local.sink import store_batcher, viewer_hint
 
 logger = logging.getLogger("traceroot")
 
 
-class ExportPipeline(SpanProcessor):
-    """Our processor on the tracer provider: finisher, console view, batched export."""
+class ExportPipeline:
+    """What happens to each finished span: finisher, console view, batched export."""
 
     def __init__(self, config: Config, redact: Redact | None) -> None:
         self._config = config
         self._finish = SpanFinisher(redact, config.max_attribute_length)
         self._destination = config.destination
-        self._console: ConsoleProcessor | None = None
-        if config.console_enabled:
-            local = self._destination.kind == "local"
-            self._console = ConsoleProcessor(notice=LOCAL_NOTICE if local else None)
+        self._console: ConsoleView | None = None
+        local = self._destination.kind == "local"
         # Cutting long values waits for the export thread. `redact` runs as the span ends,
         # in its thread and context (it may read them), and the console shows finished spans.
-        self._finish_here = redact is not None or self._console is not None
+        self._finish_here = redact is not None or config.console_enabled
+        # The local store (traceroot ui) gets its own queue and thread.
+        store = store_batcher(
+            not local,
+            finish=None if self._finish_here else self._finish,
+            max_queue_size=config.max_queue_size,
+        )
+        self._store = store[0] if store is not None else None
+        if config.console_enabled:
+            notice = LOCAL_NOTICE + (viewer_hint(store[1]) if store is not None else "")
+            self._console = ConsoleView(notice=notice if local else None)
+        if self._store is not None:
+            lifecycle.after_fork_in_child(self._store.after_fork_in_child)
         self._lock = threading.Lock()
         self._closed = False
         self._batcher: Batcher | None = None
@@ -60,11 +70,9 @@ class ExportPipeline(SpanProcessor):
                 max_queue_size=config.max_queue_size,
                 describe_target=self._exporter.endpoint,
             )
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=self._batcher.after_fork_in_child)
-
-    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
-        pass
+            # One process-wide fork hook holds pipelines weakly: a re-initialized client's
+            # old pipeline is not kept alive (nor reset) by it.
+            lifecycle.after_fork_in_child(self._batcher.after_fork_in_child)
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._closed:
@@ -77,13 +85,16 @@ class ExportPipeline(SpanProcessor):
                 self._console.on_end(finished)
             if self._batcher is not None:
                 self._batcher.add(finished)
+            if self._store is not None:
+                self._store.add(finished)
         except Exception as exc:  # never let the pipeline break the traced program
             logger.warning("traceroot: could not process a finished span: %r", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        if self._batcher is None or self._closed:
+        if self._closed:
             return True
-        return self._batcher.flush(timeout_millis / 1000)
+        stored = self._store is None or self._store.flush(timeout_millis / 1000)
+        return (self._batcher is None or self._batcher.flush(timeout_millis / 1000)) and stored
 
     def shutdown(self, timeout_millis: int | None = None) -> None:
         with self._lock:
@@ -91,6 +102,8 @@ class ExportPipeline(SpanProcessor):
                 return
             self._closed = True
         budget = self._config.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
+        if self._store is not None:
+            self._store.shutdown(budget)  # local and quick; its exporter warns of its own failures
         if self._batcher is not None:
             # A backend that is plainly absent (or refusing the key) is not waited for.
             self._exporter.hurry()

@@ -7,7 +7,6 @@ span carrying the LLM span's context, so its children still nest under the LLM s
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from opentelemetry.trace import (
     use_span,
 )
 
+from traceroot import _compat as compat
 from traceroot._integrations.registry import OI, Integration
 
 
@@ -66,7 +66,7 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
 def _called_from(module: str, depth: int = 64) -> bool:
     """Whether code of ``module`` (or its submodules) is on the calling stack."""
     prefix = module + "."
-    frame = sys._getframe(2)
+    frame = compat.caller_frame(2)
     while frame is not None and depth > 0:
         name = frame.f_globals.get("__name__", "")
         if name == module or name.startswith(prefix):
@@ -114,7 +114,7 @@ class _YieldingTracer(Tracer):
             return covered
         # The inner tracer's method, run on ``self``: OpenInference's tracer wraps this one
         # and calls it that way on itself, to use its own id generator.
-        return type(self._inner).start_span(self, name, context, *args, **kwargs)
+        return compat.start_span_as(self._inner, self, "start_span", name, context, *args, **kwargs)
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -122,8 +122,9 @@ class _YieldingTracer(Tracer):
     ) -> Iterator[Span]:
         covered = self._covered(context)
         if covered is None:
-            inner = type(self._inner).start_as_current_span
-            with inner(self, name, context, *args, **kwargs) as span:
+            with compat.start_span_as(
+                self._inner, self, "start_as_current_span", name, context, *args, **kwargs
+            ) as span:
                 yield span
         else:
             with use_span(covered, end_on_exit=False):
