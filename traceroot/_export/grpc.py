@@ -88,7 +88,10 @@ class GRPCExporter(SpanExporter):
         """(label, value) lines for `--check`."""
         from traceroot._export.transport import describe_ca
 
-        lines = [("protocol", "grpc (OTLP/gRPC)"), ("proxy", "none (gRPC connects directly)")]
+        lines = [
+            ("protocol", "grpc (OTLP/gRPC)"),
+            ("proxy", "left to gRPC, which reads grpc_proxy / https_proxy and no_proxy itself"),
+        ]
         if self._secure:
             lines.append(("CA certificates", describe_ca(self.settings)))
             if self.settings.client_cert:
