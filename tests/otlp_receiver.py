@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -38,6 +39,7 @@ __all__ = [
     "dead_url",
     "decode_any_value",
     "decode_attributes",
+    "decode_spans",
 ]
 
 ScriptItem = int | tuple[int, Mapping[str, str]]
@@ -118,6 +120,11 @@ def decode_attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
 
 def _enum_name(prefix: str, name: str) -> str:
     return name[len(prefix) :] if name.startswith(prefix) else name
+
+
+def decode_spans(request: ExportTraceServiceRequest, path: str) -> list[ReceivedSpan]:
+    """The spans of one decoded export request (`path`: where it arrived, for the record)."""
+    return _decode_spans(request, path)
 
 
 def _decode_spans(request: ExportTraceServiceRequest, path: str) -> list[ReceivedSpan]:
@@ -205,8 +212,10 @@ class _Server(ThreadingHTTPServer):
 class OTLPReceiver:
     """Loopback OTLP/HTTP trace receiver; see the module docstring."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None) -> None:
         self._host = host
+        self._ssl_context = ssl_context
+        """Serve HTTPS with this context (a TLS or mTLS receiver) instead of plain HTTP."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -225,6 +234,11 @@ class OTLPReceiver:
             return self
         self._stopping.clear()
         server = _Server((self._host, 0), _Handler)
+        if self._ssl_context is not None:
+            # The handshake happens in the handler's thread, on its first read.
+            server.socket = self._ssl_context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         server.receiver = self
         self._server = server
         self._thread = threading.Thread(
@@ -258,8 +272,9 @@ class OTLPReceiver:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:PORT`` (no trailing slash)."""
-        return f"http://{self._host}:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:PORT`` (no trailing slash; https when TLS)."""
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     # -- recorded data -----------------------------------------------------
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import (
     Tracer,
     TracerProvider,
 )
-from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from traceroot import _attributes as attr
@@ -26,11 +26,13 @@ from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _lifecycle as lifecycle
 from traceroot import _propagation as propagation
+from traceroot import _sampling as sampling
 from traceroot import _threads as threads
 from traceroot._config import Config, load_config
 from traceroot._export.finisher import Redact
 from traceroot._export.pipeline import ExportPipeline
 from traceroot._light_span import LightTracer
+from traceroot._sampling import RateSampler
 from traceroot._stamping import Stamper
 from traceroot.version import SDK_NAME, __version__
 
@@ -71,11 +73,17 @@ class _OwnProvider(TracerProvider):
         resource: Resource,
         ours: SpanProcessor,
         on_foreign_processor: Callable[[], None],
+        sampler: Sampler | None = None,
     ) -> None:
         # The limits are read from the OTEL_*_LIMIT variables once, here, for SDK and
-        # light spans alike.
+        # light spans alike. sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
         self.span_limits = SpanLimits()
-        super().__init__(resource=resource, shutdown_on_exit=False, span_limits=self.span_limits)
+        super().__init__(
+            resource=resource,
+            shutdown_on_exit=False,
+            span_limits=self.span_limits,
+            sampler=sampler,
+        )
         self._ours = ours
         self._on_foreign_processor = on_foreign_processor
 
@@ -123,7 +131,9 @@ class TraceRootClient:
         if isinstance(existing, TracerProvider):
             provider = existing  # join it: the app's own exporters keep working
         else:
-            provider = _OwnProvider(self._resource(), self._processor, self._stop_light_spans)
+            provider = _OwnProvider(
+                self._resource(), self._processor, self._stop_light_spans, sampling.sampler_for()
+            )
             trace.set_tracer_provider(provider)
         provider.add_span_processor(self._processor)
         self._provider = provider
@@ -134,7 +144,7 @@ class TraceRootClient:
         if (
             isinstance(provider, _OwnProvider)
             and isinstance(self.tracer, Tracer)
-            and provider.sampler is DEFAULT_ON
+            and (provider.sampler is DEFAULT_ON or isinstance(provider.sampler, RateSampler))
         ):
             self._light = LightTracer(
                 provider.resource,
@@ -142,6 +152,9 @@ class TraceRootClient:
                 provider.id_generator,
                 self._processor.on_end,
                 provider.span_limits,
+                sample_bound=(
+                    provider.sampler.bound if isinstance(provider.sampler, RateSampler) else None
+                ),
             )
         self._announce()
 
@@ -216,7 +229,8 @@ class TraceRootClient:
         if light is not None:
             span = light.start_span(name, stamped, parent.get_span_context())
             if span is not None:
-                stamping.opened(span.get_span_context().span_id, stamped)
+                if span.is_recording():  # not sampled: nothing to stamp
+                    stamping.opened(span.get_span_context().span_id, stamped)
                 return span
         return self.tracer.start_span(name, context=parent_context, attributes=stamped)
 

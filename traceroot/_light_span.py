@@ -34,6 +34,8 @@ _UNSET = Status(StatusCode.UNSET)
 _ARRAY_TYPES = (bool, str, int, float)
 # Newer SDKs mark a trace id they generated at random (W3C trace context level 2).
 _RANDOM_FLAG = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+# The low 64 bits of a trace id decide ratio sampling (as TraceIdRatioBased does).
+_TRACE_ID_LIMIT = (1 << 64) - 1
 
 
 def clean_value(value: Any) -> types.AttributeValue | None:
@@ -304,9 +306,12 @@ class LightTracer:
         id_generator: IdGenerator,
         on_end: Callable[[ReadableSpan], None],
         limits: SpanLimits,
+        sample_bound: int | None = None,
     ) -> None:
         self.limits = Limits(limits)
         self.resource = resource
+        # TRACEROOT_SAMPLE_RATE's trace-id cut-off (None: every new trace is kept).
+        self._sample_bound = sample_bound
         self.scope = scope
         self.on_end = on_end
         self._new_span_id = id_generator.generate_span_id
@@ -317,18 +322,32 @@ class LightTracer:
 
     def start_span(
         self, name: str, attributes: dict[str, Any], parent: SpanContext
-    ) -> LightSpan | None:
-        """A span under `parent` (an invalid context: a root); None if the parent is unsampled.
+    ) -> trace_api.Span:
+        """A span under `parent` (an invalid context: a root), non-recording when not sampled.
 
         `attributes` must hold valid attribute values already; the span keeps the dict.
+        The provider's sampler is parent-based (the default, or TRACEROOT_SAMPLE_RATE's), so
+        an unsampled parent means an unsampled child: a bare context, no span object.
         """
         if not parent.is_valid:
-            context = SpanContext(
-                self._new_trace_id(), self._new_span_id(), False, self._root_flags
-            )
+            trace_id = self._new_trace_id()
+            bound = self._sample_bound
+            if bound is not None and trace_id & _TRACE_ID_LIMIT >= bound:
+                flags = TraceFlags(self._root_flags & ~TraceFlags.SAMPLED)
+                unsampled = SpanContext(trace_id, self._new_span_id(), False, flags)
+                return trace_api.NonRecordingSpan(unsampled)
+            context = SpanContext(trace_id, self._new_span_id(), False, self._root_flags)
             return LightSpan(name, context, None, attributes, self)
         if not parent.trace_flags.sampled:
-            return None  # the sampler's call: left to the SDK
+            return trace_api.NonRecordingSpan(
+                SpanContext(
+                    parent.trace_id,
+                    self._new_span_id(),
+                    False,
+                    parent.trace_flags,
+                    parent.trace_state,
+                )
+            )
         context = SpanContext(
             parent.trace_id, self._new_span_id(), False, parent.trace_flags, parent.trace_state
         )

@@ -184,6 +184,8 @@ class Batcher:
             return
         if result is SpanExportResult.SUCCESS:
             self.delivered += len(batch)
+        else:  # some may have gone through (the rest refused, or cut short by a split)
+            self.delivered += getattr(self._exporter, "delivered_in_last_export", 0)
 
     def flush(self, timeout: float) -> bool:
         """Export everything queued now; True if done within `timeout` seconds."""

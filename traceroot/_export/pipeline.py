@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from traceroot import _lifecycle as lifecycle
-from traceroot._config import Config, safe_url
+from traceroot._config import Config
 from traceroot._export.batcher import Batcher
 from traceroot._export.console import LOCAL_NOTICE, ConsoleView
+from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
-from traceroot._export.transport import OTLPHTTPExporter
 from traceroot._local.sink import store_batcher, viewer_hint
 
 logger = logging.getLogger("traceroot")
@@ -50,9 +51,16 @@ class ExportPipeline:
         self._closed = False
         self._batcher: Batcher | None = None
         endpoint = self._destination.endpoint
-        self._exporter: OTLPHTTPExporter | None = None
+        self._exporter: Any = None
         if self._destination.kind != "local" and endpoint is not None:
-            self._exporter = OTLPHTTPExporter(endpoint, self._destination.headers, config.timeout)
+            self._exporter = make_exporter(
+                self._destination.kind,
+                endpoint,
+                self._destination.headers,
+                self._destination.settings,
+                config.timeout,
+            )
+        if self._exporter is not None and endpoint is not None:
             self._batcher = Batcher(
                 self._exporter,
                 finish=None if self._finish_here else self._finish,
@@ -60,7 +68,7 @@ class ExportPipeline:
                 max_batch_size=config.max_batch_size,
                 flush_interval=config.flush_interval,
                 max_queue_size=config.max_queue_size,
-                describe_target=safe_url(endpoint),
+                describe_target=self._exporter.endpoint,
             )
             # One process-wide fork hook holds pipelines weakly: a re-initialized client's
             # old pipeline is not kept alive (nor reset) by it.
@@ -97,6 +105,8 @@ class ExportPipeline:
         if self._store is not None:
             self._store.shutdown(budget)  # local and quick; its exporter warns of its own failures
         if self._batcher is not None:
+            # A backend that is plainly absent (or refusing the key) is not waited for.
+            self._exporter.hurry()
             self._batcher.shutdown(budget)
             lost = self._batcher.undelivered
             if lost > 0:
@@ -105,13 +115,16 @@ class ExportPipeline:
                     details.append(f"{self._batcher.dropped} dropped on a full queue")
                 if self._exporter is not None and self._exporter.last_error:
                     details.append(f"last error: {self._exporter.last_error}")
+                hopeless = self._exporter.unreachable or self._exporter.final
                 logger.warning(
-                    "traceroot: %d span(s) were not delivered to %s%s. Exit waits at most "
-                    "TRACEROOT_SHUTDOWN_TIMEOUT=%gs for the backend.",
+                    "traceroot: %d span(s) were not delivered to %s%s.%s",
                     lost,
-                    safe_url(self._destination.endpoint),
+                    self._exporter.endpoint,
                     f" ({'; '.join(details)})" if details else "",
-                    budget,
+                    ""
+                    if hopeless
+                    else f" Exit waits at most TRACEROOT_SHUTDOWN_TIMEOUT={budget:g}s for the "
+                    "backend.",
                 )
         if self._console is not None:
             self._console.shutdown()
