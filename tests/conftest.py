@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -19,11 +20,22 @@ from otlp_receiver import OTLPReceiver
 
 # Prefixes of variables stripped from the environment of child processes.
 SCRUBBED_ENV_PREFIXES = ("TRACEROOT_", "OTEL_")
+# The machine's route settings: a test that wants a proxy or CA sets its own.
+SCRUBBED_ENV_NAMES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+SCRUBBED_ENV_NAMES |= {n.upper() for n in SCRUBBED_ENV_NAMES} | {"SSL_CERT_FILE", "SSL_CERT_DIR"}
+
+# Programs run in local mode write to the local trace store in the per-user data directory:
+# for the test run, that is a throwaway one (children inherit it; it is not scrubbed).
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="traceroot-tests-data-")
 
 
 def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``os.environ`` without TRACEROOT_* / OTEL_* variables, plus ``overrides``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV_PREFIXES)}
+    """``os.environ`` without TRACEROOT_* / OTEL_*, proxy and CA variables, plus ``overrides``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(SCRUBBED_ENV_PREFIXES) and k not in SCRUBBED_ENV_NAMES
+    }
     env.update(overrides or {})
     return env
 

@@ -9,6 +9,12 @@ no keys. Replies are fixed and their token counts known:
 - Anthropic ``POST /v1/messages`` (JSON, or SSE events when ``stream``).
 - Gemini ``POST /{version}/models/{model}:generateContent`` and
   ``:streamGenerateContent?alt=sse``.
+- OpenAI ``POST /v1/responses`` (JSON, or SSE events when ``stream``).
+
+Tool calls (Chat Completions and Responses): a request offering ``tools`` whose
+conversation has no tool result yet is answered with one call of the first tool,
+its required arguments filled from their JSON schema (``TOOL_ARGUMENT`` for a
+string, 2 for a number); once a tool result is in the conversation, with the text.
 
 A request whose model is ``FAIL_MODEL`` gets HTTP 500.
 """
@@ -29,7 +35,45 @@ COMPLETION_TOKENS = 7
 STREAM_PIECES = ["Hello", " from", " the", " fake", " provider"]
 
 
-def _openai_completion(model: str) -> dict[str, Any]:
+TOOL_ARGUMENT = "Paris"
+TOOL_CALL_ID = "call_fake_1"
+
+
+def _tool_call(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(name, JSON arguments) of the tool this request is answered with, if any."""
+    tools = body.get("tools") or []
+    items = [*(body.get("messages") or []), *(body.get("input") or [])]
+    answered = any(
+        isinstance(m, dict) and (m.get("role") == "tool" or m.get("type") == "function_call_output")
+        for m in items
+    )
+    if not tools or answered:
+        return None
+    tool = tools[0].get("function", tools[0])
+    schema = tool.get("parameters") or {}
+    props = schema.get("properties") or {}
+    samples = {"string": TOOL_ARGUMENT, "integer": 2, "number": 2, "boolean": True}
+    args = {
+        n: samples.get(props.get(n, {}).get("type"), TOOL_ARGUMENT)
+        for n in schema.get("required") or []
+    }
+    return str(tool["name"]), json.dumps(args)
+
+
+def _openai_completion(model: str, call: tuple[str, str] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": REPLY}
+    if call is not None:
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": TOOL_CALL_ID,
+                    "type": "function",
+                    "function": {"name": call[0], "arguments": call[1]},
+                }
+            ],
+        }
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -38,8 +82,8 @@ def _openai_completion(model: str) -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": REPLY},
-                "finish_reason": "stop",
+                "message": message,
+                "finish_reason": "stop" if call is None else "tool_calls",
             }
         ],
         "usage": {
@@ -50,17 +94,35 @@ def _openai_completion(model: str) -> dict[str, Any]:
     }
 
 
-def _openai_stream(model: str, include_usage: bool) -> Iterator[str]:
+def _openai_stream(
+    model: str, include_usage: bool, call: tuple[str, str] | None = None
+) -> Iterator[str]:
     base = {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
         "created": 1700000000,
         "model": model,
     }
-    for i, piece in enumerate(STREAM_PIECES):
-        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+    if call is not None:  # the call's id and name first, its arguments in two pieces
+        first = {"index": 0, "id": TOOL_CALL_ID, "type": "function"}
+        half = len(call[1]) // 2
+        deltas: list[dict[str, Any]] = [
+            {
+                "role": "assistant",
+                "tool_calls": [{**first, "function": {"name": call[0], "arguments": ""}}],
+            },
+            {"tool_calls": [{"index": 0, "function": {"arguments": call[1][:half]}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": call[1][half:]}}]},
+        ]
+    else:
+        deltas = [
+            {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            for i, piece in enumerate(STREAM_PIECES)
+        ]
+    for delta in deltas:
         yield json.dumps({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    finish = "stop" if call is None else "tool_calls"
+    yield json.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     if include_usage:
         yield json.dumps({**base, "choices": [], "usage": _openai_completion(model)["usage"]})
     yield "[DONE]"
@@ -132,6 +194,73 @@ def _gemini_response(model: str, text: str, usage: bool = True) -> dict[str, Any
     return body
 
 
+def _response(model: str, call: tuple[str, str] | None) -> dict[str, Any]:
+    """An OpenAI Responses API response: one function call, or one text message."""
+    if call is not None:
+        item: dict[str, Any] = {
+            "type": "function_call",
+            "id": "fc_fake",
+            "call_id": TOOL_CALL_ID,
+            "name": call[0],
+            "arguments": call[1],
+            "status": "completed",
+        }
+    else:
+        item = {
+            "type": "message",
+            "id": "msg_fake",
+            "role": "assistant",
+            "status": "completed",
+            "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
+        }
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": "completed",
+        "model": model,
+        "output": [item],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": PROMPT_TOKENS,
+            "output_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+    }
+
+
+def _response_events(response: dict[str, Any]) -> Iterator[tuple[str | None, str]]:
+    """The stream of a Responses API response: created, the item added and done, completed."""
+    (item,) = response["output"]
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+    ]
+    if item["type"] == "message":
+        for piece in STREAM_PIECES:
+            events.append(
+                {
+                    "type": "response.output_text.delta",
+                    "item_id": item["id"],
+                    "output_index": 0,
+                    "content_index": 0,
+                    "delta": piece,
+                    "logprobs": [],
+                }
+            )
+    events += [
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response},
+    ]
+    for number, event in enumerate(events):
+        yield event["type"], json.dumps({**event, "sequence_number": number})
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -160,11 +289,18 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
         elif path.endswith("/chat/completions"):
+            call = _tool_call(body)
             if body.get("stream"):
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                self._sse((None, data) for data in _openai_stream(model, usage))
+                self._sse((None, data) for data in _openai_stream(model, usage, call))
             else:
-                self._json(200, _openai_completion(model))
+                self._json(200, _openai_completion(model, call))
+        elif path.endswith("/responses"):
+            response = _response(model, _tool_call(body))
+            if body.get("stream"):
+                self._sse(_response_events(response))
+            else:
+                self._json(200, response)
         elif path.endswith("/messages"):
             if body.get("stream"):
                 self._sse((event, json.dumps(data)) for event, data in _anthropic_stream(model))
@@ -249,11 +385,13 @@ MISTRAL_MODEL_PREFIX = "mistral"
 _chat_completions_stream = _openai_stream
 
 
-def _openai_stream(model: str, include_usage: bool) -> Iterator[str]:  # noqa: F811
+def _openai_stream(  # noqa: F811
+    model: str, include_usage: bool, call: tuple[str, str] | None = None
+) -> Iterator[str]:
     if not model.startswith(MISTRAL_MODEL_PREFIX):
-        yield from _chat_completions_stream(model, include_usage)
+        yield from _chat_completions_stream(model, include_usage, call)
         return
-    *chunks, finish, usage, done = _chat_completions_stream(model, True)
+    *chunks, finish, usage, done = _chat_completions_stream(model, True, call)
     yield from chunks
     yield json.dumps({**json.loads(finish), "usage": json.loads(usage)["usage"]})
     yield done

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -38,6 +39,7 @@ __all__ = [
     "dead_url",
     "decode_any_value",
     "decode_attributes",
+    "decode_spans",
 ]
 
 ScriptItem = int | tuple[int, Mapping[str, str]]
@@ -58,6 +60,7 @@ class ReceivedRequest:
     status: int
     span_count: int = 0  # spans decoded from the body (recorded or not)
     received_at: float = 0.0  # time.monotonic() when the body had been read
+    payload: bytes = b""  # the body decompressed (as received, when it could not be)
 
 
 @dataclass
@@ -89,6 +92,9 @@ class ReceivedSpan:
     end_ns: int
     path: str  # request path the span arrived on
     links: list[dict[str, Any]] = field(default_factory=list)
+    # dropped attributes, events, links of the span; dropped attributes of each event
+    dropped: tuple[int, int, int] = (0, 0, 0)
+    dropped_event_attributes: list[int] = field(default_factory=list)
 
     @property
     def duration_ns(self) -> int:
@@ -114,6 +120,11 @@ def decode_attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
 
 def _enum_name(prefix: str, name: str) -> str:
     return name[len(prefix) :] if name.startswith(prefix) else name
+
+
+def decode_spans(request: ExportTraceServiceRequest, path: str) -> list[ReceivedSpan]:
+    """The spans of one decoded export request (`path`: where it arrived, for the record)."""
+    return _decode_spans(request, path)
 
 
 def _decode_spans(request: ExportTraceServiceRequest, path: str) -> list[ReceivedSpan]:
@@ -144,6 +155,12 @@ def _decode_spans(request: ExportTraceServiceRequest, path: str) -> list[Receive
                         start_ns=sp.start_time_unix_nano,
                         end_ns=sp.end_time_unix_nano,
                         path=path,
+                        dropped=(
+                            sp.dropped_attributes_count,
+                            sp.dropped_events_count,
+                            sp.dropped_links_count,
+                        ),
+                        dropped_event_attributes=[e.dropped_attributes_count for e in sp.events],
                         links=[
                             {
                                 "trace_id": link.trace_id.hex(),
@@ -195,8 +212,10 @@ class _Server(ThreadingHTTPServer):
 class OTLPReceiver:
     """Loopback OTLP/HTTP trace receiver; see the module docstring."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", ssl_context: ssl.SSLContext | None = None) -> None:
         self._host = host
+        self._ssl_context = ssl_context
+        """Serve HTTPS with this context (a TLS or mTLS receiver) instead of plain HTTP."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -215,6 +234,11 @@ class OTLPReceiver:
             return self
         self._stopping.clear()
         server = _Server((self._host, 0), _Handler)
+        if self._ssl_context is not None:
+            # The handshake happens in the handler's thread, on its first read.
+            server.socket = self._ssl_context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         server.receiver = self
         self._server = server
         self._thread = threading.Thread(
@@ -248,8 +272,9 @@ class OTLPReceiver:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:PORT`` (no trailing slash)."""
-        return f"http://{self._host}:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:PORT`` (no trailing slash; https when TLS)."""
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{self._host}:{self.port}"
 
     # -- recorded data -----------------------------------------------------
 
@@ -340,6 +365,7 @@ class OTLPReceiver:
             status, extra = self._script.pop(0) if self._script else (200, {})
 
         spans: list[ReceivedSpan] = []
+        payload = b""
         decode_ok = True
         if handler.command != "POST":
             decode_ok = False
@@ -374,6 +400,7 @@ class OTLPReceiver:
                     status=status,
                     span_count=len(spans),
                     received_at=received_at,
+                    payload=payload,
                 )
             )
             if decode_ok and 200 <= status < 300:

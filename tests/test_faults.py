@@ -177,7 +177,6 @@ def test_sigterm_under_load_exit_is_bounded_once_and_loss_counted(
     assert elapsed < timeout + 2.5, f"exit took {elapsed:.1f}s with a {timeout:g}s timeout"
     (lost,) = [int(n) for n in NOT_DELIVERED.findall(err)]
     assert lost >= answered, err  # every answered request made a span, none delivered
-    assert "TRACEROOT_SHUTDOWN_TIMEOUT=4s" in err
 
 
 # -- a burst larger than the queue ---------------------------------------------------------

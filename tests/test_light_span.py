@@ -247,10 +247,66 @@ print(work())
 """
 
 
-def test_opentelemetry_span_limits_send_decorator_spans_through_the_sdk(
+def test_opentelemetry_span_limits_apply_to_light_spans(
     run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
 ) -> None:
     env = {**traceroot_env, "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4"}
     proc, spans = run_traced(run_python, receiver, env, LIMITED, expect=1)
-    assert proc.stdout == "_Span\n"
-    assert spans[0].attributes["custom"] == "abcd"  # the SDK applied the standard limit
+    assert proc.stdout == "LightSpan\n"  # no OTEL_* variable turns light spans off
+    assert spans[0].attributes["custom"] == "abcd"  # the standard limit, applied as the SDK does
+
+
+# Past every default limit (128 attributes, events, links, attributes per event/link).
+CROWDED = r"""
+import os
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+if os.environ["MODE"] == "sdk":
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+
+@observe
+def crowded():
+    span = trace.get_current_span()
+    for i in range(200):
+        span.set_attribute(f"a{i}", i)
+    span.set_attribute("a150", "updated")
+    for i in range(200):
+        span.add_event(f"e{i}", {f"k{j}": j for j in range(3 if i else 150)}, timestamp=i + 1)
+    for i in range(200):
+        span.add_link(trace.SpanContext(0xABC, i + 1, is_remote=True), {"n": i})
+    print(type(span).__name__)
+
+crowded()
+"""
+
+
+@pytest.mark.parametrize("limits", [{}, {"OTEL_SPAN_EVENT_COUNT_LIMIT": "5"}])
+def test_light_spans_obey_span_limits_as_sdk_spans_do(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str], limits: dict
+) -> None:
+    sent = {}
+    for mode in ("light", "sdk"):
+        receiver.clear()
+        env = {**traceroot_env, **limits, "MODE": mode}
+        proc, spans = run_traced(run_python, receiver, env, CROWDED, expect=1)
+        assert proc.stdout == ("LightSpan\n" if mode == "light" else "_Span\n"), proc.stderr
+        (span,) = spans
+        sent[mode] = (
+            span.attributes,
+            [(e.name, e.attributes) for e in span.events],
+            [(link["span_id"], link["attributes"]) for link in span.links],
+            span.dropped,
+            span.dropped_event_attributes,
+        )
+    assert sent["light"] == sent["sdk"]
+    attributes, events, links, dropped, _ = sent["light"]
+    assert len(attributes) == 128 and attributes["a150"] == "updated"
+    max_events = int(limits.get("OTEL_SPAN_EVENT_COUNT_LIMIT", 128))
+    assert len(events) == max_events and events[-1][0] == "e199"  # the newest kept
+    assert len(links) == 128
+    assert dropped[1:] == (200 - max_events, 72) and dropped[0] > 0

@@ -25,7 +25,7 @@ def test_the_readme_table_is_the_settings_table() -> None:
 
 
 def test_every_config_field_is_a_setting_or_derived_from_one() -> None:
-    derived = {"max_batch_size", "otlp_endpoint", "otlp_headers", "refused"}
+    derived = {"max_batch_size", "otlp_endpoint", "otlp_headers", "otlp", "refused"}
     fields = {f.name for f in dataclasses.fields(Config)}
     assert fields - derived == set(BY_FIELD)
 

@@ -38,6 +38,6 @@ OI_SPAN_KIND = "openinference.span.kind"
 OI_MODEL_NAME = "llm.model_name"
 OI_TOKENS_PROMPT = "llm.token_count.prompt"
 OI_TOKENS_COMPLETION = "llm.token_count.completion"
-OI_TOKENS_TOTAL = "llm.token_count.total"
 
 DECORATOR_SCOPE = "traceroot-sdk"
+OI_TOKENS_TOTAL = "llm.token_count.total"

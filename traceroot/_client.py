@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -11,8 +10,15 @@ from typing import Any, Literal
 from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Tracer, TracerProvider
-from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanLimits,
+    SpanProcessor,
+    Tracer,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from traceroot import _attributes as attr
@@ -20,11 +26,14 @@ from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _lifecycle as lifecycle
 from traceroot import _propagation as propagation
+from traceroot import _sampling as sampling
+from traceroot import _threads as threads
 from traceroot._config import Config, load_config
 from traceroot._export.finisher import Redact
 from traceroot._export.pipeline import ExportPipeline
 from traceroot._light_span import LightTracer
-from traceroot._stamping import StampingProcessor
+from traceroot._sampling import RateSampler
+from traceroot._stamping import Stamper
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")
@@ -35,7 +44,7 @@ Mode = Literal["explicit", "auto", "lazy"]
 class _SwitchableProcessor(SpanProcessor):
     """The one processor we add to a provider; a later `initialize()` swaps what it runs."""
 
-    def __init__(self, stamping: StampingProcessor, pipeline: ExportPipeline) -> None:
+    def __init__(self, stamping: Stamper, pipeline: ExportPipeline) -> None:
         self.stamping = stamping
         self.pipeline = pipeline
 
@@ -64,8 +73,17 @@ class _OwnProvider(TracerProvider):
         resource: Resource,
         ours: SpanProcessor,
         on_foreign_processor: Callable[[], None],
+        sampler: Sampler | None = None,
     ) -> None:
-        super().__init__(resource=resource, shutdown_on_exit=False)
+        # The limits are read from the OTEL_*_LIMIT variables once, here, for SDK and
+        # light spans alike. sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
+        self.span_limits = SpanLimits()
+        super().__init__(
+            resource=resource,
+            shutdown_on_exit=False,
+            span_limits=self.span_limits,
+            sampler=sampler,
+        )
         self._ours = ours
         self._on_foreign_processor = on_foreign_processor
 
@@ -106,37 +124,44 @@ class TraceRootClient:
 
     def _start(self) -> None:
         self.git = git.detect(self.config.git_repo, self.config.git_ref)
+        threads.install()  # work handed to other threads nests under the span that handed it
         stamping, pipeline = self._build_processors()
         self._processor = _SwitchableProcessor(stamping, pipeline)
         existing = trace.get_tracer_provider()
         if isinstance(existing, TracerProvider):
             provider = existing  # join it: the app's own exporters keep working
         else:
-            provider = _OwnProvider(self._resource(), self._processor, self._stop_light_spans)
+            provider = _OwnProvider(
+                self._resource(), self._processor, self._stop_light_spans, sampling.sampler_for()
+            )
             trace.set_tracer_provider(provider)
         provider.add_span_processor(self._processor)
         self._provider = provider
         self.tracer = provider.get_tracer(attr.DECORATOR_SCOPE, __version__)
         # Light spans only where they change nothing: our provider, our processor alone on
-        # it, its default sampler and no OTEL_*_LIMIT (anything else gets the SDK's spans).
+        # it and its default sampler (anything else gets the SDK's spans). They apply the
+        # same span limits the provider's SDK spans get.
         if (
             isinstance(provider, _OwnProvider)
             and isinstance(self.tracer, Tracer)
-            and provider.sampler is DEFAULT_ON
-            and not any(k.startswith("OTEL_") and k.endswith("_LIMIT") for k in os.environ)
+            and (provider.sampler is DEFAULT_ON or isinstance(provider.sampler, RateSampler))
         ):
             self._light = LightTracer(
                 provider.resource,
                 InstrumentationScope(attr.DECORATOR_SCOPE, __version__),
                 provider.id_generator,
                 self._processor.on_end,
+                provider.span_limits,
+                sample_bound=(
+                    provider.sampler.bound if isinstance(provider.sampler, RateSampler) else None
+                ),
             )
         self._announce()
 
     def _stop_light_spans(self) -> None:
         self._light = None  # another processor must see every span: SDK spans from now on
 
-    def _build_processors(self) -> tuple[StampingProcessor, ExportPipeline]:
+    def _build_processors(self) -> tuple[Stamper, ExportPipeline]:
         static: dict[str, Any] = {attr.SDK_NAME: SDK_NAME, attr.SDK_VERSION: __version__}
         if self.git.repo:
             static[attr.GIT_REPO] = self.git.repo
@@ -144,7 +169,7 @@ class TraceRootClient:
             static[attr.GIT_REF] = self.git.ref
         if self.config.environment:
             static[attr.ENVIRONMENT] = self.config.environment
-        return StampingProcessor(static), ExportPipeline(self.config, self.redact)
+        return Stamper(static), ExportPipeline(self.config, self.redact)
 
     def _resource(self) -> Resource:
         values: dict[str, Any] = {"service.name": self.config.service_name}
@@ -204,7 +229,8 @@ class TraceRootClient:
         if light is not None:
             span = light.start_span(name, stamped, parent.get_span_context())
             if span is not None:
-                stamping.opened(span.get_span_context().span_id, stamped)
+                if span.is_recording():  # not sampled: nothing to stamp
+                    stamping.opened(span.get_span_context().span_id, stamped)
                 return span
         return self.tracer.start_span(name, context=parent_context, attributes=stamped)
 

@@ -11,11 +11,18 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from traceroot._settings import BY_FIELD, DEFAULT_HOST_URL, Resolver, has_control_characters
+from traceroot._export.endpoint import OTLPSettings, resolve_otlp
+from traceroot._settings import (
+    BY_FIELD,
+    DEFAULT_HOST_URL,
+    PROGRAM_NAME_VARIABLE,
+    Resolver,
+    has_control_characters,
+)
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")
@@ -63,6 +70,8 @@ class Destination:
     endpoint: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     refused: str | None = None
+    # Protocol, timeout, compression and TLS files (the OTLP variables; see _export.endpoint).
+    settings: OTLPSettings = field(default_factory=OTLPSettings)
 
     def __repr__(self) -> str:
         return f"Destination({self.describe()})"
@@ -109,10 +118,18 @@ class Config:
     git_ref: str | None
     integrations: str | None
     otel_instrumentors: bool
+    scrub: bool
+    scrub_patterns: str | None
+    capture_content: bool
+    local: bool | None
+    local_dir: str | None
+    local_max_traces: int
+    local_max_mb: int
     otlp_endpoint: str | None = None
     otlp_headers: Mapping[str, str] = field(default_factory=dict)
     refused: str | None = None
     """Why nothing may be sent although a destination was configured."""
+    otlp: OTLPSettings = field(default_factory=OTLPSettings)
 
     def __repr__(self) -> str:
         # The key must never reach logs or tracebacks.
@@ -136,9 +153,21 @@ class Config:
                     "x-traceroot-sdk-name": SDK_NAME,
                     "x-traceroot-sdk-version": __version__,
                 },
+                # TraceRoot speaks OTLP/HTTP; the TLS files and compression apply to it too.
+                settings=replace(
+                    self.otlp,
+                    protocol="http/protobuf",
+                    timeout=None,
+                    endpoint_variable="TRACEROOT_HOST_URL",
+                ),
             )
         if self.otlp_endpoint:
-            return Destination(kind="otlp", endpoint=self.otlp_endpoint, headers=self.otlp_headers)
+            return Destination(
+                kind="otlp",
+                endpoint=self.otlp_endpoint,
+                headers=self.otlp_headers,
+                settings=self.otlp,
+            )
         return Destination(kind="local")
 
     @property
@@ -180,7 +209,9 @@ def _parse_headers(raw: str, variable: str) -> dict[str, str]:
 def _program_name() -> str:
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 in ("", "-c", "-m"):
-        return "python"
+        # A spawned worker (`python -c`), or `-m` before runpy names the module: the
+        # program traceroot-run started, when it did.
+        return os.environ.get(PROGRAM_NAME_VARIABLE, "").strip() or "python"
     name = os.path.basename(argv0)
     if name == "__main__.py":
         name = os.path.basename(os.path.dirname(argv0)) or name
@@ -243,6 +274,10 @@ def load_config(
         # (the resolver's warning says so); host_url keeps the default only for display.
         host_refused = "TRACEROOT_HOST_URL is not a valid URL"
     otlp_endpoint, otlp_refused = _otlp_endpoint(r)
+    # Protocol, timeout, compression, TLS files; the endpoint and headers are checked here.
+    otlp = resolve_otlp(r.environ, report_endpoint=False)
+    if otlp.protocol == "grpc" and otlp_endpoint:
+        otlp_endpoint = otlp.endpoint  # gRPC takes the URL as it is: no /v1/traces
     headers_raw = None
     for variable in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
         headers_raw = r.environ.get(variable)
@@ -255,6 +290,7 @@ def load_config(
         max_batch_size=values["flush_at"] if flush_at_set else DEFAULT_MAX_BATCH_SIZE,
         otlp_endpoint=otlp_endpoint,
         otlp_headers=_parse_headers(headers_raw, variable) if headers_raw else {},
+        otlp=otlp,
         refused=host_refused if values["api_key"] else otlp_refused,
     )
 

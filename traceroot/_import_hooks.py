@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from traceroot import _compat as compat
+
 logger = logging.getLogger("traceroot")
 
 
@@ -131,8 +133,7 @@ def imported(module: str) -> bool:
     found = sys.modules.get(module)
     if found is None:
         return False
-    spec = getattr(found, "__spec__", None)
-    return not getattr(spec, "_initializing", False)
+    return not compat.module_initializing(found)
 
 
 _finder = _PostImportFinder()

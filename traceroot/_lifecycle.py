@@ -22,6 +22,7 @@ import signal
 import struct
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -226,6 +227,42 @@ def start_thread(thread: threading.Thread) -> None:
 def _die_by(signum: int) -> None:
     _real_signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+_fork_callbacks: list[weakref.WeakMethod[Callable[[], None]]] = []
+_fork_hooked = False
+
+
+def after_fork_in_child(callback: Callable[[], None]) -> None:
+    """Run the bound method `callback` in each forked child, for as long as its object lives.
+
+    One process-wide hook serves every caller and holds their objects weakly, so a
+    re-initialized client does not leave its old pipelines registered and alive.
+    """
+    global _fork_hooked
+    _fork_callbacks[:] = [ref for ref in _fork_callbacks if ref() is not None]
+    _fork_callbacks.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
+    if not _fork_hooked and hasattr(os, "register_at_fork"):
+        _fork_hooked = True
+        os.register_at_fork(after_in_child=_run_fork_callbacks)
+
+
+def _run_fork_callbacks() -> None:
+    for ref in list(_fork_callbacks):
+        callback = ref()
+        if callback is None:
+            continue
+        try:
+            callback()
+        except Exception as exc:  # the child must start, whatever happens to our state
+            logger.warning(
+                "traceroot: resetting tracing after fork failed (%s)", type(exc).__name__
+            )
+
+
+def live_fork_callbacks() -> int:
+    """How many objects the fork hook still serves."""
+    return sum(1 for ref in _fork_callbacks if ref() is not None)
 
 
 class _Anchor:

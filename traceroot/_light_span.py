@@ -17,12 +17,15 @@ from time import time_ns
 from typing import Any
 
 from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
+
+from traceroot import _compat as compat
 
 logger = logging.getLogger("traceroot")
 
@@ -31,6 +34,8 @@ _UNSET = Status(StatusCode.UNSET)
 _ARRAY_TYPES = (bool, str, int, float)
 # Newer SDKs mark a trace id they generated at random (W3C trace context level 2).
 _RANDOM_FLAG = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+# The low 64 bits of a trace id decide ratio sampling (as TraceIdRatioBased does).
+_TRACE_ID_LIMIT = (1 << 64) - 1
 
 
 def clean_value(value: Any) -> types.AttributeValue | None:
@@ -57,8 +62,9 @@ def clean_value(value: Any) -> types.AttributeValue | None:
 class LightSpan(trace_api.Span, ReadableSpan):
     """A recording span whose finished form is itself: no copy when it ends.
 
-    Like the SDK's own span, it keeps name, status, end time, events and links in
-    `ReadableSpan`'s fields, so everything that reads a `ReadableSpan` sees them.
+    It applies the tracer's `SpanLimits` as the SDK span does (attributes, events and
+    links bounded, the oldest dropped and counted) and keeps its mutable state in its
+    own fields, read through `ReadableSpan`'s public properties, which it overrides.
     """
 
     def __init__(
@@ -69,43 +75,100 @@ class LightSpan(trace_api.Span, ReadableSpan):
         attributes: dict[str, Any],
         tracer: LightTracer,
     ) -> None:
+        limits = tracer.limits
+        if len(attributes) >= limits.max_attributes or limits.value_length is not None:
+            attributes, self._dropped_attributes = limits.bound(attributes)
+        else:
+            self._dropped_attributes = 0
         self._values = attributes
         self._span_context = context
-        self._on_end = tracer.on_end
+        self._light_name = name
+        self._light_status = _UNSET
+        self._light_end: int | None = None
+        self._tracer = tracer
+        # None until an event or link comes: most spans never get one, and every list is
+        # one more object for the garbage collector to walk while spans queue.
+        self._light_events: list[Event] | None = None
+        self._light_links: list[Link] | None = None
+        self._dropped_events = self._dropped_links = 0
         ReadableSpan.__init__(
             self,
             name=name,
             context=context,
             parent=parent,
             resource=tracer.resource,
-            attributes=attributes,
-            # Empty tuples until an event or link comes: most spans never get one, and every
-            # list is one more object for the garbage collector to walk while spans queue.
-            events=(),  # type: ignore[arg-type]
-            links=(),
             kind=trace_api.SpanKind.INTERNAL,
-            status=_UNSET,
             start_time=time_ns(),
             instrumentation_scope=tracer.scope,
         )
 
-    # --- the span API: what the SDK span does, minus its locks and bounded containers
+    # --- what ReadableSpan readers see
+
+    @property
+    def name(self) -> str:
+        return self._light_name
+
+    @property
+    def attributes(self) -> types.Attributes:
+        return self._values
+
+    @property
+    def events(self) -> Sequence[Event]:
+        return self._light_events or ()
+
+    @property
+    def links(self) -> Sequence[Link]:
+        return self._light_links or ()
+
+    @property
+    def status(self) -> Status:
+        return self._light_status
+
+    @property
+    def end_time(self) -> int | None:
+        return self._light_end
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_attributes
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped_links
+
+    # --- the span API: what the SDK span does, minus its locks
 
     def get_span_context(self) -> SpanContext:
         return self._span_context
 
     def is_recording(self) -> bool:
-        return self._end_time is None
+        return self._light_end is None
 
     def set_attribute(self, key: str, value: types.AttributeValue) -> None:
-        if self._end_time is not None:
+        if self._light_end is not None:
             logger.debug("traceroot: set_attribute(%r) on an ended span; ignored", key)
             return
         cleaned = clean_value(value)
         if cleaned is None or not key:
             logger.warning("traceroot: invalid attribute %r=%r dropped", key, value)
             return
-        self._values[key] = cleaned
+        values = self._values
+        limits = self._tracer.limits
+        if limits.value_length is not None:
+            cleaned = limits.cut(cleaned)
+        if key in values:
+            del values[key]  # as the SDK's bounded mapping: an update is the newest entry
+        elif len(values) >= limits.max_attributes:
+            if not values:
+                self._dropped_attributes += 1
+                return
+            del values[next(iter(values))]  # full: the oldest attribute gives way
+            self._dropped_attributes += 1
+        values[key] = cleaned
 
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         for key, value in attributes.items():
@@ -114,36 +177,56 @@ class LightSpan(trace_api.Span, ReadableSpan):
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
     ) -> None:
-        if self._end_time is not None:
+        if self._light_end is not None:
             return
-        cleaned: dict[str, Any] = {}
-        for key, value in (attributes or {}).items():
-            item = clean_value(value)
-            if item is not None:
-                cleaned[key] = item
-        events = self._events
-        if not isinstance(events, list):
-            events = self._events = []
-        events.append(Event(name, cleaned, timestamp or time_ns()))
+        limits = self._tracer.limits
+        bounded = BoundedAttributes(
+            limits.max_event_attributes,
+            attributes,
+            max_value_len=limits.event_value_length,
+            immutable=True,
+        )
+        events = self._light_events
+        if events is None:
+            events = self._light_events = []
+        if len(events) >= limits.max_events:
+            self._dropped_events += 1
+            if not events:
+                return
+            del events[0]  # full: the oldest event gives way, as in the SDK's bounded list
+        events.append(Event(name, bounded, timestamp or time_ns()))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        if self._end_time is None and context is not None and context.is_valid:
-            links = self._links
-            if not isinstance(links, list):
-                links = self._links = []
-            links.append(Link(context, attributes))
+        if self._light_end is not None or not compat.is_valid_link(context, attributes):
+            return
+        limits = self._tracer.limits
+        bounded = BoundedAttributes(
+            limits.max_link_attributes,
+            attributes,
+            max_value_len=limits.event_value_length,
+            immutable=True,
+        )
+        links = self._light_links
+        if links is None:
+            links = self._light_links = []
+        if len(links) >= limits.max_links:
+            self._dropped_links += 1
+            if not links:
+                return
+            del links[0]
+        links.append(Link(context, bounded))
 
     def update_name(self, name: str) -> None:
-        if self._end_time is None:
-            self._name = name
+        if self._light_end is None:
+            self._light_name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self._end_time is not None or self._status.status_code is StatusCode.OK:
+        if self._light_end is not None or self._light_status.status_code is StatusCode.OK:
             return  # OK is final, as in the SDK
         if isinstance(status, StatusCode):
             status = Status(status, description)
         if status.status_code is not StatusCode.UNSET:
-            self._status = status
+            self._light_status = status
 
     def record_exception(
         self,
@@ -170,16 +253,47 @@ class LightSpan(trace_api.Span, ReadableSpan):
         self.add_event("exception", values, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self._end_time is not None:
+        if self._light_end is not None:
             logger.debug("traceroot: end() on an ended span; ignored")
             return
-        self._end_time = end_time if end_time is not None else time_ns()
-        self._on_end(self)
+        self._light_end = end_time if end_time is not None else time_ns()
+        self._tracer.on_end(self)
 
-    @property
-    def attribute_values(self) -> dict[str, Any]:
-        """The span's own attribute dict (read it, don't change it: use set_attribute)."""
-        return self._values
+
+class Limits:
+    """The SDK's `SpanLimits`, as light spans apply them (read once, at start-up)."""
+
+    def __init__(self, limits: SpanLimits) -> None:
+        unbounded = 1 << 62  # the SDK's "no limit" is None; a huge number keeps checks simple
+        self.max_attributes: int = _limit(limits.max_span_attributes, unbounded)
+        self.max_events: int = _limit(limits.max_events, unbounded)
+        self.max_links: int = _limit(limits.max_links, unbounded)
+        self.max_event_attributes = limits.max_event_attributes
+        self.max_link_attributes = limits.max_link_attributes
+        self.value_length: int | None = limits.max_span_attribute_length
+        self.event_value_length: int | None = limits.max_attribute_length
+
+    def cut(self, value: Any) -> Any:
+        """A string (or strings in an array) cut to the span attribute length limit."""
+        length = self.value_length
+        if length is None:
+            return value
+        if isinstance(value, str):
+            return value[:length]
+        if isinstance(value, tuple):
+            return tuple(v[:length] if isinstance(v, str) else v for v in value)
+        return value
+
+    def bound(self, attributes: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The attributes a new span keeps under the limits, and how many it drops."""
+        items = list(attributes.items())
+        dropped = max(0, len(items) - self.max_attributes)
+        kept = items[dropped:]  # the SDK keeps the newest
+        return {k: self.cut(v) for k, v in kept}, dropped
+
+
+def _limit(value: int | None, unbounded: int) -> int:
+    return unbounded if value is None else value
 
 
 class LightTracer:
@@ -191,8 +305,13 @@ class LightTracer:
         scope: InstrumentationScope,
         id_generator: IdGenerator,
         on_end: Callable[[ReadableSpan], None],
+        limits: SpanLimits,
+        sample_bound: int | None = None,
     ) -> None:
+        self.limits = Limits(limits)
         self.resource = resource
+        # TRACEROOT_SAMPLE_RATE's trace-id cut-off (None: every new trace is kept).
+        self._sample_bound = sample_bound
         self.scope = scope
         self.on_end = on_end
         self._new_span_id = id_generator.generate_span_id
@@ -203,18 +322,32 @@ class LightTracer:
 
     def start_span(
         self, name: str, attributes: dict[str, Any], parent: SpanContext
-    ) -> LightSpan | None:
-        """A span under `parent` (an invalid context: a root); None if the parent is unsampled.
+    ) -> trace_api.Span:
+        """A span under `parent` (an invalid context: a root), non-recording when not sampled.
 
         `attributes` must hold valid attribute values already; the span keeps the dict.
+        The provider's sampler is parent-based (the default, or TRACEROOT_SAMPLE_RATE's), so
+        an unsampled parent means an unsampled child: a bare context, no span object.
         """
         if not parent.is_valid:
-            context = SpanContext(
-                self._new_trace_id(), self._new_span_id(), False, self._root_flags
-            )
+            trace_id = self._new_trace_id()
+            bound = self._sample_bound
+            if bound is not None and trace_id & _TRACE_ID_LIMIT >= bound:
+                flags = TraceFlags(self._root_flags & ~TraceFlags.SAMPLED)
+                unsampled = SpanContext(trace_id, self._new_span_id(), False, flags)
+                return trace_api.NonRecordingSpan(unsampled)
+            context = SpanContext(trace_id, self._new_span_id(), False, self._root_flags)
             return LightSpan(name, context, None, attributes, self)
         if not parent.trace_flags.sampled:
-            return None  # the sampler's call: left to the SDK
+            return trace_api.NonRecordingSpan(
+                SpanContext(
+                    parent.trace_id,
+                    self._new_span_id(),
+                    False,
+                    parent.trace_flags,
+                    parent.trace_state,
+                )
+            )
         context = SpanContext(
             parent.trace_id, self._new_span_id(), False, parent.trace_flags, parent.trace_state
         )

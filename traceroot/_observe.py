@@ -6,7 +6,6 @@ import functools
 import inspect
 import logging
 import os
-import sys
 from collections.abc import AsyncGenerator, Callable, Generator
 from types import FrameType
 from typing import Any, TypeVar, overload
@@ -17,6 +16,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from traceroot import _attributes as attr
 from traceroot import _client as client_module
+from traceroot import _compat as compat
 from traceroot._client import TraceRootClient, get_client
 from traceroot._config import tracing_disabled
 from traceroot._serialize import to_json, to_output_value
@@ -183,7 +183,7 @@ class _Observed:
                 attributes[attr.SPAN_INPUT] = to_json(
                     self._bound_arguments(args, kwargs), client.config.max_attribute_length
                 )
-            _add_source(attributes, client, sys._getframe(2))
+            _add_source(attributes, client, compat.caller_frame(2))
         except Exception as exc:  # capture is best-effort; the call itself must go ahead
             logger.debug("traceroot: capturing the input of %s failed: %r", self.name, exc)
         return client.start_span(self.name, attributes)

@@ -19,7 +19,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -27,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from traceroot import _compat as compat
 from traceroot import _import_hooks as import_hooks
 
 if TYPE_CHECKING:
@@ -107,21 +107,8 @@ def attach_parent_from_environment() -> None:
 
 
 def _set_process_default(ctx: Context) -> None:
-    # context.attach() would only reach the calling thread (and the asyncio tasks
-    # it starts): threads begin with an empty contextvars context, so their root
-    # spans would start new traces. Making the parent the *default* value of the
-    # runtime's context variable reaches every thread. This is only safe while
-    # nothing is attached yet (tokens of the old variable would not reset on the
-    # new one), i.e. at interpreter start-up; otherwise attach to this thread.
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    var = getattr(runtime, "_current_context", None)
-    if (
-        isinstance(var, ContextVar)
-        and threading.current_thread() is threading.main_thread()
-        and not otel_context.get_current()
-    ):
-        runtime._current_context = ContextVar(var.name, default=ctx)  # type: ignore[union-attr]
-    else:
+    # Every thread must continue the parent's trace, not only this one: see compat.
+    if not compat.set_process_default_context(ctx):
         otel_context.attach(ctx)
 
 

@@ -164,6 +164,13 @@ _PARSERS: dict[str, Callable[[Setting, str], Any]] = {
 }
 
 DEFAULT_HOST_URL = "https://app.traceroot.ai"
+DEFAULT_MAX_TRACES = 10_000
+DEFAULT_MAX_MB = 512
+
+# Not a user setting: `traceroot-run` records there the service name its program's
+# processes default to, for those whose command line does not say it (multiprocessing
+# spawn children run `python -c ...`: `uvicorn --workers 2` would name its workers "python").
+PROGRAM_NAME_VARIABLE = "TRACEROOT_PROGRAM_NAME"
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -331,6 +338,69 @@ SETTINGS: tuple[Setting, ...] = (
         "bool",
         True,
         "the launcher also activates installed `opentelemetry-instrumentation-*` packages",
+    ),
+    Setting(
+        "scrub",
+        ("TRACEROOT_SCRUB",),
+        "bool",
+        True,
+        "credentials (values under names like `api_key`, `password`, `authorization`, and values "
+        "shaped like keys, tokens, JWTs, PEM private keys) are replaced by `[scrubbed:<rule>]` "
+        "before export; `false` turns it off",
+    ),
+    Setting(
+        "scrub_patterns",
+        ("TRACEROOT_SCRUB_PATTERNS",),
+        "text",
+        None,
+        "more regular expressions to scrub, separated by commas (a comma inside `()`, `[]` or "
+        "`{}` belongs to its pattern); each match becomes `[scrubbed:custom-N]`",
+        when_invalid="patterns that do not compile are ignored",
+    ),
+    Setting(
+        "capture_content",
+        ("TRACEROOT_CAPTURE_CONTENT",),
+        "bool",
+        True,
+        "`false` keeps each span's structure, timing, model and token counts and withholds "
+        "every input, output, prompt and message (ours and the instrumentors'; OpenInference's "
+        "`OPENINFERENCE_HIDE_*` settings are turned on too)",
+    ),
+    Setting(
+        "local",
+        ("TRACEROOT_LOCAL",),
+        "bool",
+        None,
+        "`true` keeps a copy in the local store (`traceroot ui`) even when sending; "
+        "`false` turns the store off",
+        default_text="local mode only",
+        when_invalid="the store is on in local mode only",
+    ),
+    Setting(
+        "local_dir",
+        ("TRACEROOT_LOCAL_DIR",),
+        "text",
+        None,
+        "directory of the local store (`traces.db`)",
+        default_text="`$XDG_DATA_HOME/traceroot` or `~/.local/share/traceroot`",
+    ),
+    Setting(
+        "local_max_traces",
+        ("TRACEROOT_LOCAL_MAX_TRACES",),
+        "int",
+        DEFAULT_MAX_TRACES,
+        "traces the local store keeps; the oldest are pruned first",
+        minimum=1,
+        maximum=10_000_000,
+    ),
+    Setting(
+        "local_max_mb",
+        ("TRACEROOT_LOCAL_MAX_MB",),
+        "int",
+        DEFAULT_MAX_MB,
+        "size of the local store in MB; the oldest traces are pruned first",
+        minimum=1,
+        maximum=1_000_000,
     ),
 )
 

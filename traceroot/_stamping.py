@@ -10,7 +10,7 @@ from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _attributes as attr
@@ -22,7 +22,7 @@ _MAX_OPEN_SPANS = 65536
 Path = tuple[tuple[str, ...], tuple[str, ...]]
 
 
-class StampingProcessor(SpanProcessor):
+class Stamper:
     """Adds sdk/git/environment attributes, the span's path, and `using_attributes` values.
 
     The paths of open spans are kept by span id, so a child finds its parent's path
@@ -81,15 +81,9 @@ class StampingProcessor(SpanProcessor):
         self.opened(span.context.span_id, span.attributes or {})
 
     def on_end(self, span: ReadableSpan) -> None:
-        # The span has ended: its children now read its path from it, if at all.
+        """Forget an ended span's path: its children now read it from the span, if at all."""
         if span.context is not None:
             self._open.pop(span.context.span_id, None)
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 def _path_in(attributes: Mapping[str, Any]) -> Path | None:

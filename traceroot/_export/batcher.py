@@ -250,8 +250,9 @@ class Batcher:
             self.delivered += len(batch)
             self._last_export_ok = True
             self._gave_up_waiting = False
-        else:
+        else:  # some may have gone through (the rest refused, or cut short by a split)
             self._last_export_ok = False
+            self.delivered += getattr(self._exporter, "delivered_in_last_export", 0)
 
     def flush(self, timeout: float) -> bool:
         """Export everything queued now; True if done within `timeout` seconds."""

@@ -8,8 +8,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
 
-from opentelemetry import context as context_api
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from traceroot import _attributes as attr
@@ -120,7 +119,7 @@ class TraceTree:
             out.append(f"{prefix}{self._last}... {folded} more spans")
 
 
-class ConsoleProcessor(SpanProcessor):
+class ConsoleView:
     """Collects each trace's spans and prints the tree when its local root span ends."""
 
     def __init__(
@@ -133,10 +132,8 @@ class ConsoleProcessor(SpanProcessor):
         self._pending: dict[int, list[ReadableSpan]] = {}
         self._overflow: dict[int, int] = {}
 
-    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
-        pass
-
     def on_end(self, span: ReadableSpan) -> None:
+        """Keep `span`; print its trace's tree when it is the trace's local root."""
         if span.context is None:
             return
         trace_id = span.context.trace_id
@@ -174,8 +171,6 @@ class ConsoleProcessor(SpanProcessor):
             pass
 
     def shutdown(self) -> None:
+        """Forget traces whose root never ended."""
         with self._lock:
             self._pending.clear()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True

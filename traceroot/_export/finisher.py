@@ -1,4 +1,9 @@
-"""Rewriting finished spans before they leave: `redact=` and the attribute size bound."""
+"""Rewriting finished spans before they leave.
+
+In order: content withheld (TRACEROOT_CAPTURE_CONTENT=false), base64 media replaced by a
+placeholder, credentials scrubbed (TRACEROOT_SCRUB), `redact=`, the attribute size bound.
+The backend's own keys (`is_kept`) are never touched by any of them.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,9 @@ from opentelemetry.trace import Status
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _attributes as attr
+from traceroot._export.content import WITHHELD_CONTENT, capture_content_from_environment, is_content
+from traceroot._export.media import replace_media
+from traceroot._export.scrub import NAME_RULE, Scrubber, marker, scrubber_from_environment
 from traceroot._light_span import LightSpan
 from traceroot._serialize import to_json, truncate
 
@@ -54,13 +62,37 @@ def is_kept(key: str) -> bool:
     return key in _KEPT_EXACT or key.startswith(_KEPT_PREFIXES)
 
 
-class SpanFinisher:
-    """Applies `redact` to user-content attributes and cuts over-long values."""
+# Scrubbing reads this much past the length bound, so a credential straddling the cut is
+# whole when it is matched (a PEM key is the longest), and no more: the rest is cut anyway.
+_SCAN_MARGIN = 8192
 
-    def __init__(self, redact: Redact | None, max_length: int) -> None:
+_FROM_ENVIRONMENT: Any = object()
+
+
+class SpanFinisher:
+    """Withholds, scrubs and redacts user content, and cuts over-long values.
+
+    `scrubber` and `capture_content` default to what the environment says
+    (TRACEROOT_SCRUB, TRACEROOT_SCRUB_PATTERNS, TRACEROOT_CAPTURE_CONTENT).
+    """
+
+    def __init__(
+        self,
+        redact: Redact | None,
+        max_length: int,
+        *,
+        scrubber: Scrubber | None = _FROM_ENVIRONMENT,
+        capture_content: bool | None = None,
+    ) -> None:
         self._redact = redact
         self._max_length = max_length
         self._warned = False
+        self._scrubber: Scrubber | None = (
+            scrubber_from_environment() if scrubber is _FROM_ENVIRONMENT else scrubber
+        )
+        self._capture_content = (
+            capture_content_from_environment() if capture_content is None else capture_content
+        )
 
     def compact(self, span: ReadableSpan) -> ReadableSpan:
         """`span` held in plain dicts and tuples, ready to wait in a queue; no rule applied.
@@ -74,9 +106,20 @@ class SpanFinisher:
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         """`span` with the rules applied: the same span when they change nothing."""
-        attributes: Mapping[str, Any] = span.attributes or {}
-        events = span.events
-        status = span.status
+        # A plain dict (the SDK's attribute mapping copies at C speed) is quicker to walk.
+        original: Mapping[str, Any] = _plain_copy(span.attributes)
+        attributes = self._clean(original)
+        original_events = span.events  # the SDK makes a new tuple at each read
+        events = original_events
+        if events:
+            cleaned_events = tuple(self._clean_event(e) for e in events)
+            if any(c is not e for c, e in zip(cleaned_events, events, strict=True)):
+                events = cleaned_events
+        original_status = status = span.status
+        if status.description:
+            scrubbed = self._clean_text(status.description)
+            if scrubbed is not status.description:
+                status = Status(status.status_code, scrubbed)
         if self._redact is not None:
             attributes = self._apply(dict(attributes))
             events = tuple(
@@ -87,9 +130,64 @@ class SpanFinisher:
                 description = redacted.get(STATUS_MESSAGE_KEY)
                 status = Status(status.status_code, str(description) if description else None)
         bounded = self._bound(attributes)
-        if self._redact is None and bounded is attributes:
+        if (
+            self._redact is None
+            and bounded is original
+            and events is original_events
+            and status is original_status
+        ):
             return span
         return _copy(span, dict(bounded), tuple(events), status)
+
+    def _clean_event(self, event: Event) -> Event:
+        attributes = event.attributes or {}
+        cleaned = self._clean(attributes)
+        if cleaned is attributes:
+            return event
+        return Event(event.name, dict(cleaned), event.timestamp)
+
+    def _clean(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Content withheld, media replaced, credentials scrubbed: the same mapping if none."""
+        changed: dict[str, Any] | None = None
+        for key, value in attributes.items():
+            if is_kept(key):
+                continue
+            new = self._clean_value(key, value)
+            if new is not value:
+                if changed is None:
+                    changed = dict(attributes)
+                changed[key] = new
+        return attributes if changed is None else changed
+
+    def _clean_value(self, key: str, value: Any) -> Any:
+        if not self._capture_content and is_content(key):
+            return WITHHELD_CONTENT
+        scrubber = self._scrubber
+        if scrubber is not None and scrubber.sensitive_key(key) and value is not None:
+            if not isinstance(value, bool) and not _scrubbed(value):
+                # `http.request.header.authorization`, `db.password`: the key says it all.
+                return (marker(NAME_RULE),) if isinstance(value, tuple) else marker(NAME_RULE)
+        if type(value) is str:
+            return self._clean_text(value)
+        if type(value) is tuple and value and type(value[0]) is str:
+            items = tuple(self._clean_text(v) if type(v) is str else v for v in value)
+            return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        return value
+
+    def _clean_text(self, text: str) -> str:
+        """One string: media replaced, credentials scrubbed; `text` itself when nothing was."""
+        if len(text) < 8:
+            return text
+        cleaned = replace_media(text)
+        scrubber = self._scrubber
+        if scrubber is None:
+            return text if cleaned == text else cleaned
+        scan = self._max_length + _SCAN_MARGIN
+        if len(cleaned) <= scan:
+            cleaned = scrubber.text(cleaned)
+        else:  # only what can survive the length bound is read
+            cleaned = _cut(scrubber.text(cleaned[:scan]), self._max_length, len(cleaned) - scan)
+        return text if cleaned == text else cleaned
 
     def _apply(self, attributes: dict[str, Any]) -> dict[str, Any]:
         assert self._redact is not None
@@ -133,13 +231,34 @@ class SpanFinisher:
         return bounded
 
 
+class FinishedSpan(ReadableSpan):
+    """A finished span held in plain containers, with the dropped counts of the original."""
+
+    def __init__(self, dropped: tuple[int, int, int], **fields: Any) -> None:
+        super().__init__(**fields)
+        self._dropped_counts = dropped
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_counts[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped_counts[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped_counts[2]
+
+
 def _copy(
     span: ReadableSpan,
     attributes: dict[str, Any],
     events: tuple[Event, ...],
     status: Status,
 ) -> ReadableSpan:
-    return ReadableSpan(
+    return FinishedSpan(
+        (span.dropped_attributes, span.dropped_events, span.dropped_links),
         name=span.name,
         context=span.context,
         parent=span.parent,
@@ -153,6 +272,21 @@ def _copy(
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def _scrubbed(value: Any) -> bool:
+    """Whether `value` is a marker already (a shape rule's, which says more)."""
+    first = value[0] if isinstance(value, tuple) and value else value
+    return isinstance(first, str) and first.startswith("[scrubbed:")
+
+
+def _cut(text: str, limit: int, already_cut: int) -> str:
+    """`text` (the head of a longer value) cut to `limit`, the marker counting all that went."""
+    if len(text) > limit:
+        return truncate(text, limit, already_cut)
+    marker_room = len(f"...[truncated {len(text) + already_cut} chars]")
+    keep = max(0, min(len(text), limit - marker_room))
+    return f"{text[:keep]}...[truncated {len(text) - keep + already_cut} chars]"
 
 
 def _any_too_long(values: tuple[Any, ...], limit: int) -> bool:

@@ -8,46 +8,63 @@ stay within TRACEROOT_SHUTDOWN_TIMEOUT (`_lifecycle.exit_allowance`).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from opentelemetry import context as context_api
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 
-from traceroot._config import Config, safe_url
+from traceroot import _lifecycle as lifecycle
+from traceroot._config import Config
 from traceroot._export.batcher import Batcher
-from traceroot._export.console import LOCAL_NOTICE, ConsoleProcessor
+from traceroot._export.console import LOCAL_NOTICE, ConsoleView
+from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
-from traceroot._export.transport import OTLPHTTPExporter
-from traceroot._lifecycle import exit_allowance
+from traceroot._local.sink import store_batcher, viewer_hint
 
 logger = logging.getLogger("traceroot")
 
 
-class ExportPipeline(SpanProcessor):
-    """Our processor on the tracer provider: finisher, console view, batched export."""
+class ExportPipeline:
+    """What happens to each finished span: finisher, console view, batched export."""
 
     def __init__(self, config: Config, redact: Redact | None) -> None:
         self._config = config
         self._finish = SpanFinisher(redact, config.max_attribute_length)
         self._destination = config.destination
-        self._console: ConsoleProcessor | None = None
-        if config.console_enabled:
-            local = self._destination.kind == "local"
-            self._console = ConsoleProcessor(notice=LOCAL_NOTICE if local else None)
+        self._console: ConsoleView | None = None
+        local = self._destination.kind == "local"
         # Cutting long values waits for the export thread. `redact` runs as the span ends,
         # in its thread and context (it may read them), and the console shows finished spans.
-        self._finish_here = redact is not None or self._console is not None
+        self._finish_here = redact is not None or config.console_enabled
+        # The local store (traceroot ui) gets its own queue and thread.
+        store = store_batcher(
+            not local,
+            finish=None if self._finish_here else self._finish,
+            max_queue_size=config.max_queue_size,
+        )
+        self._store = store[0] if store is not None else None
+        if config.console_enabled:
+            notice = LOCAL_NOTICE + (viewer_hint(store[1]) if store is not None else "")
+            self._console = ConsoleView(notice=notice if local else None)
+        if self._store is not None:
+            lifecycle.after_fork_in_child(self._store.after_fork_in_child)
         self._lock = threading.Lock()
         self._closed = False
-        exit_allowance.limit = config.shutdown_timeout
+        lifecycle.exit_allowance.limit = config.shutdown_timeout
         self._batcher: Batcher | None = None
         endpoint = self._destination.endpoint
-        self._exporter: OTLPHTTPExporter | None = None
+        self._exporter: Any = None
         if self._destination.kind != "local" and endpoint is not None:
-            self._exporter = OTLPHTTPExporter(endpoint, self._destination.headers, config.timeout)
+            self._exporter = make_exporter(
+                self._destination.kind,
+                endpoint,
+                self._destination.headers,
+                self._destination.settings,
+                config.timeout,
+            )
+        if self._exporter is not None and endpoint is not None:
             self._batcher = Batcher(
                 self._exporter,
                 finish=None if self._finish_here else self._finish,
@@ -55,14 +72,12 @@ class ExportPipeline(SpanProcessor):
                 max_batch_size=config.max_batch_size,
                 flush_interval=config.flush_interval,
                 max_queue_size=config.max_queue_size,
-                describe_target=safe_url(endpoint),
+                describe_target=self._exporter.endpoint,
                 queue_wait=config.queue_wait,
             )
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=self._batcher.after_fork_in_child)
-
-    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
-        pass
+            # One process-wide fork hook holds pipelines weakly: a re-initialized client's
+            # old pipeline is not kept alive (nor reset) by it.
+            lifecycle.after_fork_in_child(self._batcher.after_fork_in_child)
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._closed:
@@ -75,13 +90,18 @@ class ExportPipeline(SpanProcessor):
                 self._console.on_end(finished)
             if self._batcher is not None:
                 self._batcher.add(finished)
+            if self._store is not None:
+                self._store.add(finished)
         except Exception as exc:  # never let the pipeline break the traced program
             logger.warning("traceroot: could not process a finished span: %r", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        if self._batcher is None or self._closed:
+        if self._closed:
             return True
-        return _within_exit_allowance(self._batcher.flush, timeout_millis / 1000)
+        budget = timeout_millis / 1000
+        stored = self._store is None or _within_exit_allowance(self._store.flush, budget)
+        sent = self._batcher is None or _within_exit_allowance(self._batcher.flush, budget)
+        return sent and stored
 
     def shutdown(self, timeout_millis: int | None = None) -> None:
         with self._lock:
@@ -89,7 +109,11 @@ class ExportPipeline(SpanProcessor):
                 return
             self._closed = True
         budget = self._config.shutdown_timeout if timeout_millis is None else timeout_millis / 1000
+        if self._store is not None:
+            self._store.shutdown(budget)  # local and quick; its exporter warns of its own failures
         if self._batcher is not None:
+            # A backend that is plainly absent (or refusing the key) is not waited for.
+            self._exporter.hurry()
             done = _within_exit_allowance(self._batcher.shutdown, budget)
             lost = self._batcher.undelivered
             if lost > 0:
@@ -100,13 +124,16 @@ class ExportPipeline(SpanProcessor):
                     details.append(f"last error: {self._exporter.last_error}")
                 elif not done:
                     details.append("the backend had not answered in time")
+                hopeless = self._exporter.unreachable or self._exporter.final
                 logger.warning(
-                    "traceroot: %d span(s) were not delivered to %s%s. Exit waits at most "
-                    "TRACEROOT_SHUTDOWN_TIMEOUT=%gs for the backend.",
+                    "traceroot: %d span(s) were not delivered to %s%s.%s",
                     lost,
-                    safe_url(self._destination.endpoint),
+                    self._exporter.endpoint,
                     f" ({'; '.join(details)})" if details else "",
-                    self._config.shutdown_timeout,
+                    ""
+                    if hopeless
+                    else " Exit waits at most TRACEROOT_SHUTDOWN_TIMEOUT="
+                    f"{self._config.shutdown_timeout:g}s for the backend.",
                 )
         if self._console is not None:
             self._console.shutdown()
@@ -114,12 +141,13 @@ class ExportPipeline(SpanProcessor):
 
 def _within_exit_allowance(wait: Callable[[float], bool], budget: float) -> bool:
     """`wait(budget)`, cut to what is left of the exit allowance once the process is exiting."""
-    if not exit_allowance.exiting:
+    allowance = lifecycle.exit_allowance
+    if not allowance.exiting:
         return wait(budget)
     started = time.monotonic()
     done = False
     try:
-        done = wait(min(budget, exit_allowance.left()))
+        done = wait(min(budget, allowance.left()))
         return done
     finally:
-        exit_allowance.charge(time.monotonic() - started, delivered=done)
+        allowance.charge(time.monotonic() - started, delivered=done)

@@ -17,6 +17,7 @@ from opentelemetry.trace import TracerProvider
 
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
+from traceroot._export.content import hide_content_in_instrumentors
 from traceroot._integrations import entry_points
 from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
 from traceroot._integrations.registry import REGISTRY, Integration, pip_hint
@@ -206,6 +207,7 @@ def _instrument(integration: Integration) -> None:
             )
             return
         instrumentor = _load_object(spec.instrumentor)()
+        hide_content_in_instrumentors()  # OpenInference reads its hide settings now
         instrumentor.instrument(tracer_provider=provider)
         # BaseInstrumentor declines, with its own log line, on a library version conflict.
         if not getattr(instrumentor, "is_instrumented_by_opentelemetry", True):

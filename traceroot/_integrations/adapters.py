@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry.trace import TracerProvider
+import wrapt
+from opentelemetry.trace import Span, Tracer, TracerProvider, use_span
+
+logger = logging.getLogger("traceroot")
 
 
 class AnthropicInstrumentor:
@@ -49,19 +55,73 @@ def _add_span_processor(tracer_provider: TracerProvider, processor: Any) -> None
 
 
 class PydanticAIInstrumentor:
-    """Turns on Pydantic AI's native spans and reshapes them into OpenInference ones."""
+    """Turns on Pydantic AI's native spans and reshapes them into OpenInference ones.
+
+    Each span is reshaped as it ends, before any processor sees it: OpenInference's span
+    processor would do it in ``on_end``, after ours (added first) has exported it as it was.
+    """
 
     def instrument(self, tracer_provider: TracerProvider) -> None:
-        from openinference.instrumentation.pydantic_ai import OpenInferenceSpanProcessor
         from pydantic_ai import Agent, InstrumentationSettings
 
-        _add_span_processor(tracer_provider, OpenInferenceSpanProcessor())
-        Agent.instrument_all(InstrumentationSettings(tracer_provider=tracer_provider))
+        reshaping = _ReshapingProvider(tracer_provider)
+        Agent.instrument_all(InstrumentationSettings(tracer_provider=reshaping))  # type: ignore[arg-type]
 
     def uninstrument(self) -> None:
         from pydantic_ai import Agent
 
         Agent.instrument_all(False)
+
+
+class _ReshapingProvider:
+    """Hands out tracers whose spans take Pydantic AI's OpenInference attributes at end."""
+
+    def __init__(self, inner: TracerProvider) -> None:
+        self._inner = inner
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Tracer:
+        return _ReshapingTracer(self._inner.get_tracer(*args, **kwargs))
+
+
+class _ReshapingTracer(Tracer):
+    def __init__(self, inner: Tracer) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Span:
+        return _ReshapedSpan(self._inner.start_span(*args, **kwargs))  # type: ignore[return-value]
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self, *args: Any, end_on_exit: bool = True, **kwargs: Any
+    ) -> Iterator[Span]:
+        span = self.start_span(*args, **kwargs)
+        with use_span(span, end_on_exit=end_on_exit, record_exception=True) as current:
+            yield current
+
+
+class _ReshapedSpan(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A span that adds OpenInference's reading of its attributes just before it ends."""
+
+    def end(self, end_time: int | None = None) -> None:
+        try:
+            from openinference.instrumentation.pydantic_ai.semantic_conventions import (
+                get_attributes,
+            )
+
+            span = self.__wrapped__
+            if span.is_recording() and span.attributes:
+                span.set_attributes(dict(get_attributes(span.attributes)))
+        except Exception:  # a library change costs the reshaping, never the span
+            logger.debug("traceroot: reshaping a Pydantic AI span failed", exc_info=True)
+        self.__wrapped__.end(end_time)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.end()
 
 
 class AgentFrameworkInstrumentor:

@@ -7,10 +7,10 @@ span carrying the LLM span's context, so its children still nest under the LLM s
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 from opentelemetry.context import Context
@@ -23,6 +23,7 @@ from opentelemetry.trace import (
     use_span,
 )
 
+from traceroot import _compat as compat
 from traceroot._integrations.registry import OI, Integration
 
 
@@ -46,7 +47,25 @@ class Cover:
 
     integration: Integration
     parent_scope: str | None = None  # it would start directly under that scope's span
+    parent_prefix: str = ""  # whose name starts so
     caller_module: str | None = None  # or it would start inside that library's code
+    caller_span: Callable[[FrameType], Span | None] | None = None
+    """With ``caller_module``: finds the covering span from that library's frame, when it is
+    never the current span (else the duplicate carries the current span's context)."""
+
+
+def _langchain_run_span(frame: FrameType | None, depth: int = 32) -> Span | None:
+    """The span of the LangChain run a frame up the stack serves: its ``run_manager`` local
+    (every chat model's ``_generate``/``_stream`` and their callers take one) names the run."""
+    from openinference.instrumentation.langchain import LangChainInstrumentor
+
+    while frame is not None and depth > 0:
+        run_id = getattr(frame.f_locals.get("run_manager"), "run_id", None)
+        if run_id is not None:
+            span: Span | None = LangChainInstrumentor().get_span(run_id)
+            return span
+        frame, depth = frame.f_back, depth - 1
+    return None
 
 
 DUPLICATES: dict[str, tuple[Cover, ...]] = {
@@ -56,23 +75,38 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
     f"{OI}.openai": (
         # litellm reaches OpenAI-compatible providers through the openai client.
         Cover(Integration.LITELLM, parent_scope=f"{OI}.litellm"),
+        # So do Pydantic AI's OpenAI models, under their own (reshaped) "chat <model>" span,
+        # which carries the model and token counts; a tool's own openai call is not covered.
+        Cover(Integration.PYDANTIC_AI, parent_scope="pydantic-ai", parent_prefix="chat "),
         # So does LangChain's ChatOpenAI; LangChain's spans never become the current span,
-        # so the openai span would be a sibling of its LLM span, found by the caller instead.
-        Cover(Integration.LANGCHAIN, caller_module="langchain_openai"),
+        # so the openai span would be a sibling of its LLM span, found by the caller instead,
+        # and what starts inside it (the HTTP request) goes under LangChain's LLM span.
+        Cover(
+            Integration.LANGCHAIN, caller_module="langchain_openai", caller_span=_langchain_run_span
+        ),
     ),
 }
 
 
-def _called_from(module: str, depth: int = 64) -> bool:
-    """Whether code of ``module`` (or its submodules) is on the calling stack."""
+def _called_from(module: str, depth: int = 64) -> FrameType | None:
+    """The innermost frame of ``module`` (or its submodules) on the calling stack, if any."""
     prefix = module + "."
-    frame = sys._getframe(2)
+    frame = compat.caller_frame(2)
     while frame is not None and depth > 0:
         name = frame.f_globals.get("__name__", "")
         if name == module or name.startswith(prefix):
-            return True
-        frame, depth = frame.f_back, depth - 1  # type: ignore[assignment]
-    return False
+            return frame
+        frame, depth = frame.f_back, depth - 1
+    return None
+
+
+def _caller_span(cover: Cover, frame: FrameType) -> Span | None:
+    if cover.caller_span is None:
+        return None
+    try:
+        return cover.caller_span(frame)
+    except Exception:  # a library change must not break the call: the current span it is
+        return None
 
 
 class _YieldingTracer(Tracer):
@@ -100,10 +134,18 @@ class _YieldingTracer(Tracer):
                 continue
             if cover.parent_scope is not None:
                 scope = getattr(parent, "instrumentation_scope", None)
-                if getattr(scope, "name", None) == cover.parent_scope and parent.is_recording():
+                if (
+                    getattr(scope, "name", None) == cover.parent_scope
+                    and parent.is_recording()
+                    and getattr(parent, "name", "").startswith(cover.parent_prefix)
+                ):
                     return NonRecordingSpan(parent.get_span_context())
-            elif cover.caller_module is not None and _called_from(cover.caller_module):
-                return NonRecordingSpan(parent.get_span_context())
+            elif cover.caller_module is not None:
+                frame = _called_from(cover.caller_module)
+                if frame is None:
+                    continue
+                found = _caller_span(cover, frame)
+                return NonRecordingSpan((found or parent).get_span_context())
         return None
 
     def start_span(
@@ -114,7 +156,7 @@ class _YieldingTracer(Tracer):
             return covered
         # The inner tracer's method, run on ``self``: OpenInference's tracer wraps this one
         # and calls it that way on itself, to use its own id generator.
-        return type(self._inner).start_span(self, name, context, *args, **kwargs)
+        return compat.start_span_as(self._inner, self, "start_span", name, context, *args, **kwargs)
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -122,8 +164,9 @@ class _YieldingTracer(Tracer):
     ) -> Iterator[Span]:
         covered = self._covered(context)
         if covered is None:
-            inner = type(self._inner).start_as_current_span
-            with inner(self, name, context, *args, **kwargs) as span:
+            with compat.start_span_as(
+                self._inner, self, "start_as_current_span", name, context, *args, **kwargs
+            ) as span:
                 yield span
         else:
             with use_span(covered, end_on_exit=False):

@@ -17,6 +17,7 @@ from opentelemetry.trace import TracerProvider
 
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
+from traceroot._export.content import hide_content_in_instrumentors
 from traceroot._integrations.registry import OI, REGISTRY, Integration
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ def activate_otel_entry_point(
                 return
             done.set()
             instrumentor = entry_point.load()()
+            hide_content_in_instrumentors()
             instrumentor.instrument(tracer_provider=tracer_provider, **kwargs)
             with _seen.lock:
                 _seen.otel_instrumented.append(instrumentor)

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import gzip
-import http.client
 import importlib
 import importlib.metadata
 import logging
-import socket
-import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import click
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from traceroot import _git as git
 from traceroot import _integrations as integrations
-from traceroot._config import Config, Destination, load_config, mask_secret, safe_url
+from traceroot import _sampling as sampling
+from traceroot._config import Config, load_config, mask_secret, safe_url
+from traceroot._export.exporters import Exporter, make_exporter
 from traceroot._integrations import Integration
 from traceroot._settings import SETTINGS, Setting
 from traceroot.version import SDK_NAME, __version__
@@ -101,6 +98,7 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
             _line(setting.variable, "the program's name (default)")
             continue
         _line(setting.variable, _shown(setting, config))
+    _line("sampling", sampling.describe(env))
     found = git.detect(config.git_repo, config.git_ref)
     _line("git repository", _show(found.repo, "<not found: set TRACEROOT_GIT_REPO>"))
     _line("git ref", _show(found.ref, "<not found: set TRACEROOT_GIT_REF>"))
@@ -150,8 +148,7 @@ def _print_versions() -> None:
             _line(name, "not installed")
 
 
-def _test_request_body(config: Config) -> bytes:
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+def _test_span(config: Config) -> ReadableSpan:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -175,65 +172,39 @@ def _test_request_body(config: Config) -> bytes:
     ):
         pass
     provider.shutdown()
-    return gzip.compress(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    (span,) = exporter.get_finished_spans()
+    return span
 
 
-def _explain(exc: BaseException, destination: Destination, timeout: float) -> str:
-    """One line naming what went wrong and what to fix."""
-    parts = urlsplit(destination.endpoint or "")
-    where = parts.netloc.rpartition("@")[2]
-    url_var = (
-        "TRACEROOT_HOST_URL" if destination.kind == "traceroot" else "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    if isinstance(exc, urllib.error.HTTPError):
-        detail = f"HTTP {exc.code} {exc.reason}"
-        if exc.code in (401, 403):
-            key_var = "TRACEROOT_API_KEY" if destination.kind == "traceroot" else "the headers"
-            return f"{detail}: the backend rejected the credentials; check {key_var}"
-        if exc.code == 404:
-            where = safe_url(destination.endpoint)
-            return f"{detail}: no trace endpoint at {where}; check {url_var}"
-        return f"{detail} from {where}"
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, socket.gaierror):
-        return f"DNS lookup of {parts.hostname} failed ({reason.strerror}); check {url_var}"
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        return f"TLS certificate of {where} not trusted ({reason.verify_message}); check {url_var}"
-    if isinstance(reason, ssl.SSLError):
-        return f"TLS handshake with {where} failed ({reason.reason or reason}); check {url_var}"
-    if isinstance(reason, ConnectionRefusedError):
-        return f"connection refused by {where}: is the backend running? check {url_var}"
-    if isinstance(reason, TimeoutError | socket.timeout):
-        return f"no answer from {where} within {timeout:g} s (timeout)"
-    if isinstance(reason, http.client.HTTPException | OSError):
-        return f"{type(reason).__name__} talking to {where}: {reason}"
-    return f"{type(reason).__name__}: {reason}"
-
-
-def _send_test_span(config: Config) -> str | None:
-    """POST one span to the destination; None on success, else what went wrong."""
+def _send_test_span(config: Config, env: Mapping[str, str]) -> str | None:
+    """Send one span through the exporter real exports use; None on success, else why not."""
     destination = config.destination
     assert destination.endpoint is not None
-    timeout = min(config.timeout, MAX_CHECK_TIMEOUT)
-    request = urllib.request.Request(
+    exporter = make_exporter(
+        destination.kind,
         destination.endpoint,
-        data=_test_request_body(config),
-        method="POST",
-        headers={
-            **destination.headers,
-            "Content-Type": "application/x-protobuf",
-            "Content-Encoding": "gzip",
-        },
+        destination.headers,
+        destination.settings,
+        min(config.timeout, MAX_CHECK_TIMEOUT),
+        environ=env,
     )
+    if exporter is None:
+        return "no exporter for this protocol (see above)"
+    route: Exporter = exporter  # type: ignore[assignment]
+    for label, value in route.describe_route():
+        _line(label, value)
+    _line("sent to", route.endpoint)
+    route.hurry()  # like exit: a backend that is plainly absent is not retried
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-            status = response.status
-    except Exception as exc:
-        return _explain(exc, destination, timeout)
+        result = exporter.export([_test_span(config)])
+    finally:
+        exporter.shutdown()
+    if result is not SpanExportResult.SUCCESS:
+        return route.last_error or "the backend did not accept the span"
     elapsed = (time.monotonic() - started) * 1000
-    _line("result", f"accepted (HTTP {status}, {elapsed:.0f} ms)")
+    answer = f"HTTP {route.last_status}" if route.last_status is not None else "gRPC OK"
+    _line("result", f"accepted ({answer}, {elapsed:.0f} ms)")
     return None
 
 
@@ -262,9 +233,10 @@ def run_check(env: Mapping[str, str]) -> int:
             )
             _line("result", "not sent: no backend configured")
         else:
-            _line("sent to", safe_url(destination.endpoint))
-            error = _send_test_span(config)
+            error = _send_test_span(config, env)
             if error is not None:
+                # The exporter warned it too: list it once.
+                warnings.messages = [m for m in warnings.messages if not m.startswith(error)]
                 _line("result", f"FAILED: {error}")
                 problems.append(f"the test span was not delivered: {error}")
     problems = [*warnings.messages, *problems]

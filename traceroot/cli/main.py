@@ -20,7 +20,7 @@ from typing import NoReturn
 import click
 
 from traceroot._config import tracing_disabled
-from traceroot._settings import SETTINGS
+from traceroot._settings import PROGRAM_NAME_VARIABLE, SETTINGS
 from traceroot.version import __version__
 
 PROG = "traceroot-run"
@@ -155,7 +155,48 @@ def site_blocking_flag(args: Sequence[str]) -> str | None:
     return None
 
 
-def prepare_environment(env: MutableMapping[str, str]) -> None:
+def program_name(program: str, args: Sequence[str]) -> str | None:
+    """The service name ``program args`` goes by: the script or module a Python command
+    runs (None for ``-c`` or stdin), else the program's own name."""
+    name = os.path.basename(program)
+    if _PYTHON_NAME.match(name):
+        script = _python_target(args)
+        if script is None or script.startswith("-m"):
+            return script[2:] if script else None
+        name = os.path.basename(script)
+        if name == "__main__.py":
+            name = os.path.basename(os.path.dirname(script)) or name
+    return name.removesuffix(".py") or None
+
+
+def _python_target(args: Sequence[str]) -> str | None:
+    """The script path a Python command line runs, ``-mMODULE``, or None (``-c``, stdin)."""
+    words = iter(args)
+    for arg in words:
+        if arg == "--":
+            return next(words, None)
+        if arg == "-" or not arg.startswith("-"):
+            return None if arg == "-" else arg
+        if arg.startswith("--"):
+            if arg == "--check-hash-based-pycs":
+                next(words, None)
+            continue
+        for index, flag in enumerate(arg[1:], start=2):
+            if flag == "c":
+                return None
+            if flag == "m":
+                module = arg[index:] or next(words, "")
+                return "-m" + module if module else None
+            if flag in "WX":
+                if index == len(arg):
+                    next(words, None)  # -W VALUE: skip VALUE
+                break
+    return None
+
+
+def prepare_environment(
+    env: MutableMapping[str, str], program: str | None = None, args: Sequence[str] = ()
+) -> None:
     """Make every Python process started with ``env`` run traceroot's sitecustomize.
 
     With tracing disabled the hook is left off the path (and taken off an inherited one),
@@ -170,6 +211,11 @@ def prepare_environment(env: MutableMapping[str, str]) -> None:
         return
     env["PYTHONPATH"] = with_hook_on_pythonpath(env.get("PYTHONPATH"))
     env[LAUNCHER_PYTHON_VAR] = sys.executable
+    name = program_name(program, args) if program is not None else None
+    if name:
+        env[PROGRAM_NAME_VARIABLE] = name
+    else:
+        env.pop(PROGRAM_NAME_VARIABLE, None)  # an outer launch's name is not this program's
 
 
 def _notice(message: str) -> None:
@@ -331,7 +377,7 @@ def main(
 
         sys.exit(run_check(env))
     assert program is not None
-    prepare_environment(env)
+    prepare_environment(env, program, args)
     exec_program(program, args, env)
 
 

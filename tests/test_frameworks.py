@@ -1,0 +1,171 @@
+"""Agent frameworks on their real libraries, under ``traceroot-run`` with no code change.
+
+Each program imports only its framework and drives it as its users write code,
+against the loopback fake provider (``fake_providers.py``); its spans are read
+from the loopback OTLP receiver. Asserted on what crossed the wire: one trace
+per run; the framework's agent, LLM and tool spans nested as a user would draw
+them; model name and token counts on every LLM span, streaming included;
+exactly one LLM span per provider request.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from fake_providers import COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, FakeProviders
+from otlp_receiver import OTLPReceiver, ReceivedSpan
+from sdk_helpers import Spans
+from test_launcher import launcher, program_env
+
+HTTPX = "opentelemetry.instrumentation.httpx"
+
+
+def _requires(*modules: str) -> pytest.MarkDecorator:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"not installed: {', '.join(missing)}")
+
+
+def kind(span: ReceivedSpan) -> str | None:
+    value = span.attributes.get("openinference.span.kind")
+    return str(value) if value is not None else None
+
+
+def run_framework(
+    tmp_path: Path,
+    traceroot_env: Mapping[str, str],
+    receiver: OTLPReceiver,
+    program: str,
+    *,
+    expect_output: str,
+) -> tuple[Spans, list[tuple[str, dict]]]:
+    """Run ``program`` (argv[1]: the fake provider's URL) under traceroot-run.
+
+    Returns its spans and the provider requests it made; asserts it exited 0 printing
+    ``expect_output`` and nothing of ours on stderr.
+    """
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(program))
+    with FakeProviders() as fake:
+        proc = subprocess.run(
+            [*launcher(), "python", str(script), fake.url],
+            env=program_env(traceroot_env),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        requests = fake.requests
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == expect_output, proc.stdout
+    assert "traceroot" not in proc.stderr, proc.stderr
+    return Spans(receiver.wait_for_spans(1, timeout=5)), requests
+
+
+def assert_one_trace(spans: Spans) -> ReceivedSpan:
+    """All spans in one trace under one root; the root."""
+    assert len({s.trace_id for s in spans}) == 1, [(s.name, s.trace_id) for s in spans]
+    (root,) = [s for s in spans if s.parent_span_id is None]
+    ids = {s.span_id for s in spans}
+    assert all(s.parent_span_id in ids for s in spans if s is not root)
+    return root
+
+
+def assert_llm_spans(spans: Spans, model: str, calls: int) -> list[ReceivedSpan]:
+    """Exactly ``calls`` LLM spans, each with the model and the fake's token counts."""
+    llms = [s for s in spans if kind(s) == "LLM"]
+    assert len(llms) == calls, [(s.name, s.scope_name) for s in llms]
+    for llm in llms:
+        attrs = llm.attributes
+        assert str(attrs["llm.model_name"]).startswith(model), attrs
+        assert attrs["llm.token_count.prompt"] == PROMPT_TOKENS, (llm.name, attrs)
+        assert attrs["llm.token_count.completion"] == COMPLETION_TOKENS, (llm.name, attrs)
+    return llms
+
+
+# -- LangChain: the HTTP request of an LLM call nests under that call ---------------------
+
+
+@_requires("langchain_openai", "opentelemetry.instrumentation.httpx")
+def test_langchain_http_client_spans_nest_under_their_llm_span(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from traceroot import observe
+        from langchain_core.prompts import ChatPromptTemplate
+        from langchain_openai import ChatOpenAI
+
+        llm = ChatOpenAI(model="gpt-4o-mini", base_url=sys.argv[1] + "/v1", api_key="k",
+                         max_retries=0, stream_usage=True)
+        chain = ChatPromptTemplate.from_messages([("user", "Say {what}")]) | llm
+
+        @observe(name="agent", type="agent")
+        async def agent():
+            first = chain.invoke({"what": "hello"}).content
+            second = (await llm.ainvoke("Say hello")).content
+            streamed = "".join(chunk.content for chunk in llm.stream("Say hello"))
+            return {first, second, streamed}
+
+        print(asyncio.run(agent()))
+        """
+    spans, requests = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY})
+    )
+    root = assert_one_trace(spans)
+    assert root.name == "agent"
+    llms = assert_llm_spans(spans, "gpt-4o-mini", calls=len(requests))
+    assert len(requests) == 3
+    assert all(s.scope_name == "openinference.instrumentation.langchain" for s in llms)
+    http = [s for s in spans if s.scope_name == HTTPX]
+    assert len(http) == 3, spans.names()
+    # Each request under the LLM span of the call that made it, one each: never the agent.
+    assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
+
+
+# -- Pydantic AI: its own spans, reshaped; the openai client's repeat steps aside -----------
+
+
+@_requires("pydantic_ai", "openinference.instrumentation.pydantic_ai")
+def test_pydantic_ai_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from pydantic_ai import Agent
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        provider = OpenAIProvider(base_url=sys.argv[1] + "/v1", api_key="k")
+        agent = Agent(OpenAIChatModel("gpt-4o-mini", provider=provider), name="weather_agent")
+
+        @agent.tool_plain
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        async def main():
+            async with agent.run_stream("Weather in Paris?") as result:  # streamed
+                return await result.get_output()
+
+        print(asyncio.run(main()))
+        """
+    spans, requests = run_framework(tmp_path, traceroot_env, receiver, program, expect_output=REPLY)
+    root = assert_one_trace(spans)
+    assert kind(root) == "AGENT" and "weather_agent" in root.name
+    assert len(requests) == 2  # the tool call, then the answer
+    llms = assert_llm_spans(spans, "gpt-4o-mini", calls=2)
+    (tool,) = [s for s in spans if kind(s) == "TOOL"]
+    assert tool.attributes["tool.name"] == "weather"
+    assert "Paris" in str(tool.attributes.get("input.value"))
+    assert {s.parent_span_id for s in [*llms, tool]} == {root.span_id}
+    first, second = sorted(llms, key=lambda s: s.start_ns)
+    assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+    # The HTTP requests nest under the LLM spans; no second (openai client) LLM span.
+    http = [s for s in spans if s.scope_name == HTTPX]
+    assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
+    assert not [s for s in spans if s.scope_name == "openinference.instrumentation.openai"]

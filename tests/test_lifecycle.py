@@ -1,0 +1,46 @@
+"""The process lifecycle: one fork hook however often the client is re-initialized."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otlp_receiver import OTLPReceiver
+from sdk_helpers import run_traced, stdout_json
+
+REINITIALIZED = r"""
+import gc, json, os
+import traceroot
+from traceroot import _lifecycle as lifecycle
+from traceroot import observe
+
+for round in range(5):
+    traceroot.initialize()
+    traceroot.shutdown()
+traceroot.initialize()
+gc.collect()
+hooks = lifecycle.live_fork_callbacks()
+
+@observe
+def work(where):
+    return where
+
+work("parent")
+traceroot.flush()
+pid = os.fork()
+if pid == 0:
+    work("child")
+    traceroot.shutdown()
+    os._exit(0)
+os.waitpid(pid, 0)
+print(json.dumps({"hooks": hooks}))
+"""
+
+
+def test_reinitializing_keeps_one_live_fork_hook(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    proc, spans = run_traced(run_python, receiver, traceroot_env, REINITIALIZED, expect=2)
+    # Before, each initialize() registered a hook holding its pipeline alive for good.
+    assert stdout_json(proc) == {"hooks": 1}
+    assert sorted(s.attributes["traceroot.span.output"] for s in spans) == ["child", "parent"]
+    assert proc.stderr == ""

@@ -1,0 +1,262 @@
+"""`traceroot ui` over real HTTP (the JSON the page reads, OTLP ingest); the terminal commands."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import subprocess
+import urllib.error
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from conftest import RunPython, clean_env
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from sdk_helpers import check
+from viewer_helpers import REPO, VIEWER, Viewer, run_traced
+
+AGENT = REPO / "examples" / "agent.py"
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+def test_the_page_and_its_json_show_the_demo(store_dir: Path):
+    check(run_traced(store_dir, AGENT))
+    with Viewer(store_dir) as viewer:
+        [listed] = viewer.wait_for_traces(1)
+        assert listed["name"] == "weather_agent"
+        assert (listed["session_id"], listed["user_id"]) == ("demo-session", "demo-user")
+        assert listed["span_count"] == 3 and listed["tokens"] == 21 and listed["error_count"] == 0
+        assert listed["start_us"] <= listed["end_us"]
+
+        trace = viewer.get(f"/api/trace/{listed['trace_id'][:10]}")  # a prefix is enough
+        assert trace["trace_id"] == listed["trace_id"]
+        by_name = {s["name"]: s for s in trace["spans"]}
+        llm = by_name["fake-llm"]["view"]
+        assert llm["kind"] == "llm" and llm["model"] == "demo-model-1"
+        assert llm["tokens"] == {"prompt": 9, "completion": 12, "total": 21}
+        assert llm["parameters"] == {"temperature": 0.2}
+        assert llm["messages"]["input"][0]["role"] == "user"
+        assert "Tokyo" in llm["messages"]["input"][0]["content"]
+        assert by_name["get_weather"]["view"]["output"] == "clear, 21°C"
+        assert by_name["fake-llm"]["parent_id"] == by_name["weather_agent"]["span_id"]
+
+        session = viewer.get("/api/session/demo-session")
+        assert [t["trace_id"] for t in session["traces"]] == [listed["trace_id"]]
+        assert "Tokyo" in session["traces"][0]["input"]
+
+        page = urllib.request.urlopen(viewer.url + "/", timeout=10)
+        policy = page.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        html = page.read().decode()
+        assert '<script src="/app.js"' in html and "http" not in html.replace("http-equiv", "")
+
+
+def test_filters_and_paging(store_dir: Path, tmp_path: Path):
+    script = tmp_path / "many.py"
+    script.write_text(
+        "import sys\n"
+        "from traceroot import observe, using_attributes\n"
+        "@observe(name='turn')\n"
+        "def turn(question):\n"
+        "    if question == 'boom':\n"
+        "        raise ValueError('no')\n"
+        "    return question.upper()\n"
+        "for i, q in enumerate(['alpha', 'beta', 'gamma', 'boom', 'delta']):\n"
+        "    with using_attributes(session_id='s1' if i < 3 else 's2', user_id=f'u{i % 2}'):\n"
+        "        try:\n"
+        "            turn(q)\n"
+        "        except ValueError:\n"
+        "            pass\n"
+    )
+    check(run_traced(store_dir, script))
+    with Viewer(store_dir) as viewer:
+        assert len(viewer.wait_for_traces(5)) == 5
+        assert len(viewer.get("/api/traces?session=s1")["traces"]) == 3
+        assert len(viewer.get("/api/traces?user=u1")["traces"]) == 2
+        [error] = viewer.get("/api/traces?errors=1")["traces"]
+        assert error["error_count"] == 1
+        [gamma] = viewer.get("/api/traces?q=gamm")["traces"]  # searches inputs
+        assert "gamma" in gamma["input"]
+        assert viewer.get("/api/traces?q=100%25")["traces"] == []  # % is a character
+        assert len(viewer.get("/api/traces?q=turn")["traces"]) == 5  # and names
+        assert viewer.get("/api/traces?service=nope")["traces"] == []
+        first = viewer.get("/api/traces?limit=2")
+        second = viewer.get(f"/api/traces?limit=2&before={first['next']}")
+        third = viewer.get(f"/api/traces?limit=2&before={second['next']}")
+        seen = [t["input"] for page in (first, second, third) for t in page["traces"]]
+        assert len(seen) == len(set(seen)) == 5  # newest first, no gaps or repeats
+        assert "delta" in seen[0]
+        ordered = viewer.get("/api/session/s2")["traces"]
+        assert ["boom" in ordered[0]["input"], "delta" in ordered[1]["input"]] == [True, True]
+        assert ordered[0]["error"]["type"] == "ValueError"
+        trace = viewer.get(f"/api/trace/{error['trace_id']}")
+        assert "Traceback" in trace["spans"][0]["view"]["error"]["traceback"]
+
+
+OTLP_PROGRAM = """
+import sys
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+url, compression = sys.argv[1], sys.argv[2]
+exporter = OTLPSpanExporter(
+    endpoint=url + "/v1/traces",
+    compression=Compression.Gzip if compression == "gzip" else Compression.NoCompression,
+)
+provider = TracerProvider(resource=Resource.create({"service.name": "other-sdk"}))
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+tracer = provider.get_tracer("plain")
+with tracer.start_as_current_span("chat", attributes={"session.id": "otlp-session"}):
+    with tracer.start_as_current_span("llm call") as span:
+        span.set_attribute("openinference.span.kind", "LLM")
+        span.set_attribute("llm.model_name", "gpt-test")
+        span.set_attribute("llm.input_messages.0.message.role", "system")
+        span.set_attribute("llm.input_messages.0.message.content", "Be brief.")
+        span.set_attribute("llm.input_messages.1.message.role", "user")
+        span.set_attribute("llm.input_messages.1.message.content", "Hi?")
+        span.set_attribute("llm.output_messages.0.message.role", "assistant")
+        span.set_attribute("llm.output_messages.0.message.content", "Hello.")
+        span.set_attribute("llm.token_count.prompt", 7)
+        span.set_attribute("llm.token_count.completion", 2)
+        try:
+            raise RuntimeError("rate limited")
+        except RuntimeError as exc:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, "rate limited"))
+provider.shutdown()
+print("sent")
+"""
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_otlp_from_the_plain_opentelemetry_sdk(
+    run_python: RunPython, store_dir: Path, compression: str
+):
+    with Viewer(store_dir) as viewer:
+        proc = check(run_python(OTLP_PROGRAM, args=[viewer.url, compression]))
+        assert proc.stdout == "sent\n" and "Failed" not in proc.stderr
+        [listed] = viewer.wait_for_traces(1)
+        assert (listed["name"], listed["service"], listed["span_count"]) == ("chat", "other-sdk", 2)
+        assert listed["error_count"] == 1 and listed["session_id"] == "otlp-session"
+        trace = viewer.get(f"/api/trace/{listed['trace_id']}")
+        llm = next(s for s in trace["spans"] if s["name"] == "llm call")
+        view = llm["view"]
+        assert [(m["role"], m["content"]) for m in view["messages"]["input"]] == [
+            ("system", "Be brief."),
+            ("user", "Hi?"),
+        ]
+        assert view["messages"]["output"][0]["content"] == "Hello."
+        assert view["kind"] == "llm" and view["model"] == "gpt-test"
+        assert view["tokens"] == {"prompt": 7, "completion": 2, "total": 9}
+        assert view["error"]["type"] == "RuntimeError"
+        assert "rate limited" in view["error"]["traceback"]
+        assert llm["otel_kind"] == "INTERNAL" and llm["status"] == "ERROR"
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("POST", "/v1/traces", body=body, headers=headers)
+    response = conn.getresponse()
+    return response.status, response.read()
+
+
+def test_requests_the_viewer_refuses(store_dir: Path):
+    protobuf = {"Content-Type": "application/x-protobuf"}
+    with Viewer(store_dir) as viewer:
+        # DNS rebinding: a page on evil.example resolving its name to 127.0.0.1.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            viewer.get("/api/traces", headers={"Host": "evil.example:80"})
+        assert refused.value.code == 403
+        # A cross-site form can only send text/plain: no OTLP.
+        assert _post(viewer.url, b"x", {"Content-Type": "text/plain"})[0] == 415
+        origin = {**protobuf, "Origin": "http://evil.example"}
+        assert _post(viewer.url, ExportTraceServiceRequest().SerializeToString(), origin)[0] == 403
+        status, body = _post(viewer.url, b"\xff\xfe not protobuf", protobuf)
+        assert status == 400 and b"not a valid OTLP" in body
+        bomb = gzip.compress(b"\0" * (200 * 1024 * 1024))  # expands past the 128 MB bound
+        gz = {**protobuf, "Content-Encoding": "gzip"}
+        assert _post(viewer.url, bomb, gz)[0] == 400
+        empty = ExportTraceServiceRequest().SerializeToString()
+        assert _post(viewer.url, empty, protobuf)[0] == 200
+        assert viewer.get("/api/traces")["traces"] == []
+
+
+def test_binding_beyond_loopback_warns(store_dir: Path):
+    viewer = Viewer(store_dir, "--host", "0.0.0.0")
+    err = viewer.stop()
+    assert "not loopback" in err and "--host 127.0.0.1" in err
+
+
+def test_a_busy_port_names_the_fix(store_dir: Path):
+    with Viewer(store_dir) as viewer:
+        port = viewer.url.rsplit(":", 1)[1]
+        proc = subprocess.run(
+            [VIEWER, "--dir", str(store_dir), "ui", "--port", port],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert proc.returncode == 1
+    assert "already in use" in proc.stderr and "--port 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _cli(store_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VIEWER, "--dir", str(store_dir), *args],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_traces_and_show_in_the_terminal(store_dir: Path, tmp_path: Path):
+    check(run_traced(store_dir, AGENT))
+    script = tmp_path / "escape.py"
+    script.write_text(
+        "from traceroot import observe\n"
+        "@observe(name='painter')\n"
+        "def painter():\n"
+        "    return 'red \\x1b[31mALERT\\x1b[0m'\n"
+        "painter()\n"
+    )
+    check(run_traced(store_dir, script))
+    listing = check(_cli(store_dir, "traces")).stdout.splitlines()
+    assert listing[0].split()[:2] == ["STARTED", "TRACE"]
+    assert "painter" in listing[1] and "weather_agent" in listing[2]  # newest first
+    agent_id = listing[2].split()[2]
+    assert len(agent_id) == 32
+    session = check(_cli(store_dir, "traces", "--session", "demo-session")).stdout
+    assert agent_id in session and "painter" not in session
+
+    shown = check(_cli(store_dir, "show", agent_id[:8])).stdout
+    assert shown.startswith(f"trace {agent_id}")
+    assert "`- weather_agent [agent]" in shown
+    assert "fake-llm [llm]" in shown and "model=demo-model-1" in shown
+    assert "user: Answer 'What's the weather in Tokyo?'" in shown
+    assert "output: clear, 21°C" in shown
+    assert 'input: {"city": "tokyo"}' in shown
+
+    painter_id = listing[1].split()[2]
+    painted = check(_cli(store_dir, "show", painter_id)).stdout
+    assert "\x1b" not in painted and "\\x1b[31mALERT" in painted  # shown, not obeyed
+
+    missing = _cli(store_dir, "show", "ffff")
+    assert missing.returncode == 1 and "no single trace" in missing.stderr
+
+
+def test_an_empty_store_says_how_to_fill_it(tmp_path: Path):
+    proc = _cli(tmp_path / "nothing", "traces")
+    assert proc.returncode == 0 and "traceroot-run" in proc.stderr

@@ -1,0 +1,126 @@
+"""Every use of an OpenTelemetry or CPython private name, each with a fallback.
+
+Nothing else in traceroot reaches into another library's private names: when
+one of these moves in a new release, this module is the one place to mend, and
+until then the fallback keeps the program (and tracing) running.
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+import sys
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from types import FrameType, ModuleType
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext
+from opentelemetry.util import types
+
+
+def caller_frame(depth: int) -> FrameType | None:
+    """The frame `depth` levels above the caller (CPython's `sys._getframe`)."""
+    getframe = getattr(sys, "_getframe", None)
+    if getframe is None:  # another Python: walk from the current frame
+        import inspect
+
+        frame = inspect.currentframe()
+        for _ in range(depth + 1):
+            frame = frame.f_back if frame is not None else None
+        return frame
+    try:
+        return getframe(depth + 1)  # type: ignore[no-any-return]
+    except ValueError:  # the stack is not that deep
+        return None
+
+
+def module_initializing(module: ModuleType) -> bool:
+    """Whether `module` is still executing its body (importlib's `ModuleSpec._initializing`).
+
+    Without the flag a module in `sys.modules` counts as imported, the previous rule.
+    """
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+def plain_json_encoder() -> Callable[[Any], str]:
+    """`json.dumps` with its defaults for values holding no container, built once.
+
+    `json.dumps` builds a C encoder per call; `json.encoder.c_make_encoder` (private)
+    gives one to reuse. Without it, `json.dumps` itself.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.dumps
+    try:
+        # markers (no cycle check: no containers), default, string encoder, indent,
+        # separators, sort_keys, skipkeys, allow_nan: what json.dumps passes by default.
+        encoder = make(
+            None,
+            json.JSONEncoder().default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ": ",
+            ", ",
+            False,
+            False,
+            True,
+        )
+        encoded = "".join(encoder({"probe": [1, "x"]}, 0))
+    except Exception:  # its signature changed
+        return json.dumps
+    if encoded != json.dumps({"probe": [1, "x"]}):
+        return json.dumps
+    return lambda value: "".join(encoder(value, 0))
+
+
+def set_process_default_context(ctx: Context) -> bool:
+    """Make `ctx` the current context of every thread, present and future.
+
+    `context.attach()` reaches only the calling thread (and the tasks it starts):
+    threads begin with an empty context. Replacing the runtime context's variable
+    (OpenTelemetry's private `_RUNTIME_CONTEXT._current_context`) by one whose
+    default is `ctx` reaches them all. Only safe while nothing is attached yet (tokens
+    of the old variable would not reset on the new one), on the main thread. False
+    when it cannot be done; the caller then attaches to this thread instead.
+    """
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if (
+        not isinstance(var, ContextVar)
+        or threading.current_thread() is not threading.main_thread()
+        or otel_context.get_current()
+    ):
+        return False
+    try:
+        runtime._current_context = ContextVar(var.name, default=ctx)  # type: ignore[union-attr]
+    except Exception:
+        return False
+    return True
+
+
+def is_valid_link(context: SpanContext | None, attributes: types.Attributes) -> bool:
+    """Whether the SDK would keep a link to `context` (its private `_is_valid_link`)."""
+    if context is None:
+        return False
+    try:
+        from opentelemetry.sdk.trace import _is_valid_link  # type: ignore[attr-defined]
+    except ImportError:  # older SDKs: a link needs a valid context
+        return bool(context.is_valid)
+    return bool(_is_valid_link(context, attributes))
+
+
+def start_span_as(tracer: Any, proxy: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+    """Run `tracer`'s own `method` with `proxy` as self (the SDK `Tracer`'s internals).
+
+    OpenInference's tracer wraps the one it is given and calls its `start_span` on
+    itself, to use its own id generator; a proxy that forwards attributes keeps that
+    working. When the method cannot run on the proxy, the tracer's own is used.
+    """
+    try:
+        return getattr(type(tracer), method)(proxy, *args, **kwargs)
+    except AttributeError:
+        return getattr(tracer, method)(*args, **kwargs)

@@ -1,0 +1,207 @@
+"""The standard OTLP exporter variables, resolved once into `OTLPSettings`.
+
+Every `OTEL_EXPORTER_OTLP_*` variable has a `TRACES_` twin that wins over it, as
+the OpenTelemetry specification says. A bad value is reported once, naming the
+variable and the fix, and the default is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+logger = logging.getLogger("traceroot")
+
+Protocol = Literal["http/protobuf", "grpc"]
+Compression = Literal["gzip", "none"]
+
+_PREFIX = "OTEL_EXPORTER_OTLP_"
+_warned: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True)
+class OTLPSettings:
+    """How to reach one OTLP destination (all fields optional; None means the default)."""
+
+    endpoint: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds
+    compression: Compression = "gzip"
+    protocol: Protocol = "http/protobuf"
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    # The variable that named the endpoint: what a failure message tells the user to check.
+    endpoint_variable: str = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    # Variables whose value came from the environment, for `--check` to show where each came from.
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+def _warn_once(variable: str, value: str, message: str) -> None:
+    if (variable, value) not in _warned:
+        _warned.add((variable, value))
+        logger.warning("traceroot: %s", message)
+
+
+def _pick(env: Mapping[str, str], suffix: str) -> tuple[str, str] | None:
+    """(variable, value) of the TRACES_ variable, else the generic one; None when neither is set."""
+    for name in (f"{_PREFIX}TRACES_{suffix}", f"{_PREFIX}{suffix}"):
+        raw = env.get(name)
+        if raw is not None and raw.strip():
+            return name, raw.strip()
+    return None
+
+
+def parse_headers(raw: str, variable: str) -> dict[str, str]:
+    """`k1=v1,k2=v2`, URL-encoded (W3C baggage format); malformed entries are reported, by name."""
+    headers: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            # The entry may be a secret pasted wrong: name its position, never its text.
+            _warn_once(
+                variable,
+                item,
+                f"ignoring a malformed entry in {variable} (expected key=value pairs "
+                "separated by commas).",
+            )
+            continue
+        name, text = unquote(key.strip()), unquote(value.strip())
+        if any(c in name + text for c in "\r\n\0"):
+            _warn_once(
+                variable,
+                item,
+                f"ignoring header {name.strip()!r} in {variable}: its name or value holds a line "
+                "break, which would let it forge other headers.",
+            )
+            continue
+        headers[name] = text
+    return headers
+
+
+def _file(env: Mapping[str, str], suffix: str, sources: dict[str, str]) -> str | None:
+    picked = _pick(env, suffix)
+    if picked is None:
+        return None
+    name, path = picked
+    if not os.path.isfile(path):
+        _warn_once(
+            name, path, f"{name}={path!r} is not a readable file; the TLS connection will fail."
+        )
+    sources[suffix] = name
+    return path
+
+
+def resolve_otlp(
+    environ: Mapping[str, str] | None = None, *, report_endpoint: bool = True
+) -> OTLPSettings:
+    """The OTLP exporter settings from `OTEL_EXPORTER_OTLP_{,TRACES_}*`.
+
+    setting: move to the settings table. Variables (each with a TRACES_ twin that wins):
+    ENDPOINT (URL; the generic one gets /v1/traces appended for http/protobuf),
+    HEADERS (k=v,...; default none), TIMEOUT (milliseconds > 0, at most 600000;
+    default: TRACEROOT_TIMEOUT), COMPRESSION (gzip | none; default gzip),
+    PROTOCOL (http/protobuf | grpc; http/json is sent as http/protobuf; default http/protobuf),
+    CERTIFICATE (CA bundle file), CLIENT_CERTIFICATE and CLIENT_KEY (PEM files, for mTLS).
+    `report_endpoint=False`: the caller checks ENDPOINT and HEADERS and warns about them.
+    """
+    env = os.environ if environ is None else environ
+    sources: dict[str, str] = {}
+
+    protocol: Protocol = "http/protobuf"
+    if picked := _pick(env, "PROTOCOL"):
+        name, raw = picked
+        value = raw.lower()
+        sources["PROTOCOL"] = name
+        if value == "grpc":
+            protocol = "grpc"
+        elif value == "http/json":
+            _warn_once(
+                name,
+                raw,
+                f"{name}=http/json is not supported; sending http/protobuf instead, which "
+                "every OTLP/HTTP receiver accepts on the same port.",
+            )
+        elif value != "http/protobuf":
+            _warn_once(
+                name,
+                raw,
+                f"invalid {name}={raw!r} (expected http/protobuf or grpc); using http/protobuf. "
+                f"Fix or unset {name}.",
+            )
+
+    endpoint: str | None = None
+    endpoint_variable = f"{_PREFIX}ENDPOINT"
+    if picked := _pick(env, "ENDPOINT"):
+        name, raw = picked
+        endpoint_variable = name
+        url = raw.rstrip("/") if name == f"{_PREFIX}ENDPOINT" else raw
+        if protocol == "http/protobuf" and name == f"{_PREFIX}ENDPOINT":
+            url += "/v1/traces"  # the generic variable names the base URL (specification)
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            endpoint = url
+            sources["ENDPOINT"] = name
+        elif report_endpoint:
+            shown = raw if "@" not in raw else "<hidden: it holds credentials>"
+            _warn_once(
+                name,
+                raw,
+                f"ignoring {name}={shown!r}: it needs an http:// or https:// URL such as "
+                "http://localhost:4318 (OTLP/HTTP) or http://localhost:4317 (gRPC).",
+            )
+
+    headers: dict[str, str] = {}
+    if (picked := _pick(env, "HEADERS")) and report_endpoint:
+        sources["HEADERS"] = picked[0]
+        headers = parse_headers(picked[1], picked[0])
+
+    timeout: float | None = None
+    if picked := _pick(env, "TIMEOUT"):
+        name, raw = picked
+        try:
+            millis = float(raw)
+        except ValueError:
+            millis = -1.0
+        if 0 < millis <= 600_000:
+            timeout = millis / 1000
+            sources["TIMEOUT"] = name
+        else:
+            _warn_once(
+                name,
+                raw,
+                f"invalid {name}={raw!r} (expected milliseconds, > 0 and at most 600000); "
+                f"using TRACEROOT_TIMEOUT. Fix or unset {name}.",
+            )
+
+    compression: Compression = "gzip"
+    if picked := _pick(env, "COMPRESSION"):
+        name, raw = picked
+        sources["COMPRESSION"] = name
+        if raw.lower() == "none":
+            compression = "none"
+        elif raw.lower() != "gzip":
+            _warn_once(
+                name,
+                raw,
+                f"invalid {name}={raw!r} (expected gzip or none); using gzip. Fix or unset {name}.",
+            )
+
+    return OTLPSettings(
+        endpoint=endpoint,
+        headers=headers,
+        timeout=timeout,
+        compression=compression,
+        protocol=protocol,
+        ca_file=_file(env, "CERTIFICATE", sources),
+        client_cert=_file(env, "CLIENT_CERTIFICATE", sources),
+        client_key=_file(env, "CLIENT_KEY", sources),
+        endpoint_variable=endpoint_variable,
+        sources=sources,
+    )

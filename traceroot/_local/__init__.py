@@ -1,0 +1,1 @@
+"""The local trace store (SQLite) and its viewer: `traceroot ui`, `traceroot traces`, `show`."""

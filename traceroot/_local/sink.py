@@ -1,0 +1,123 @@
+"""Finished spans into the local store, from a background thread of their own.
+
+The pipeline queues each span on a `Batcher` whose exporter is a `StoreExporter`:
+the calling thread only appends to a queue, the export thread writes to SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from traceroot._export.batcher import Batcher
+from traceroot._local.records import from_sdk_span
+from traceroot._local.settings import LocalSettings, local_settings
+from traceroot._local.store import Store
+
+logger = logging.getLogger("traceroot")
+
+# The store is local and fast: small batches often, so `traceroot ui` shows spans live.
+_FLUSH_AT = 64
+_BATCH_SIZE = 512
+_FLUSH_INTERVAL_S = 0.5
+_BUSY_RETRIES = 3
+
+
+def viewer_hint(settings: LocalSettings) -> str:
+    """The sentence the console's first notice adds when traces are also stored."""
+    return f" They are also kept in {settings.path}: run `traceroot ui` to browse them."
+
+
+def reason(exc: BaseException) -> str:
+    """A storage error in words, without a Python repr."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+class StoreExporter(SpanExporter):
+    """Writes batches to the store; gives up (with one warning) when it cannot write."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._broken = False
+        self._warned_busy = False
+        self.written = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._broken:
+            return SpanExportResult.FAILURE
+        rows = [row for row in map(from_sdk_span, spans) if row is not None]
+        for attempt in range(_BUSY_RETRIES):
+            try:
+                self.written += self._store.write(rows)
+                return SpanExportResult.SUCCESS
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    if attempt + 1 < _BUSY_RETRIES:
+                        continue
+                    if not self._warned_busy:
+                        self._warned_busy = True
+                        logger.warning(
+                            "traceroot: the local trace store %s stayed busy (other processes "
+                            "writing); %d span(s) were not kept locally.",
+                            self._store.path,
+                            len(rows),
+                        )
+                    return SpanExportResult.FAILURE
+                self._give_up(exc)
+            except (sqlite3.Error, OSError) as exc:
+                self._give_up(exc)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.FAILURE
+
+    def _give_up(self, exc: BaseException) -> None:
+        self._broken = True
+        logger.warning(
+            "traceroot: cannot write the local trace store %s (%s); traces are not kept "
+            "locally from now on (the program runs on). Set TRACEROOT_LOCAL_DIR to a writable "
+            "directory, or TRACEROOT_LOCAL=false to turn the store off.",
+            self._store.path,
+            reason(exc),
+        )
+        try:
+            self._store.close()
+        except sqlite3.Error:
+            pass
+
+    def shutdown(self) -> None:
+        pass  # the connection closes with the process; the worker may still be writing
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def store_batcher(
+    sending_elsewhere: bool,
+    *,
+    finish: Callable[[ReadableSpan], ReadableSpan] | None,
+    max_queue_size: int,
+) -> tuple[Batcher, LocalSettings] | None:
+    """A batcher writing to the local store, or None when the store is off.
+
+    On by default only when nothing is sent elsewhere; TRACEROOT_LOCAL decides otherwise.
+    """
+    settings = local_settings()
+    enabled = settings.enabled if settings.enabled is not None else not sending_elsewhere
+    if not enabled:
+        return None
+    store = Store(settings.path, settings.max_traces, settings.max_bytes)
+    batcher = Batcher(
+        StoreExporter(store),
+        finish=finish,
+        flush_at=_FLUSH_AT,
+        max_batch_size=_BATCH_SIZE,
+        flush_interval=_FLUSH_INTERVAL_S,
+        max_queue_size=max_queue_size,
+        describe_target=f"the local trace store {settings.path}",
+    )
+    return batcher, settings

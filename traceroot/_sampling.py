@@ -1,0 +1,81 @@
+"""Head sampling for high-volume services: which new traces are kept.
+
+`TRACEROOT_SAMPLE_RATE` keeps that fraction of the traces started here, chosen
+by trace id (the same rule as OpenTelemetry's `TraceIdRatioBased`, so every
+process agrees on a trace id), and follows the parent's decision otherwise, so
+a trace is kept or dropped whole across processes. Without it, the standard
+`OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG` apply (read by the SDK itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+logger = logging.getLogger("traceroot")
+
+_warned: set[str] = set()
+
+
+def sample_rate(environ: Mapping[str, str] | None = None) -> float | None:
+    """TRACEROOT_SAMPLE_RATE, or None when unset or invalid (warned once).
+
+    setting: move to the settings table. TRACEROOT_SAMPLE_RATE: the fraction of new
+    traces kept, a number from 0 to 1 (0 keeps none started here; a trace sampled
+    upstream is still followed); default: unset (every trace, or OTEL_TRACES_SAMPLER).
+    """
+    raw = (os.environ if environ is None else environ).get("TRACEROOT_SAMPLE_RATE")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:  # also refuses nan
+        if raw not in _warned:
+            _warned.add(raw)
+            logger.warning(
+                "traceroot: invalid TRACEROOT_SAMPLE_RATE=%r (expected a number from 0 to 1); "
+                "keeping every trace. Fix or unset TRACEROOT_SAMPLE_RATE.",
+                raw,
+            )
+        return None
+    return rate
+
+
+class RateSampler(ParentBased):
+    """Parent-based, keeping `rate` of new traces by trace id; `bound` is the id cut-off."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.bound = TraceIdRatioBased.get_bound_for_rate(rate)
+        super().__init__(TraceIdRatioBased(rate))
+
+
+def sampler_for(environ: Mapping[str, str] | None = None) -> RateSampler | None:
+    """Our sampler when TRACEROOT_SAMPLE_RATE is set; None leaves it to the SDK (OTEL_ vars)."""
+    rate = sample_rate(environ)
+    return RateSampler(rate) if rate is not None else None
+
+
+def describe(environ: Mapping[str, str] | None = None) -> str:
+    """The fraction of new traces kept, and the variable that says so, for `--check`."""
+    env = os.environ if environ is None else environ
+    rate = sample_rate(env)
+    if rate is not None:
+        raw = env["TRACEROOT_SAMPLE_RATE"]
+        return f"{rate:.4g} of new traces kept (TRACEROOT_SAMPLE_RATE={raw})"
+    name = (env.get("OTEL_TRACES_SAMPLER") or "").strip().lower()
+    if not name:
+        return "every trace (TRACEROOT_SAMPLE_RATE unset)"
+    arg = (env.get("OTEL_TRACES_SAMPLER_ARG") or "").strip()
+    if name in ("always_on", "parentbased_always_on"):
+        return f"every trace (OTEL_TRACES_SAMPLER={name})"
+    if name in ("always_off", "parentbased_always_off"):
+        return f"no trace (OTEL_TRACES_SAMPLER={name})"
+    if name in ("traceidratio", "parentbased_traceidratio"):
+        return f"{arg or '1.0'} of new traces kept (OTEL_TRACES_SAMPLER={name})"
+    return f"decided by OTEL_TRACES_SAMPLER={name}"
