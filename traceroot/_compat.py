@@ -124,3 +124,28 @@ def start_span_as(tracer: Any, proxy: Any, method: str, *args: Any, **kwargs: An
         return getattr(type(tracer), method)(proxy, *args, **kwargs)
     except AttributeError:
         return getattr(tracer, method)(*args, **kwargs)
+
+
+def simple_queue_get(queue: Any, slice_seconds: float) -> Any:
+    """`queue.get()` of a `multiprocessing` SimpleQueue, waiting in slices of `slice_seconds`.
+
+    A signal caught just before a single blocking wait begins leaves its Python handler
+    pending until that wait ends, which may be never (a pool worker waiting for a task it
+    will not get). Between slices the interpreter runs Python code, so the handler runs.
+    Uses the queue's private `_rlock` and `_reader`; without them, a plain `get()`.
+    """
+    rlock = getattr(queue, "_rlock", None)
+    reader: Any = getattr(queue, "_reader", None)
+    if rlock is None or not hasattr(reader, "poll") or not hasattr(reader, "recv_bytes"):
+        return queue.get()
+    from multiprocessing.reduction import ForkingPickler
+
+    while not rlock.acquire(timeout=slice_seconds):
+        pass
+    try:
+        while not reader.poll(slice_seconds):
+            pass
+        data = reader.recv_bytes()
+    finally:
+        rlock.release()
+    return ForkingPickler.loads(data)  # after releasing the lock, as SimpleQueue.get does

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from traceroot import _compat as compat
 from traceroot import _import_hooks as import_hooks
 from traceroot import _propagation as propagation
 
@@ -41,6 +42,7 @@ _WRAPPED = "__traceroot_wrapped__"
 # How much longer than the allowance a SIGTERM waits for the shutdown it started in a thread
 # (which could be stuck behind a lock the interrupted code holds).
 _GRACE = 0.5
+_WAIT_SLICE = 0.1  # seconds an idle pool worker waits for a task before running Python again
 
 
 class ExitAllowance:
@@ -313,7 +315,9 @@ class _Inbox:
 
     def get(self) -> Any:
         _worker_waiting()
-        task = self._queue.get()
+        # In slices: a SIGTERM caught just before a single blocking wait would leave our
+        # handler pending, and the worker waiting, for ever.
+        task = compat.simple_queue_get(self._queue, _WAIT_SLICE)
         if task is not None:  # None: the pool is closing and the worker exits
             _worker_busy()
         return task
