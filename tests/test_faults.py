@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
+from conftest import RunPython
 from otlp_receiver import OTLPReceiver, dead_url
 from test_launcher import launcher, program_env
 
@@ -110,7 +111,68 @@ def test_recycled_workers_with_a_hanging_backend_share_one_wait(
     assert elapsed < 2 * 1 + 6, f"took {elapsed:.1f}s"
 
 
+THREAD_POOL = """
+import sys
+from multiprocessing.pool import ThreadPool
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+
+@observe(name="task")
+def task(i):
+    return i
+
+@observe(name="parent")
+def parent(pool):
+    return pool.map(task, range(20)) + [pool.apply_async(task, (20,)).get()]
+
+with ThreadPool(3) as pool:  # made before the span: its threads start outside it
+    assert parent(pool) == list(range(21))
+print("done")
+"""
+
+
+def test_thread_pool_tasks_nest_under_the_submitting_span(
+    receiver: OTLPReceiver, traceroot_env: dict, run_python: RunPython
+) -> None:
+    done = run_python(THREAD_POOL, env=traceroot_env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")
+    spans = receiver.wait_for_spans(22)
+    (parent,) = [s for s in spans if s.name == "parent"]
+    tasks = [s for s in spans if s.name == "task"]
+    assert len(tasks) == 21
+    assert {(s.trace_id, s.parent_span_id) for s in tasks} == {(parent.trace_id, parent.span_id)}
+
+
 # -- SIGTERM: a server under load, the backend refusing or hanging ---------------------
+
+
+@pytest.mark.parametrize("backend", ["refusing", "hanging"])
+def test_sigterm_with_the_backend_down_reports_the_loss(
+    tmp_path: Path, hanging_url: str, backend: str
+) -> None:
+    env = {
+        "TRACEROOT_API_KEY": "k",
+        "TRACEROOT_HOST_URL": dead_url() if backend == "refusing" else hanging_url,
+        "TRACEROOT_SHUTDOWN_TIMEOUT": "1",
+    }
+    argv = [*launcher(), sys.executable, str(APPS / "long_running.py")]
+    proc = subprocess.Popen(
+        argv, env=program_env(env), cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, err  # still dies by the signal
+    assert "traceroot: 3 span(s) were not delivered" in err, err
+    assert elapsed < 1 + 3, f"exit took {elapsed:.1f}s with a 1s timeout"
 
 
 def _free_port() -> int:
