@@ -2,7 +2,8 @@
 
 argv: KIND [--init]. KIND is "with" (`with Pool(4) as p: p.map(...)`, the pool made
 inside the parent span), "early" (the pool made before the span; every way of
-submitting work) or "recycle" (made before the span, maxtasksperchild=1, left by `with`).
+submitting work) or "recycle" (made before the span, maxtasksperchild=1 and 40 tasks of
+5, so 40 workers in turn, left by `with`).
 --init calls traceroot.initialize() (for running without traceroot-run).
 """
 
