@@ -6,16 +6,18 @@ Integrations instrument a library this way, and propagation patches `subprocess`
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traceroot import _compat as compat
+
+if TYPE_CHECKING:
+    import importlib.abc
+    import importlib.machinery
 
 logger = logging.getLogger("traceroot")
 
@@ -30,7 +32,10 @@ def forget(module: str, callback: Callable[[], None]) -> None:
     _finder.unwatch(module, callback)
 
 
-class _NotifyingLoader(importlib.abc.Loader):
+# Plain classes, not importlib.abc's: that module pulls in importlib.resources and more,
+# which every traced process would pay for at start-up; the import system needs only the
+# methods.
+class _NotifyingLoader:
     """Runs the real loader, then the watcher's callbacks for the module."""
 
     def __init__(self, loader: importlib.abc.Loader, finder: _PostImportFinder) -> None:
@@ -53,7 +58,7 @@ class _NotifyingLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _PostImportFinder(importlib.abc.MetaPathFinder):
+class _PostImportFinder:
     """A meta path finder that calls back once a watched module has finished executing."""
 
     def __init__(self) -> None:

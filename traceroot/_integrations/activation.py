@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
-
-from opentelemetry.trace import TracerProvider
+from typing import TYPE_CHECKING, Any
 
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
-from traceroot._export.content import hide_content_in_instrumentors
 from traceroot._integrations import entry_points
-from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
 from traceroot._integrations.registry import REGISTRY, Integration, pip_hint
+
+if TYPE_CHECKING:  # OpenTelemetry and the duplicates table load with the first instrumentor
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger("traceroot")
 
@@ -30,12 +30,30 @@ def _load_object(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+class DeferredProvider:
+    """A provider not made yet: ``get()`` makes it, starting tracing, on first need.
+
+    The start-up hook activates integrations with one, so the OpenTelemetry SDK loads only
+    when an instrumented library is imported. Whoever makes the provider calls
+    `provider_ready` with it as soon as it exists.
+    """
+
+    def __init__(self, get: Callable[[], TracerProvider | None]) -> None:
+        self.get = get
+
+
+def resolve(provider: TracerProvider | DeferredProvider | None) -> TracerProvider | None:
+    """The provider itself, made now if it is deferred."""
+    return provider.get() if isinstance(provider, DeferredProvider) else provider
+
+
 class _State:
     """What has been requested, hooked and instrumented in this process."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.provider: TracerProvider | None = None
+        self.provider: TracerProvider | DeferredProvider | None = None
+        self.duplicates_pending = False  # decided when a deferred provider is made
         self.explicit = False
         self.hooks: dict[Integration, Callable[[], None]] = {}
         self.instrumented: dict[Integration, Any] = {}
@@ -84,14 +102,16 @@ def _parse(
 
 def activate(
     requested: Sequence[Integration | str] | str | None,
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider | DeferredProvider,
     *,
     explicit: bool,
 ) -> None:
     """Instrument the requested integrations on import, with ``tracer_provider``.
 
-    ``explicit=True``: ``requested`` is the user's ``initialize(integrations=...)`` list
-    (None does nothing); it replaces hooks left by an earlier automatic activation.
+    ``tracer_provider`` may be a `DeferredProvider`: it is made when the first requested
+    library is imported. ``explicit=True``: ``requested`` is the user's
+    ``initialize(integrations=...)`` list (None does nothing); it replaces hooks left by an
+    earlier automatic activation.
     ``explicit=False``: ``requested`` is ``TRACEROOT_INTEGRATIONS`` ("a,b", "all", "none")
     or None for every integration whose library is installed; ignored after an explicit
     activation. Never raises; problems are logged on the ``traceroot`` logger.
@@ -104,7 +124,7 @@ def activate(
 
 def _activate(
     requested: Sequence[Integration | str] | str | None,
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider | DeferredProvider,
     *,
     explicit: bool,
 ) -> None:
@@ -130,15 +150,48 @@ def _activate(
             for integration in (chosen if chosen is not None else list(Integration))
             if _request(integration, named=named)
         ]
-        active = {*ready, *_state.hooks, *_state.instrumented}
-        if any(c.integration in active for covers in DUPLICATES.values() for c in covers):
-            yield_duplicates(tracer_provider, lambda i: i in _state.instrumented)
+        if isinstance(tracer_provider, DeferredProvider):
+            _state.duplicates_pending = True
+        else:
+            _state.duplicates_pending = False
+            _yield_duplicates_on(tracer_provider, ready)
     # Instrumenting imports modules, so it happens without the lock: another thread may be
     # inside an import, waiting for the lock in its hook.
-    if previous is not None and previous is not tracer_provider:
+    if (
+        previous is not None
+        and previous is not tracer_provider
+        and not isinstance(tracer_provider, DeferredProvider)
+    ):
         _rebind(tracer_provider)
     for integration in ready:
         _instrument(integration)
+
+
+def _yield_duplicates_on(tracer_provider: TracerProvider, ready: Iterable[Integration]) -> None:
+    """Under the lock: give the provider yielding tracers when an active integration has
+    duplicates to silence."""
+    active = {*ready, *_state.hooks, *_state.instrumented, *_state.in_progress}
+    if not active:
+        return
+    from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
+
+    if any(c.integration in active for covers in DUPLICATES.values() for c in covers):
+        yield_duplicates(tracer_provider, lambda i: i in _state.instrumented)
+
+
+def provider_ready(tracer_provider: TracerProvider) -> None:
+    """A `DeferredProvider` has been made: integrations use this provider from now on.
+
+    Called before anything is instrumented with it, as the duplicates table must be in
+    place before instrumentors take their tracers.
+    """
+    with _state.lock:
+        if not isinstance(_state.provider, DeferredProvider):
+            return
+        _state.provider = tracer_provider
+        if _state.duplicates_pending:
+            _state.duplicates_pending = False
+            _yield_duplicates_on(tracer_provider, ())
 
 
 def _rebind(tracer_provider: TracerProvider) -> None:
@@ -194,7 +247,14 @@ def _instrument(integration: Integration) -> None:
         if integration in _state.instrumented or integration in _state.in_progress:
             return
         _state.in_progress.add(integration)
-        provider = _state.provider
+        deferred = _state.provider
+    # Outside the lock: making a deferred provider starts tracing, which takes other locks.
+    provider = resolve(deferred)
+    if isinstance(deferred, DeferredProvider):
+        with _state.lock:  # provider_ready() has run; else keep what get() gave
+            current = _state.provider
+        if current is not None and not isinstance(current, DeferredProvider):
+            provider = current
     # The lock is not held while instrumenting: that imports modules, and another
     # thread may be inside an import waiting for the lock in its hook.
     try:
@@ -206,6 +266,8 @@ def _instrument(integration: Integration) -> None:
                 pip_hint(integration),
             )
             return
+        from traceroot._export.content import hide_content_in_instrumentors
+
         instrumentor = _load_object(spec.instrumentor)()
         hide_content_in_instrumentors()  # OpenInference reads its hide settings now
         instrumentor.instrument(tracer_provider=provider)
@@ -269,7 +331,11 @@ def deactivate() -> None:
         _state.failed.clear()
         _state.provider = None
         _state.explicit = False
-        yield_duplicates(None)
+        _state.duplicates_pending = False
+        if "traceroot._integrations.duplicates" in sys.modules:
+            from traceroot._integrations.duplicates import yield_duplicates
+
+            yield_duplicates(None)
     for instrumentor in instrumentors:
         try:
             instrumentor.uninstrument()
@@ -278,5 +344,6 @@ def deactivate() -> None:
 
 
 def current_provider() -> TracerProvider | None:
-    """The provider integrations were last activated with, if any."""
-    return _state.provider
+    """The provider integrations were last activated with, if any (and made yet)."""
+    provider = _state.provider
+    return None if isinstance(provider, DeferredProvider) else provider

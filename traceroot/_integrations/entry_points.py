@@ -13,15 +13,16 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Union
 
-from opentelemetry.trace import TracerProvider
-
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
-from traceroot._export.content import hide_content_in_instrumentors
 from traceroot._integrations.registry import OI, REGISTRY, Integration
 
 if TYPE_CHECKING:
     import importlib.metadata
+
+    from opentelemetry.trace import TracerProvider
+
+    from traceroot._integrations.activation import DeferredProvider
 
 logger = logging.getLogger("traceroot")
 
@@ -56,7 +57,7 @@ def withdraw() -> list[Any]:
     return made
 
 
-def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
+def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvider) -> None:
     """Activate installed ``opentelemetry_instrumentor`` entry points, each on import.
 
     For the launcher path (which skips it when ``TRACEROOT_OTEL_INSTRUMENTORS`` is false); honours
@@ -89,7 +90,7 @@ def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> boo
 
 def activate_otel_entry_point(
     entry_point: AnyEntryPoint,
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider | DeferredProvider,
     **kwargs: Any,
 ) -> None:
     """Instrument one OpenTelemetry instrumentor entry point when its library is imported.
@@ -118,9 +119,13 @@ def activate_otel_entry_point(
             if done.is_set():
                 return
             done.set()
+            from traceroot._export.content import hide_content_in_instrumentors
+            from traceroot._integrations.activation import resolve
+
+            provider = resolve(tracer_provider)  # a deferred one starts tracing now
             instrumentor = entry_point.load()()
             hide_content_in_instrumentors()
-            instrumentor.instrument(tracer_provider=tracer_provider, **kwargs)
+            instrumentor.instrument(tracer_provider=provider, **kwargs)
             with _seen.lock:
                 _seen.otel_instrumented.append(instrumentor)
                 for module, other in [h for h in _seen.otel_hooks if h[1] is hook]:

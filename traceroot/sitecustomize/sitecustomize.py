@@ -61,7 +61,12 @@ def _initialize() -> None:
         )
         return
     try:
-        auto_initialize()
+        # Deferred: only the configuration and the import hooks now; the SDK loads with the
+        # first span. An older traceroot (another interpreter's) starts everything at once.
+        if "deferred" in (getattr(auto_initialize, "__kwdefaults__", None) or {}):
+            auto_initialize(deferred=True)
+        else:
+            auto_initialize()
     except Exception as exc:  # auto_initialize() should never raise; be sure anyway
         _warn(f"tracing could not start ({exc!r}); the program runs untraced.")
 
