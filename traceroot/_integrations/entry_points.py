@@ -6,6 +6,7 @@ integrations already traces that library (it would make a second span per call).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -79,12 +80,19 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvid
             activate_otel_entry_point(entry_point, tracer_provider)
 
 
+@functools.cache
+def _ours() -> frozenset[str]:
+    """The distributions and integration names our LLM integrations cover, normalized."""
+    ours = {distributions.normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
+    ours |= {distributions.normalize(member.value) for member in Integration}
+    return frozenset(ours)
+
+
 def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
     """Whether an LLM integration of ours already traces what this entry point would."""
     if entry_point.value.startswith(OI + "."):
         return True
-    ours = {distributions.normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
-    ours |= {distributions.normalize(member.value) for member in Integration}
+    ours = _ours()
     return distributions.normalize(entry_point.name) in ours or bool(libraries & ours)
 
 
@@ -99,11 +107,14 @@ def activate_otel_entry_point(
     second span per call), as are ones already handled. Never raises.
     """
     try:
-        libraries = _instrumented_libraries(entry_point)
         with _seen.lock:
             if entry_point.name in _seen.otel_seen:
                 return
             _seen.otel_seen.add(entry_point.name)
+        # OpenInference's own entry points are ours already: no need to read their metadata.
+        libraries = (
+            [] if entry_point.value.startswith(OI + ".") else _instrumented_libraries(entry_point)
+        )
         if _covered_by_registry(entry_point, set(libraries)):
             logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
             return
