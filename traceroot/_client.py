@@ -197,6 +197,11 @@ def _start_on_api_import() -> None:
         _lock.release()
 
 
+def current_client() -> TraceRootClient | None:
+    """The process's client if one exists yet (never creates one; None while it is deferred)."""
+    return _client
+
+
 def get_client() -> TraceRootClient:
     """The process's client, initialized from the environment on first use."""
     global _client
