@@ -1,8 +1,9 @@
 """traceroot's start-up hook, imported by Python in every process that has
 this folder on ``PYTHONPATH`` (``traceroot-run`` puts it there).
 
-It initializes tracing from the ``TRACEROOT_*`` variables (the launcher leaves
-it off the path when tracing is disabled), then runs the
+It prepares tracing from the ``TRACEROOT_*`` variables (the launcher leaves
+it off the path when tracing is disabled): the configuration and the import hooks
+only, the SDK loading with the first span or instrumented import; then it runs the
 user's own ``sitecustomize`` from further down ``sys.path``, so that one is
 not shadowed. It must never break the program: a failure is one warning on
 stderr and the program runs untraced.
