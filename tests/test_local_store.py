@@ -267,7 +267,7 @@ def test_a_full_disk_warns_once_and_the_program_runs_on(run_python: RunPython, t
     assert proc.returncode == 3 and proc.stdout == "output unchanged\n", proc.stderr
     warnings = warnings_in(proc.stderr, "cannot write the local trace store")
     assert len(warnings) == 1, proc.stderr
-    assert "full" in warnings[0].lower() and "TRACEROOT_LOCAL" in warnings[0]
+    assert "is the disk full?" in warnings[0] and "TRACEROOT_LOCAL_DIR" in warnings[0]
     assert "Error(" not in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.count("traceroot: trace ") == 40  # the console view is unaffected
     assert (tmp_path / "traces.db").stat().st_size <= 200_000
