@@ -29,8 +29,7 @@ from traceroot import _propagation as propagation
 from traceroot import _sampling as sampling
 from traceroot import _threads as threads
 from traceroot._config import Config, load_config
-from traceroot._export.finisher import Redact
-from traceroot._export.pipeline import ExportPipeline
+from traceroot._export import ExportPipeline, Redact
 from traceroot._light_span import LightTracer
 from traceroot._sampling import RateSampler
 from traceroot._stamping import Stamper
