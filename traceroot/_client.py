@@ -23,7 +23,7 @@ from traceroot._config import Config, load_config
 from traceroot._integrations.activation import DeferredProvider, provider_ready
 
 if TYPE_CHECKING:
-    from traceroot._export.finisher import Redact
+    from traceroot._export import Redact
     from traceroot._sdk_client import Mode, TraceRootClient
     from traceroot._sdk_client import TracerootClient as TracerootClient
 

@@ -266,7 +266,7 @@ def _instrument(integration: Integration) -> None:
                 pip_hint(integration),
             )
             return
-        from traceroot._export.content import hide_content_in_instrumentors
+        from traceroot._content import hide_content_in_instrumentors
 
         instrumentor = _load_object(spec.instrumentor)()
         hide_content_in_instrumentors()  # OpenInference reads its hide settings now

@@ -130,7 +130,7 @@ def activate_otel_entry_point(
             if done.is_set():
                 return
             done.set()
-            from traceroot._export.content import hide_content_in_instrumentors
+            from traceroot._content import hide_content_in_instrumentors
             from traceroot._integrations.activation import resolve
 
             provider = resolve(tracer_provider)  # a deferred one starts tracing now
