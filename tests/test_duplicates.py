@@ -73,3 +73,26 @@ def test_a_span_made_from_the_covering_library_steps_aside() -> None:
     assert (recorded_inside, recorded_direct) == (False, True)
     assert {s.name for s in exporter.get_finished_spans()} == {"root", "direct"}
     assert "get_tracer" not in vars(provider)
+
+
+def test_the_openai_span_steps_aside_under_an_openai_agents_model_span() -> None:
+    """Under the Agents SDK's "response"/"generation" span only; its other spans keep it."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield_duplicates(provider, {Integration.OPENAI_AGENTS}.__contains__)
+    try:
+        agents = provider.get_tracer(f"{OI}.openai_agents")
+        openai = provider.get_tracer(f"{OI}.openai")
+        recorded = {}
+        for name in ("response", "generation", "weather"):  # the last: a tool's own call
+            with agents.start_as_current_span(name):
+                with openai.start_as_current_span(f"openai under {name}") as span:
+                    recorded[name] = span.is_recording()
+    finally:
+        yield_duplicates(None)
+    assert recorded == {"response": False, "generation": False, "weather": True}
+    names = {s.name for s in exporter.get_finished_spans()}
+    assert names == {"response", "generation", "weather", "openai under weather"}

@@ -169,3 +169,90 @@ def test_pydantic_ai_agent_llm_and_tool_spans(
     http = [s for s in spans if s.scope_name == HTTPX]
     assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
     assert not [s for s in spans if s.scope_name == "openinference.instrumentation.openai"]
+
+
+def by_trace(spans: Spans) -> list[Spans]:
+    """The spans grouped by trace, in the order the traces started."""
+    traces: dict[str, Spans] = {}
+    for span in sorted(spans, key=lambda s: s.start_ns):
+        traces.setdefault(span.trace_id, Spans()).append(span)
+    return list(traces.values())
+
+
+def ancestors(spans: Spans, span: ReceivedSpan) -> list[ReceivedSpan]:
+    """The spans above ``span``, its parent first."""
+    found = []
+    while span.parent_span_id is not None:
+        span = spans.by_id(span.parent_span_id)
+        found.append(span)
+    return found
+
+
+def assert_http_under(spans: Spans, llms: list[ReceivedSpan]) -> None:
+    """Each HTTP request directly under the LLM span of the call that made it, one each."""
+    http = [s for s in spans if s.scope_name == HTTPX]
+    assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
+
+
+# -- OpenAI Agents: its own LLM span per call; the openai client's repeat steps aside -------
+
+
+@_requires("agents", "openinference.instrumentation.openai_agents")
+def test_openai_agents_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from agents import (Agent, ModelSettings, OpenAIChatCompletionsModel, Runner,
+                            function_tool, set_default_openai_client)
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(base_url=sys.argv[1] + "/v1", api_key="k")
+        set_default_openai_client(client)
+
+        @function_tool
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        agent = Agent(name="weather_agent", instructions="Be brief.", model="gpt-4o-mini",
+                      tools=[weather])
+        # The same agent on Chat Completions; streamed usage must be asked for there.
+        chat_agent = agent.clone(
+            name="chat_agent", model=OpenAIChatCompletionsModel("gpt-4o-mini", client),
+            model_settings=ModelSettings(include_usage=True))
+
+        async def main():
+            replies = {(await Runner.run(agent, "Weather in Paris?")).final_output}
+            for each in (agent, chat_agent):  # streamed: Responses, then Chat Completions
+                streamed = Runner.run_streamed(each, "Weather in Paris?")
+                async for _ in streamed.stream_events():
+                    pass
+                replies.add(streamed.final_output)
+            return replies
+
+        print(asyncio.run(main()))
+        """
+    spans, requests = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY})
+    )
+    paths = [(path, bool(body.get("stream"))) for path, body in requests]
+    assert paths == [
+        *[("/v1/responses", False)] * 2,
+        *[("/v1/responses", True)] * 2,
+        *[("/v1/chat/completions", True)] * 2,
+    ]
+    runs = by_trace(spans)
+    assert len(runs) == 3  # one trace per run
+    for run, name in zip(runs, ["weather_agent", "weather_agent", "chat_agent"], strict=True):
+        assert_one_trace(run)
+        (agent,) = [s for s in run if kind(s) == "AGENT" and s.name == name]
+        llms = assert_llm_spans(run, "gpt-4o-mini", calls=2)  # the tool call, then the answer
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.attributes["tool.name"] == "weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert all(agent in ancestors(run, s) for s in [*llms, tool])
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        assert_http_under(run, llms)
+    assert not [s for s in spans if s.scope_name == "openinference.instrumentation.openai"]

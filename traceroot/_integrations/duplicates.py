@@ -84,6 +84,17 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
         Cover(
             Integration.LANGCHAIN, caller_module="langchain_openai", caller_span=_langchain_run_span
         ),
+        # So do the OpenAI Agents SDK's models, under its "response" (Responses API) or
+        # "generation" (Chat Completions) span, which carries the model and token counts,
+        # streaming included (the openai client's streamed Responses span has no counts).
+        Cover(
+            Integration.OPENAI_AGENTS, parent_scope=f"{OI}.openai_agents", parent_prefix="response"
+        ),
+        Cover(
+            Integration.OPENAI_AGENTS,
+            parent_scope=f"{OI}.openai_agents",
+            parent_prefix="generation",
+        ),
     ),
 }
 
