@@ -10,8 +10,10 @@ no keys. Replies are fixed and their token counts known:
 - Gemini ``POST /{version}/models/{model}:generateContent`` and
   ``:streamGenerateContent?alt=sse``.
 - OpenAI ``POST /v1/responses`` (JSON, or SSE events when ``stream``).
+- Bedrock ``POST /model/{modelId}/converse`` (JSON) and ``/converse-stream`` (AWS event
+  stream), as boto3's ``bedrock-runtime`` client sends them with ``endpoint_url=url``.
 
-Tool calls (Chat Completions and Responses): a request offering ``tools`` whose
+Tool calls (Chat Completions, Responses and Bedrock Converse): a request offering ``tools`` whose
 conversation has no tool result yet is answered with one call of the first tool,
 its required arguments filled from their JSON schema (``TOOL_ARGUMENT`` for a
 string, 2 for a number); once a tool result is in the conversation, with the text.
@@ -21,7 +23,9 @@ A request whose model is ``FAIL_MODEL`` gets HTTP 500.
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,16 +45,21 @@ TOOL_CALL_ID = "call_fake_1"
 
 def _tool_call(body: dict[str, Any]) -> tuple[str, str] | None:
     """(name, JSON arguments) of the tool this request is answered with, if any."""
-    tools = body.get("tools") or []
+    tools = body.get("tools") or (body.get("toolConfig") or {}).get("tools") or []
     items = [*(body.get("messages") or []), *(body.get("input") or [])]
     answered = any(
         isinstance(m, dict) and (m.get("role") == "tool" or m.get("type") == "function_call_output")
         for m in items
+    ) or any(  # Bedrock: a user message carrying a toolResult block
+        isinstance(block, dict) and "toolResult" in block
+        for m in items
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for block in m["content"]
     )
     if not tools or answered:
         return None
-    tool = tools[0].get("function", tools[0])
-    schema = tool.get("parameters") or {}
+    tool = tools[0].get("function") or tools[0].get("toolSpec") or tools[0]
+    schema = tool.get("parameters") or (tool.get("inputSchema") or {}).get("json") or {}
     props = schema.get("properties") or {}
     samples = {"string": TOOL_ARGUMENT, "integer": 2, "number": 2, "boolean": True}
     args = {
@@ -261,6 +270,62 @@ def _response_events(response: dict[str, Any]) -> Iterator[tuple[str | None, str
         yield event["type"], json.dumps({**event, "sequence_number": number})
 
 
+def _converse(call: tuple[str, str] | None) -> dict[str, Any]:
+    """A Bedrock Converse response: one toolUse block, or one text block."""
+    if call is not None:
+        use = {"toolUseId": TOOL_CALL_ID, "name": call[0], "input": json.loads(call[1])}
+        content: list[dict[str, Any]] = [{"toolUse": use}]
+    else:
+        content = [{"text": REPLY}]
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "end_turn" if call is None else "tool_use",
+        "usage": _converse_usage(),
+        "metrics": {"latencyMs": 1},
+    }
+
+
+def _converse_usage() -> dict[str, int]:
+    total = PROMPT_TOKENS + COMPLETION_TOKENS
+    return {"inputTokens": PROMPT_TOKENS, "outputTokens": COMPLETION_TOKENS, "totalTokens": total}
+
+
+def _converse_events(call: tuple[str, str] | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The events of a Bedrock ConverseStream response, text or a tool use in pieces."""
+    yield "messageStart", {"role": "assistant"}
+    if call is not None:
+        start = {"toolUse": {"toolUseId": TOOL_CALL_ID, "name": call[0]}}
+        yield "contentBlockStart", {"contentBlockIndex": 0, "start": start}
+        half = len(call[1]) // 2
+        for piece in (call[1][:half], call[1][half:]):
+            yield (
+                "contentBlockDelta",
+                {"contentBlockIndex": 0, "delta": {"toolUse": {"input": piece}}},
+            )
+    else:
+        for piece in STREAM_PIECES:
+            yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}
+    yield "contentBlockStop", {"contentBlockIndex": 0}
+    yield "messageStop", {"stopReason": "end_turn" if call is None else "tool_use"}
+    yield "metadata", {"usage": _converse_usage(), "metrics": {"latencyMs": 1}}
+
+
+def _event_stream_message(event: str, payload: dict[str, Any]) -> bytes:
+    """One message of the AWS event stream encoding: prelude, string headers, payload, CRCs."""
+    headers = b""
+    for name, value in (
+        (":event-type", event),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ):
+        headers += struct.pack("!B", len(name)) + name.encode()
+        headers += struct.pack("!BH", 7, len(value)) + value.encode()  # 7: a string value
+    body = json.dumps(payload).encode()
+    prelude = struct.pack("!II", 12 + len(headers) + len(body) + 4, len(headers))
+    message = prelude + struct.pack("!I", binascii.crc32(prelude)) + headers + body
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -301,6 +366,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._sse(_response_events(response))
             else:
                 self._json(200, response)
+        elif path.startswith("/model/") and path.endswith("/converse"):
+            self._json(200, _converse(_tool_call(body)))
+        elif path.startswith("/model/") and path.endswith("/converse-stream"):
+            stream = b"".join(
+                _event_stream_message(event, data)
+                for event, data in _converse_events(_tool_call(body))
+            )
+            self._send(200, "application/vnd.amazon.eventstream", stream)
         elif path.endswith("/messages"):
             if body.get("stream"):
                 self._sse((event, json.dumps(data)) for event, data in _anthropic_stream(model))
@@ -318,9 +391,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no fake for {self.path}"}})
 
     def _json(self, code: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+        self._send(code, "application/json", json.dumps(payload).encode())
+
+    def _send(self, code: int, content_type: str, data: bytes) -> None:
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -256,3 +256,82 @@ def test_openai_agents_agent_llm_and_tool_spans(
         assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
         assert_http_under(run, llms)
     assert not [s for s in spans if s.scope_name == "openinference.instrumentation.openai"]
+
+
+# -- Bedrock: boto3's Converse and ConverseStream, in a tool loop the user writes ---------
+
+
+@_requires("boto3", "openinference.instrumentation.bedrock")
+def test_bedrock_converse_tool_loop_sync_and_streamed(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import json, sys
+        import boto3
+        from traceroot import observe
+
+        MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+        client = boto3.client("bedrock-runtime", region_name="us-east-1",
+                              endpoint_url=sys.argv[1], aws_access_key_id="k",
+                              aws_secret_access_key="s")
+        CITY = {"type": "object", "properties": {"city": {"type": "string"}},
+                "required": ["city"]}
+        TOOLS = {"tools": [{"toolSpec": {"name": "weather", "description": "The weather.",
+                                         "inputSchema": {"json": CITY}}}]}
+
+        @observe(name="weather", type="tool")
+        def weather(city):
+            return f"sunny in {city}"
+
+        def converse_stream(**request):
+            text, use = "", None
+            for event in client.converse_stream(**request)["stream"]:
+                if "contentBlockStart" in event:
+                    use = dict(event["contentBlockStart"]["start"]["toolUse"], input="")
+                delta = event.get("contentBlockDelta", {}).get("delta", {})
+                text += delta.get("text", "")
+                if "toolUse" in delta:
+                    use["input"] += delta["toolUse"]["input"]
+            if use is not None:
+                return [{"toolUse": dict(use, input=json.loads(use["input"]))}]
+            return [{"text": text}]
+
+        @observe(name="agent", type="agent")
+        def agent(stream):
+            messages = [{"role": "user", "content": [{"text": "Weather in Paris?"}]}]
+            while True:
+                request = dict(modelId=MODEL, messages=messages, toolConfig=TOOLS)
+                if stream:
+                    content = converse_stream(**request)
+                else:
+                    content = client.converse(**request)["output"]["message"]["content"]
+                messages.append({"role": "assistant", "content": content})
+                uses = [block["toolUse"] for block in content if "toolUse" in block]
+                if not uses:
+                    return content[0]["text"]
+                results = [{"toolResult": {"toolUseId": use["toolUseId"],
+                                           "content": [{"text": weather(**use["input"])}]}}
+                           for use in uses]
+                messages.append({"role": "user", "content": results})
+
+        print({agent(stream=False), agent(stream=True)})
+        """
+    spans, requests = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY})
+    )
+    assert [path.rsplit("/", 1)[1] for path, _ in requests] == [
+        *["converse"] * 2,
+        *["converse-stream"] * 2,
+    ]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run, operation in zip(runs, ["converse", "converse_stream"], strict=True):
+        root = assert_one_trace(run)
+        assert root.attributes["traceroot.span.type"] == "agent"
+        llms = assert_llm_spans(run, "anthropic.claude-3-haiku", calls=2)
+        assert {s.name for s in llms} == {f"bedrock.{operation}"}
+        (tool,) = [s for s in run if s.attributes.get("traceroot.span.type") == "tool"]
+        assert {s.parent_span_id for s in [*llms, tool]} == {root.span_id}
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        assert "Paris" in str(tool.attributes.get("traceroot.span.input"))
