@@ -18,13 +18,19 @@ conversation has no tool result yet is answered with one call of the first tool,
 its required arguments filled from their JSON schema (``TOOL_ARGUMENT`` for a
 string, 2 for a number); once a tool result is in the conversation, with the text.
 
+DSPy: a Chat Completions request prompting in DSPy's ``[[ ## field ## ]]`` format is
+answered in it (``_dspy_reply``), calling the first tool of a ReAct agent once, then
+``finish``; every other output field is ``REPLY``.
+
 A request whose model is ``FAIL_MODEL`` gets HTTP 500.
 """
 
 from __future__ import annotations
 
+import ast
 import binascii
 import json
+import re
 import struct
 import threading
 from collections.abc import Iterator
@@ -69,8 +75,38 @@ def _tool_call(body: dict[str, Any]) -> tuple[str, str] | None:
     return str(tool["name"]), json.dumps(args)
 
 
-def _openai_completion(model: str, call: tuple[str, str] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": REPLY}
+_DSPY_DONE = "[[ ## completed ## ]]"
+
+
+def _dspy_reply(body: dict[str, Any]) -> str | None:
+    """The reply to a prompt of DSPy's ChatAdapter, every output field filled; else None.
+
+    A ReAct step (``next_tool_name`` among the outputs) picks the first tool with its
+    arguments set to ``TOOL_ARGUMENT``, or ``finish`` once the trajectory has an observation.
+    """
+    messages = body.get("messages") or []
+    texts = [m.get("content") for m in messages if isinstance(m, dict)]
+    system, last = (texts[0], texts[-1]) if texts else ("", "")
+    if not (isinstance(system, str) and isinstance(last, str) and _DSPY_DONE in last):
+        return None
+    outputs = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
+    tools = re.findall(
+        r"\(\d+\) (\w+), whose description .*?It takes arguments (\{.*?\})\.", system
+    )
+    use = tools[0] if tools and "observation_" not in last else ("finish", "{}")
+    values = {
+        "next_tool_name": use[0],
+        "next_tool_args": json.dumps(dict.fromkeys(ast.literal_eval(use[1]), TOOL_ARGUMENT)),
+    }
+    fields = re.findall(r"^\d+\. `(\w+)`", outputs, flags=re.MULTILINE)
+    parts = [f"[[ ## {name} ## ]]\n{values.get(name, REPLY)}\n" for name in fields]
+    return "\n".join([*parts, _DSPY_DONE])
+
+
+def _openai_completion(
+    model: str, call: tuple[str, str] | None = None, text: str = REPLY
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
     if call is not None:
         message = {
             "role": "assistant",
@@ -359,7 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 self._sse((None, data) for data in _openai_stream(model, usage, call))
             else:
-                self._json(200, _openai_completion(model, call))
+                self._json(200, _openai_completion(model, call, _dspy_reply(body) or REPLY))
         elif path.endswith("/responses"):
             response = _response(model, _tool_call(body))
             if body.get("stream"):

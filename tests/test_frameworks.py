@@ -335,3 +335,65 @@ def test_bedrock_converse_tool_loop_sync_and_streamed(
         first, second = sorted(llms, key=lambda s: s.start_ns)
         assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
         assert "Paris" in str(tool.attributes.get("traceroot.span.input"))
+
+
+# -- DSPy: a ReAct agent with a tool, sync and async ---------------------------------------
+
+
+@_requires("dspy", "openinference.instrumentation.dspy")
+def test_dspy_react_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        import dspy
+
+        dspy.configure(lm=dspy.LM("openai/gpt-4o-mini", api_base=sys.argv[1] + "/v1",
+                                  api_key="k", cache=False))
+
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        react = dspy.ReAct("question -> answer", tools=[weather])
+        first = react(question="Weather in Paris?").answer
+        second = asyncio.run(react.acall(question="Weather in Paris?")).answer
+        print({first, second})
+        """
+    spans, requests = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY})
+    )
+    assert len(requests) == 6  # per run: the tool step, the finish step, the extraction
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run in runs:
+        root = assert_one_trace(run)
+        assert kind(root) == "CHAIN" and root.name.startswith("ReAct.")
+        llms = assert_llm_spans(run, "gpt-4o-mini", calls=3)
+        tools = sorted((s for s in run if kind(s) == "TOOL"), key=lambda s: s.start_ns)
+        assert [s.name.split(".")[0] for s in tools] == ["weather", "finish"]
+        assert "Paris" in str(tools[0].attributes.get("input.value"))
+        assert {s.parent_span_id for s in tools} == {root.span_id}
+        # Each LLM call inside the predictor step that made it, in turn with the tools.
+        assert all(root in ancestors(run, s) and ancestors(run, s)[0] is not root for s in llms)
+        steps = sorted([*llms, *tools], key=lambda s: s.start_ns)
+        assert [kind(s) for s in steps] == ["LLM", "TOOL", "LLM", "TOOL", "LLM"]
+        assert all(a.end_ns <= b.start_ns for a, b in zip(steps, steps[1:], strict=False))
+
+
+@_requires("dspy", "openinference.instrumentation.dspy")
+def test_dspy_usage_reading_comes_off_with_the_instrumentor() -> None:
+    from dspy.clients.base_lm import BaseLM
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from traceroot._integrations.adapters import DSPyInstrumentor
+
+    original = vars(BaseLM)["update_history"]
+    instrumentor = DSPyInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider())
+    try:
+        assert vars(BaseLM)["update_history"] is not original
+        assert instrumentor.is_instrumented_by_opentelemetry
+    finally:
+        instrumentor.uninstrument()
+    assert vars(BaseLM)["update_history"] is original

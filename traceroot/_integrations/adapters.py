@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import wrapt
-from opentelemetry.trace import Span, Tracer, TracerProvider, use_span
+from opentelemetry.trace import Span, Tracer, TracerProvider, get_current_span, use_span
 
 logger = logging.getLogger("traceroot")
 
@@ -138,3 +138,60 @@ class AgentFrameworkInstrumentor:
 
     def uninstrument(self) -> None:
         """Agent Framework has no switch back off; its spans stay OpenInference-shaped."""
+
+
+class DSPyInstrumentor:
+    """OpenInference's DSPy instrumentor, with token counts on its LM spans.
+
+    Its ``LM.__call__`` span records the model but not the usage, which DSPy hands to the
+    LM's history while that span is current; the counts are taken from there.
+    """
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.dspy import DSPyInstrumentor
+
+        self._inner = DSPyInstrumentor()
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        from dspy.clients.base_lm import BaseLM
+
+        self._inner.instrument(tracer_provider=tracer_provider)
+        if not isinstance(vars(BaseLM).get("update_history"), wrapt.FunctionWrapper):
+            wrapt.wrap_function_wrapper(BaseLM, "update_history", _record_dspy_usage)
+
+    def uninstrument(self) -> None:
+        from dspy.clients.base_lm import BaseLM
+
+        self._inner.uninstrument()
+        wrapper = vars(BaseLM).get("update_history")
+        if isinstance(wrapper, wrapt.FunctionWrapper):
+            BaseLM.update_history = wrapper.__wrapped__  # type: ignore[method-assign]
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+def _record_dspy_usage(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``BaseLM.update_history``: its entry's token counts onto the current LM span."""
+    try:
+        entry = args[0] if args else kwargs.get("entry")
+        _set_token_counts(get_current_span(), (entry or {}).get("usage"))
+    except Exception:  # a DSPy change costs the counts, never the call
+        logger.debug("traceroot: reading DSPy usage failed", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
+def _set_token_counts(span: Span, usage: Any) -> None:
+    """OpenAI-style ``usage`` (a mapping) as OpenInference token counts on an LLM span."""
+    attributes = getattr(span, "attributes", None) or {}
+    if not span.is_recording() or attributes.get("openinference.span.kind") != "LLM":
+        return
+    if "llm.token_count.prompt" in attributes or not isinstance(usage, dict):
+        return
+    counts = {
+        "llm.token_count.prompt": usage.get("prompt_tokens"),
+        "llm.token_count.completion": usage.get("completion_tokens"),
+        "llm.token_count.total": usage.get("total_tokens"),
+    }
+    span.set_attributes({k: v for k, v in counts.items() if isinstance(v, int)})
