@@ -118,6 +118,7 @@ class Config:
     git_ref: str | None
     integrations: str | None
     otel_instrumentors: bool
+    sample_rate: float | None
     scrub: bool
     scrub_patterns: str | None
     capture_content: bool
