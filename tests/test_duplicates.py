@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from traceroot._integrations import Integration
@@ -75,24 +76,30 @@ def test_a_span_made_from_the_covering_library_steps_aside() -> None:
     assert "get_tracer" not in vars(provider)
 
 
-def test_the_openai_span_steps_aside_under_an_openai_agents_model_span() -> None:
-    """Under the Agents SDK's "response"/"generation" span only; its other spans keep it."""
+@pytest.mark.parametrize(
+    ("integration", "scope"),
+    [(Integration.OPENAI_AGENTS, f"{OI}.openai_agents"), (Integration.AGNO, f"{OI}.agno")],
+)
+def test_the_openai_span_steps_aside_under_a_framework_llm_span(
+    integration: Integration, scope: str
+) -> None:
+    """Under the framework's LLM span only; under its tool span (a tool's own call) it stays."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     provider, exporter = TracerProvider(), InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield_duplicates(provider, {Integration.OPENAI_AGENTS}.__contains__)
+    yield_duplicates(provider, {integration}.__contains__)
     try:
-        agents = provider.get_tracer(f"{OI}.openai_agents")
+        framework = provider.get_tracer(scope)
         openai = provider.get_tracer(f"{OI}.openai")
         recorded = {}
-        for name in ("response", "generation", "weather"):  # the last: a tool's own call
-            with agents.start_as_current_span(name):
-                with openai.start_as_current_span(f"openai under {name}") as span:
-                    recorded[name] = span.is_recording()
+        for kind in ("LLM", "TOOL"):
+            attributes = {"openinference.span.kind": kind}
+            with framework.start_as_current_span(kind, attributes=attributes):
+                with openai.start_as_current_span(f"openai under {kind}") as span:
+                    recorded[kind] = span.is_recording()
     finally:
         yield_duplicates(None)
-    assert recorded == {"response": False, "generation": False, "weather": True}
-    names = {s.name for s in exporter.get_finished_spans()}
-    assert names == {"response", "generation", "weather", "openai under weather"}
+    assert recorded == {"LLM": False, "TOOL": True}
+    assert {s.name for s in exporter.get_finished_spans()} == {"LLM", "TOOL", "openai under TOOL"}

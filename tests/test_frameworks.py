@@ -397,3 +397,55 @@ def test_dspy_usage_reading_comes_off_with_the_instrumentor() -> None:
     finally:
         instrumentor.uninstrument()
     assert vars(BaseLM)["update_history"] is original
+
+
+# -- Agno: an agent with a tool, run and streamed; the openai client's repeat steps aside --
+
+# No network from tests: Agno's telemetry off; litellm (which Agno's instrumentor imports
+# with every agno.models module) reads its bundled price map instead of fetching one.
+QUIET = {"AGNO_TELEMETRY": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+@_requires("agno", "openinference.instrumentation.agno")
+def test_agno_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from agno.agent import Agent
+        from agno.models.openai import OpenAIChat
+
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        model = OpenAIChat(id="gpt-4o-mini", base_url=sys.argv[1] + "/v1", api_key="k")
+        agent = Agent(name="weather_agent", model=model, tools=[weather])
+
+        async def streamed():
+            text = ""
+            async for event in agent.arun("Weather in Paris?", stream=True):
+                if getattr(event, "event", "") == "RunContent" and event.content:
+                    text += event.content
+            return text
+
+        print({agent.run("Weather in Paris?").content, asyncio.run(streamed())})
+        """
+    spans, requests = run_framework(
+        tmp_path, {**traceroot_env, **QUIET}, receiver, program, expect_output=str({REPLY})
+    )
+    assert [bool(body.get("stream")) for _, body in requests] == [False, False, True, True]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run, name in zip(runs, ["weather_agent.run", "weather_agent.arun"], strict=True):
+        root = assert_one_trace(run)
+        assert kind(root) == "AGENT" and root.name == name
+        llms = assert_llm_spans(run, "gpt-4o-mini", calls=2)
+        assert all(s.scope_name == "openinference.instrumentation.agno" for s in llms)
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.attributes["tool.name"] == "weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert {s.parent_span_id for s in [*llms, tool]} == {root.span_id}
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        assert_http_under(run, llms)

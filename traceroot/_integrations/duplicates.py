@@ -48,6 +48,7 @@ class Cover:
     integration: Integration
     parent_scope: str | None = None  # it would start directly under that scope's span
     parent_prefix: str = ""  # whose name starts so
+    parent_kind: str | None = None  # and whose OpenInference span kind is this
     caller_module: str | None = None  # or it would start inside that library's code
     caller_span: Callable[[FrameType], Span | None] | None = None
     """With ``caller_module``: finds the covering span from that library's frame, when it is
@@ -84,17 +85,12 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
         Cover(
             Integration.LANGCHAIN, caller_module="langchain_openai", caller_span=_langchain_run_span
         ),
-        # So do the OpenAI Agents SDK's models, under its "response" (Responses API) or
-        # "generation" (Chat Completions) span, which carries the model and token counts,
-        # streaming included (the openai client's streamed Responses span has no counts).
-        Cover(
-            Integration.OPENAI_AGENTS, parent_scope=f"{OI}.openai_agents", parent_prefix="response"
-        ),
-        Cover(
-            Integration.OPENAI_AGENTS,
-            parent_scope=f"{OI}.openai_agents",
-            parent_prefix="generation",
-        ),
+        # So do the OpenAI Agents SDK's models and Agno's OpenAI models, under their own LLM
+        # span ("response", "generation"; "OpenAIChat.invoke", ...), which carries the model
+        # and token counts, streaming included (the openai client's streamed Responses span
+        # has none); a tool's own openai call is not covered.
+        Cover(Integration.OPENAI_AGENTS, parent_scope=f"{OI}.openai_agents", parent_kind="LLM"),
+        Cover(Integration.AGNO, parent_scope=f"{OI}.agno", parent_kind="LLM"),
     ),
 }
 
@@ -109,6 +105,11 @@ def _called_from(module: str, depth: int = 64) -> FrameType | None:
             return frame
         frame, depth = frame.f_back, depth - 1
     return None
+
+
+def _has_kind(span: Span, kind: str | None) -> bool:
+    attributes = getattr(span, "attributes", None) or {}
+    return kind is None or attributes.get("openinference.span.kind") == kind
 
 
 def _caller_span(cover: Cover, frame: FrameType) -> Span | None:
@@ -149,6 +150,7 @@ class _YieldingTracer(Tracer):
                     getattr(scope, "name", None) == cover.parent_scope
                     and parent.is_recording()
                     and getattr(parent, "name", "").startswith(cover.parent_prefix)
+                    and _has_kind(parent, cover.parent_kind)
                 ):
                     return NonRecordingSpan(parent.get_span_context())
             elif cover.caller_module is not None:
