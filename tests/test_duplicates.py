@@ -103,3 +103,24 @@ def test_the_openai_span_steps_aside_under_a_framework_llm_span(
         yield_duplicates(None)
     assert recorded == {"LLM": False, "TOOL": True}
     assert {s.name for s in exporter.get_finished_spans()} == {"LLM", "TOOL", "openai under TOOL"}
+
+
+def test_a_span_named_as_no_call_steps_aside() -> None:
+    """LlamaIndex's request builder, which OpenInference marks LLM, leaves no span."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield_duplicates(provider, {Integration.LLAMA_INDEX}.__contains__)
+    try:
+        tracer = provider.get_tracer(f"{OI}.llama_index")
+        with tracer.start_as_current_span("step") as step:
+            builder = tracer.start_span("OpenAI._prepare_chat_with_tools")
+            assert builder.get_span_context().span_id == step.get_span_context().span_id
+            builder.end()
+            with tracer.start_as_current_span("OpenAI.astream_chat") as call:
+                assert call.is_recording()
+    finally:
+        yield_duplicates(None)
+    assert {s.name for s in exporter.get_finished_spans()} == {"step", "OpenAI.astream_chat"}

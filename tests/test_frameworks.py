@@ -11,7 +11,9 @@ exactly one LLM span per provider request.
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
+import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,8 +44,9 @@ def run_framework(
     program: str,
     *,
     expect_output: str,
+    python: str = sys.executable,
 ) -> tuple[Spans, list[tuple[str, dict]]]:
-    """Run ``program`` (argv[1]: the fake provider's URL) under traceroot-run.
+    """Run ``program`` (argv[1]: the fake provider's URL) under the traceroot-run of ``python``.
 
     Returns its spans and the provider requests it made; asserts it exited 0 printing
     ``expect_output`` and nothing of ours on stderr.
@@ -52,8 +55,8 @@ def run_framework(
     script.write_text(textwrap.dedent(program))
     with FakeProviders() as fake:
         proc = subprocess.run(
-            [*launcher(), "python", str(script), fake.url],
-            env=program_env(traceroot_env),
+            [*launcher(python), "python", str(script), fake.url],
+            env=program_env(traceroot_env, python),
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -449,3 +452,76 @@ def test_agno_agent_llm_and_tool_spans(
         first, second = sorted(llms, key=lambda s: s.start_ns)
         assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
         assert_http_under(run, llms)
+
+
+# -- LlamaIndex: a FunctionAgent with a tool ------------------------------------------------
+
+# llama-index-llms-openai needs openai<3 and openai-agents openai>=3, so CI runs this test
+# against a second environment holding LlamaIndex (see .ci/run); else this one, if it can.
+LLAMA_INDEX_PYTHON = os.environ.get("TRACEROOT_TEST_LLAMA_INDEX_PYTHON")
+
+
+@pytest.mark.skipif(
+    LLAMA_INDEX_PYTHON is None
+    and any(
+        importlib.util.find_spec(m) is None
+        for m in ("llama_index.llms.openai", "openinference.instrumentation.llama_index")
+    ),
+    reason="no environment with llama-index-llms-openai (TRACEROOT_TEST_LLAMA_INDEX_PYTHON)",
+)
+def test_llama_index_function_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from llama_index.core.agent.workflow import FunctionAgent
+        from llama_index.llms.openai import OpenAI
+
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        # The agent streams every call; usage in a stream must be asked for.
+        llm = OpenAI(model="gpt-4o-mini", api_base=sys.argv[1] + "/v1", api_key="k",
+                     additional_kwargs={"stream_options": {"include_usage": True}})
+        agent = FunctionAgent(name="weather_agent", tools=[weather], llm=llm)
+
+        async def main():
+            first = str(await agent.run("Weather in Paris?"))
+            handler = agent.run("Weather in Paris?")
+            async for _ in handler.stream_events():
+                pass
+            return {first, str(await handler)}
+
+        print(asyncio.run(main()))
+        """
+    spans, requests = run_framework(
+        tmp_path,
+        traceroot_env,
+        receiver,
+        program,
+        expect_output=str({REPLY}),
+        python=LLAMA_INDEX_PYTHON or sys.executable,
+    )
+    assert [bool(body.get("stream")) for _, body in requests] == [True] * 4
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run in runs:
+        root = assert_one_trace(run)
+        assert root.name == "FunctionAgent.run"
+        # One LLM span per call, LlamaIndex's: not the openai client's, nor the request
+        # builder OpenInference also marks LLM.
+        llms = assert_llm_spans(run, "gpt-4o-mini", calls=2)
+        assert {s.name for s in llms} == {"OpenAI.astream_chat"}
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.attributes["tool.name"] == "weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        steps = [ancestors(run, s)[0] for s in [*llms, tool]]
+        assert {s.parent_span_id for s in steps} == {root.span_id}
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        # Each HTTP request inside the agent step that made it.
+        http = [s for s in run if s.scope_name == HTTPX]
+        assert sorted(s.parent_span_id or "" for s in http) == sorted(
+            s.parent_span_id or "" for s in llms
+        )

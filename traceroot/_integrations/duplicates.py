@@ -53,6 +53,8 @@ class Cover:
     caller_span: Callable[[FrameType], Span | None] | None = None
     """With ``caller_module``: finds the covering span from that library's frame, when it is
     never the current span (else the duplicate carries the current span's context)."""
+    name_suffix: str | None = None
+    """Or: a span whose name ends so always steps aside (it records no provider call)."""
 
 
 def _langchain_run_span(frame: FrameType | None, depth: int = 32) -> Span | None:
@@ -91,7 +93,14 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
         # has none); a tool's own openai call is not covered.
         Cover(Integration.OPENAI_AGENTS, parent_scope=f"{OI}.openai_agents", parent_kind="LLM"),
         Cover(Integration.AGNO, parent_scope=f"{OI}.agno", parent_kind="LLM"),
+        # So does LlamaIndex's OpenAI LLM. A streamed call is made while the stream is read,
+        # after its LLM span stopped being current: the HTTP request then nests under the
+        # step that read it, beside the LLM span.
+        Cover(Integration.LLAMA_INDEX, caller_module="llama_index.llms.openai"),
     ),
+    # OpenInference marks every method of a LlamaIndex LLM an LLM span, this one included,
+    # though it only builds the request of the call that follows.
+    f"{OI}.llama_index": (Cover(Integration.LLAMA_INDEX, name_suffix="._prepare_chat_with_tools"),),
 }
 
 
@@ -139,12 +148,15 @@ class _YieldingTracer(Tracer):
             raise AttributeError(name)
         return getattr(self._inner, name)
 
-    def _covered(self, context: Context | None) -> Span | None:
+    def _covered(self, name: str, context: Context | None) -> Span | None:
         parent = get_current_span(context)
         for cover in self._covers:
             if not _yielding.is_active(cover.integration):
                 continue
-            if cover.parent_scope is not None:
+            if cover.name_suffix is not None:
+                if name.endswith(cover.name_suffix):
+                    return NonRecordingSpan(parent.get_span_context())
+            elif cover.parent_scope is not None:
                 scope = getattr(parent, "instrumentation_scope", None)
                 if (
                     getattr(scope, "name", None) == cover.parent_scope
@@ -164,7 +176,7 @@ class _YieldingTracer(Tracer):
     def start_span(
         self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
     ) -> Span:
-        covered = self._covered(context)
+        covered = self._covered(name, context)
         if covered is not None:
             return covered
         # The inner tracer's method, run on ``self``: OpenInference's tracer wraps this one
@@ -175,7 +187,7 @@ class _YieldingTracer(Tracer):
     def start_as_current_span(  # type: ignore[override]
         self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
     ) -> Iterator[Span]:
-        covered = self._covered(context)
+        covered = self._covered(name, context)
         if covered is None:
             with compat.start_span_as(
                 self._inner, self, "start_as_current_span", name, context, *args, **kwargs
