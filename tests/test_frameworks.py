@@ -525,3 +525,58 @@ def test_llama_index_function_agent_llm_and_tool_spans(
         assert sorted(s.parent_span_id or "" for s in http) == sorted(
             s.parent_span_id or "" for s in llms
         )
+
+
+# -- Agent Framework: its own spans, reshaped; the openai client's repeat steps aside ------
+
+
+@_requires(
+    "agent_framework.openai",
+    "agent_framework_openai",
+    "openinference.instrumentation.agent_framework",
+)
+def test_agent_framework_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from agent_framework import Agent, tool
+        from agent_framework.openai import OpenAIChatCompletionClient
+
+        @tool
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        client = OpenAIChatCompletionClient(model="gpt-4o-mini", base_url=sys.argv[1] + "/v1",
+                                            api_key="k")
+        agent = Agent(client=client, name="weather_agent", instructions="Be brief.",
+                      tools=[weather])
+
+        async def main():
+            first = (await agent.run("Weather in Paris?")).text
+            second = ""
+            async for update in agent.run("Weather in Paris?", stream=True):
+                second += update.text or ""
+            return {first, second}
+
+        print(asyncio.run(main()))
+        """
+    spans, requests = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY})
+    )
+    assert [bool(body.get("stream")) for _, body in requests] == [False, False, True, True]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run in runs:
+        root = assert_one_trace(run)
+        assert kind(root) == "AGENT" and root.name == "invoke_agent weather_agent"
+        llms = assert_llm_spans(run, "gpt-4o-mini", calls=2)
+        assert all(s.scope_name == "agent_framework" for s in llms)
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.attributes["tool.name"] == "weather"
+        assert {s.parent_span_id for s in [*llms, tool]} == {root.span_id}
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        assert_http_under(run, llms)
+    assert not [s for s in spans if s.scope_name == "openinference.instrumentation.openai"]

@@ -93,6 +93,9 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
         # has none); a tool's own openai call is not covered.
         Cover(Integration.OPENAI_AGENTS, parent_scope=f"{OI}.openai_agents", parent_kind="LLM"),
         Cover(Integration.AGNO, parent_scope=f"{OI}.agno", parent_kind="LLM"),
+        # So do Agent Framework's OpenAI clients, under its "chat <model>" span (reshaped as
+        # it ends, so it has no OpenInference kind yet).
+        Cover(Integration.AGENT_FRAMEWORK, parent_scope="agent_framework", parent_prefix="chat "),
         # So does LlamaIndex's OpenAI LLM. A streamed call is made while the stream is read,
         # after its LLM span stopped being current: the HTTP request then nests under the
         # step that read it, beside the LLM span.
