@@ -580,3 +580,22 @@ def test_agent_framework_agent_llm_and_tool_spans(
         assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
         assert_http_under(run, llms)
     assert not [s for s in spans if s.scope_name == "openinference.instrumentation.openai"]
+
+
+@_requires("agent_framework", "openinference.instrumentation.agent_framework")
+def test_agent_framework_reshaping_comes_off_with_the_instrumentor() -> None:
+    from agent_framework import observability
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from traceroot._integrations.adapters import AgentFrameworkInstrumentor
+
+    original = vars(observability)["get_tracer"]
+    instrumentor = AgentFrameworkInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider())
+    try:
+        assert vars(observability)["get_tracer"] is not original
+        instrumentor.instrument(tracer_provider=TracerProvider())  # twice: wrapped once
+        assert vars(observability)["get_tracer"].__wrapped__ is original
+    finally:
+        instrumentor.uninstrument()
+    assert vars(observability)["get_tracer"] is original
