@@ -171,7 +171,7 @@ def test_every_otlp_variable_is_declared_with_its_traces_twin_first() -> None:
 
 
 def test_the_otlp_rows_drive_the_exporter_settings(caplog: pytest.LogCaptureFixture) -> None:
-    from traceroot._export.endpoint import resolve_otlp
+    from traceroot._otlp_config import resolve_otlp
 
     env = {
         "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from traceroot._export.endpoint import OTLPSettings, resolve_otlp
+from traceroot._otlp_config import OTLPSettings, resolve_otlp
 from traceroot._settings import (
     BY_FIELD,
     DEFAULT_HOST_URL,
