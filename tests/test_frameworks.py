@@ -667,3 +667,85 @@ def test_ag2_conversable_agents_llm_and_tool_spans(
         first, second = sorted(llms, key=lambda s: s.start_ns)
         assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
         assert_http_under(run, llms)
+
+
+# -- Google ADK: an LlmAgent with a tool on Gemini, run and streamed; either schema -------
+
+GENAI = "openinference.instrumentation.google_genai"
+
+
+@_requires("google.adk", "openinference.instrumentation.google_adk")
+@pytest.mark.parametrize(
+    ("schema", "llm_name"),
+    # ADK's telemetry schema 2 (its default) makes no span per model call: the google-genai
+    # client's span is the LLM span. Schema 1 makes its own ("call_llm"), which is kept.
+    [("2", None), ("1", "call_llm")],
+)
+def test_google_adk_agent_llm_and_tool_spans(
+    tmp_path: Path,
+    traceroot_env: dict[str, str],
+    receiver: OTLPReceiver,
+    schema: str,
+    llm_name: str | None,
+) -> None:
+    program = """
+        import asyncio, sys
+        from google.adk.agents import LlmAgent
+        from google.adk.agents.run_config import RunConfig, StreamingMode
+        from google.adk.models import Gemini
+        from google.adk.runners import Runner
+        from google.adk.sessions import InMemorySessionService
+        from google.genai import types
+
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        agent = LlmAgent(name="weather_agent", instruction="Be brief.", tools=[weather],
+                         model=Gemini(model="gemini-2.0-flash", base_url=sys.argv[1]))
+        runner = Runner(agent=agent, app_name="weather", session_service=InMemorySessionService())
+
+        async def ask(mode):
+            session = await runner.session_service.create_session(app_name="weather", user_id="u")
+            message = types.Content(role="user", parts=[types.Part(text="Weather in Paris?")])
+            text = ""
+            async for event in runner.run_async(user_id="u", session_id=session.id,
+                                                new_message=message,
+                                                run_config=RunConfig(streaming_mode=mode)):
+                if event.is_final_response() and event.content and event.content.parts:
+                    text += "".join(part.text or "" for part in event.content.parts)
+            return text
+
+        async def main():
+            return {await ask(StreamingMode.NONE), await ask(StreamingMode.SSE)}
+
+        print(asyncio.run(main()))
+        """
+    env = {**traceroot_env, "GOOGLE_API_KEY": "k", "ADK_TELEMETRY_SCHEMA_VERSION_OPT_IN": schema}
+    spans, requests = run_framework(tmp_path, env, receiver, program, expect_output=str({REPLY}))
+    assert [path.rsplit(":", 1)[1] for path, _ in requests] == [
+        *["generateContent"] * 2,
+        *["streamGenerateContent?alt=sse"] * 2,
+    ]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    streams = ["AsyncGenerateContent", "AsyncGenerateContentStream"]
+    for run, genai_name in zip(runs, streams, strict=True):
+        root = assert_one_trace(run)
+        assert kind(root) == "CHAIN" and root.name == "invocation [weather]"
+        # No second agent span (ADK's own), under either schema.
+        (agent,) = [s for s in run if kind(s) == "AGENT"]
+        assert agent.name == "agent_run [weather_agent]"
+        llms = assert_llm_spans(run, "gemini-2.0-flash", calls=2)
+        assert {s.name for s in llms} == {llm_name or genai_name}
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.name == "execute_tool weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert {s.parent_span_id for s in [*llms, tool]} == {agent.span_id}
+        assert root in ancestors(run, agent)
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.start_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        if llm_name is None:
+            assert first.end_ns <= tool.start_ns
+        else:  # ADK ends call_llm when the reply's stream closes, after the tool has run
+            assert not [s for s in run if s.scope_name == GENAI]  # the client's stepped aside
