@@ -1,23 +1,31 @@
 """Side-by-side benchmark: traceroot against plain OpenTelemetry, the reference TraceRoot SDK
 0.5.0 and Langfuse, on this machine, in one run, as ratios.
 
-    python benchmarks/run.py            # about 4-6 minutes; the first run also builds the venvs
-    python benchmarks/run.py --quick    # a smoke run: small burst, one repetition
+    python benchmarks/run.py                     # about 8 minutes; the first run also builds
+                                                 # the venvs (about 2 minutes more)
+    python benchmarks/run.py --baseline-rev REV  # also traceroot at git revision REV
+    python benchmarks/run.py --quick             # a smoke run: small, one repetition
 
 1. Burst: 200 root calls x 100 child calls (20,200 spans), one thread, as fast as it can,
    each contender in its own process, all sending OTLP/HTTP to the same loopback receiver
    (in this process; it only counts spans). Cost per span = wall time of the whole
-   program (start-up, calls, export, flush at exit) / spans made.
+   program (start-up, calls, export, flush at exit) / spans made; the calling thread's
+   CPU time per call is measured inside the program.
 2. Start-up: `python -c pass` and a program that imports openai, bare, under
-   `traceroot-run` and under `opentelemetry-instrument`.
+   `traceroot-run` and under `opentelemetry-instrument`; and `python -c pass` with the
+   hook on its path (the environment traceroot-run gives a program's subprocesses).
 3. Peak memory: max RSS of each program above, from os.wait4.
+4. Server: a FastAPI app (an `@observe` agent, a tool, an OpenAI call to a loopback fake)
+   under `traceroot-run uvicorn` against the same app under plain uvicorn, a steady load at
+   concurrency 16: throughput, p50/p99 latency, RSS after the warm-up and at the end.
 
-Each contender has its own virtual environment under benchmarks/.venvs/ (built once with
-`python -m venv` + pip, rebuilt when its requirements change): ours (this repository's
-working tree, installed as a wheel at every run), the reference (`traceroot==0.5.0`, same
-import name), langfuse, plain OpenTelemetry, and plain OpenTelemetry with the OpenInference
-OpenAI instrumentor. Results are printed and written to benchmarks/results.md (not by
---quick).
+Each contender has its own virtual environment under benchmarks/.venvs/ (built from scratch
+with `python -m venv` + pip, rebuilt when its requirements change): ours (this repository's
+working tree, a wheel installed with its dependencies, the package reinstalled at every
+run), with --baseline-rev the same for that revision (`git archive` of the commit, built
+once), the reference (`traceroot==0.5.0`, same import name), langfuse, plain OpenTelemetry,
+and plain OpenTelemetry with the OpenInference OpenAI instrumentor. Results are printed and
+written to benchmarks/results.md (not by --quick).
 """
 
 from __future__ import annotations

@@ -2,14 +2,13 @@
 completion, over keep-alive HTTP/1.1. Stdlib only (asyncio streams), so it costs the
 server benchmark as little CPU as possible.
 
-    python fake_openai.py        # prints the port it listens on, serves until SIGTERM
+    python fake_openai.py        # prints the port it listens on, serves until killed
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 
 _BODY = json.dumps(
@@ -56,10 +55,7 @@ async def _main() -> None:
     server = await asyncio.start_server(_serve_connection, "127.0.0.1", 0, backlog=256)
     sys.stdout.write(f"{server.sockets[0].getsockname()[1]}\n")
     sys.stdout.flush()
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with server:
-        await stop.wait()
+    await server.serve_forever()  # SIGTERM's default action ends it, mid-request or not
 
 
 asyncio.run(_main())
