@@ -659,3 +659,53 @@ def test_exceptions_and_wraps(run_python, receiver: OTLPReceiver, traceroot_env)
         "rest": [],
         "flag": False,
     }
+
+
+DEEP_ERROR = r"""
+import json, sys, traceback
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+sys.setrecursionlimit(5000)
+formatted = 0
+original = traceback.format_exception
+
+def counting(*args, **kwargs):
+    global formatted
+    formatted += 1
+    return original(*args, **kwargs)
+
+traceback.format_exception = counting
+
+@observe
+def dive(n):
+    if n == 0:
+        raise ValueError("at the bottom")
+    return dive(n - 1)
+
+try:
+    dive(449)
+except ValueError as exc:
+    print(json.dumps({"formatted": formatted, "message": str(exc)}))
+"""
+
+
+def test_an_exception_through_many_traced_frames_is_formatted_once(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_FLUSH_AT": "1000"}
+    proc, spans = run_traced(run_python, receiver, env, DEEP_ERROR, expect=450)
+    # Each of 450 frames formatted the growing traceback before: O(N^2) for one exception.
+    assert stdout_json(proc) == {"formatted": 1, "message": "at the bottom"}
+    assert len(spans) == 450
+    assert {(s.status_code, s.status_message) for s in spans} == {
+        ("ERROR", "ValueError: at the bottom")
+    }
+    with_trace = [s for s in spans if "exception.stacktrace" in s.events[0].attributes]
+    (innermost,) = with_trace
+    assert json.loads(innermost.attributes["traceroot.span.input"]) == {"n": 0}
+    for span in spans:  # exactly one exception event each, type and message everywhere
+        (event,) = span.events
+        assert event.attributes["exception.type"] == "ValueError"
+        assert event.attributes["exception.message"] == "at the bottom"

@@ -338,6 +338,11 @@ def auto_initialize() -> TraceRootClient | None:
         return None
 
 
+def current_client() -> TraceRootClient | None:
+    """The process's client if one exists yet (never creates one)."""
+    return _client
+
+
 def get_client() -> TraceRootClient:
     """The process's client, initialized from the environment on first use."""
     global _client

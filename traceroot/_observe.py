@@ -99,7 +99,7 @@ def _kind(value: SpanKind | str) -> SpanKind:
 
 def _disabled() -> bool:
     """Tracing is off: by the client once there is one (its arguments win), else by the env."""
-    client = client_module._client
+    client = client_module.current_client()
     if client is not None:
         return not client.config.enabled
     return tracing_disabled()
@@ -183,7 +183,7 @@ class _Observed:
                 attributes[attr.SPAN_INPUT] = to_json(
                     self._bound_arguments(args, kwargs), client.config.max_attribute_length
                 )
-            _add_source(attributes, client, compat.caller_frame(2))
+            _add_source(attributes, client, compat.caller_frame(3))
         except Exception as exc:  # capture is best-effort; the call itself must go ahead
             logger.debug("traceroot: capturing the input of %s failed: %r", self.name, exc)
         return client.start_span(self.name, attributes)
@@ -242,6 +242,8 @@ class _Observed:
         except Exception as exc:
             logger.debug("traceroot: capturing the output of %s failed: %r", self.name, exc)
 
+    # -- the four wrappers: each is the call's syntax around one _Scope
+
     def _sync_wrapper(self) -> Callable[..., Any]:
         func = self.func
 
@@ -249,18 +251,14 @@ class _Observed:
             client = get_client()
             if not client.enabled:
                 return func(*args, **kwargs)
-            span = self._start(client, args, kwargs)
-            token = context_api.attach(trace.set_span_in_context(span))
+            scope = _Scope(self, client, args, kwargs)
             try:
                 result = func(*args, **kwargs)
-                self._finish(span, client, result)
-                return result
-            except Exception as exc:
-                _record_error(span, exc)
+            except BaseException as exc:
+                scope.close(exc)
                 raise
-            finally:
-                context_api.detach(token)
-                span.end()
+            scope.close(None, result)
+            return result
 
         return sync_wrapper
 
@@ -271,18 +269,14 @@ class _Observed:
             client = get_client()
             if not client.enabled:
                 return await func(*args, **kwargs)
-            span = self._start(client, args, kwargs)
-            token = context_api.attach(trace.set_span_in_context(span))
+            scope = _Scope(self, client, args, kwargs)
             try:
                 result = await func(*args, **kwargs)
-                self._finish(span, client, result)
-                return result
-            except Exception as exc:
-                _record_error(span, exc)
+            except BaseException as exc:
+                scope.close(exc)
                 raise
-            finally:
-                context_api.detach(token)
-                span.end()
+            scope.close(None, result)
+            return result
 
         return async_wrapper
 
@@ -293,42 +287,35 @@ class _Observed:
             client = get_client()
             if not client.enabled:
                 return (yield from func(*args, **kwargs))
-            span = self._start(client, args, kwargs)
-            span_context = trace.set_span_in_context(span)
+            scope = _Scope(self, client, args, kwargs, attach=False)
             inner = func(*args, **kwargs)
-            items: list[Any] = []
             send: Any = None
             thrown: BaseException | None = None
-            try:
-                while True:
-                    token = context_api.attach(span_context)
-                    try:
-                        item = inner.throw(thrown) if thrown is not None else inner.send(send)
-                    except StopIteration as stop:
-                        self._finish(span, client, _collected(items))
-                        return stop.value
-                    finally:
-                        thrown = None
-                        context_api.detach(token)
-                    _keep(items, item)
-                    try:
-                        send = yield item
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:  # thrown in by the consumer: pass it on
-                        thrown = exc
-            except GeneratorExit:
-                token = context_api.attach(span_context)
+            while True:
+                # The body runs inside the span; the consumer, between items, does not.
+                scope.attach()
                 try:
-                    inner.close()
-                finally:
-                    context_api.detach(token)
-                raise
-            except Exception as exc:
-                _record_error(span, exc)
-                raise
-            finally:
-                span.end()
+                    item = inner.throw(thrown) if thrown is not None else inner.send(send)
+                except StopIteration as stop:
+                    scope.close(None, scope.collected())
+                    return stop.value
+                except BaseException as exc:
+                    scope.close(exc)
+                    raise
+                thrown = None
+                scope.detach()
+                scope.keep(item)
+                try:
+                    send = yield item
+                except GeneratorExit:
+                    scope.attach()
+                    try:
+                        inner.close()  # its cleanup runs inside our span
+                    finally:
+                        scope.close(None)
+                    raise
+                except BaseException as exc:  # thrown in by the consumer: pass it on
+                    thrown = exc
 
         return gen_wrapper
 
@@ -341,66 +328,140 @@ class _Observed:
                 async for item in func(*args, **kwargs):
                     yield item
                 return
-            span = self._start(client, args, kwargs)
-            span_context = trace.set_span_in_context(span)
+            scope = _Scope(self, client, args, kwargs, attach=False)
             inner = func(*args, **kwargs)
-            items: list[Any] = []
             send: Any = None
             thrown: BaseException | None = None
-            try:
-                while True:
-                    token = context_api.attach(span_context)
-                    try:
-                        if thrown is not None:
-                            item = await inner.athrow(thrown)
-                        else:
-                            item = await inner.asend(send)
-                    except StopAsyncIteration:
-                        self._finish(span, client, _collected(items))
-                        return
-                    finally:
-                        thrown = None
-                        context_api.detach(token)
-                    _keep(items, item)
-                    try:
-                        send = yield item
-                    except GeneratorExit:
-                        raise
-                    except BaseException as exc:
-                        thrown = exc
-            except GeneratorExit:
-                token = context_api.attach(span_context)
+            while True:
+                scope.attach()
                 try:
-                    await inner.aclose()  # its cleanup runs inside our span, as for generators
-                finally:
-                    context_api.detach(token)
-                raise
-            except Exception as exc:
-                _record_error(span, exc)
-                raise
-            finally:
-                span.end()
+                    if thrown is not None:
+                        item = await inner.athrow(thrown)
+                    else:
+                        item = await inner.asend(send)
+                except StopAsyncIteration:
+                    scope.close(None, scope.collected())
+                    return
+                except BaseException as exc:
+                    scope.close(exc)
+                    raise
+                thrown = None
+                scope.detach()
+                scope.keep(item)
+                try:
+                    send = yield item
+                except GeneratorExit:
+                    scope.attach()
+                    try:
+                        await inner.aclose()  # its cleanup runs inside our span
+                    finally:
+                        scope.close(None)
+                    raise
+                except BaseException as exc:
+                    thrown = exc
 
         return async_gen_wrapper
 
 
-def _keep(items: list[Any], item: Any) -> None:
-    if len(items) <= MAX_GENERATOR_ITEMS:
-        items.append(item)
+class _Scope:
+    """One traced call: start the span, attach it, record the error or capture the output,
+    detach, end. Written once; the wrappers above only add their call's syntax."""
+
+    __slots__ = ("observed", "client", "span", "context", "token", "items")
+
+    def __init__(
+        self,
+        observed: _Observed,
+        client: TraceRootClient,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attach: bool = True,
+    ) -> None:
+        self.observed = observed
+        self.client = client
+        self.span = observed._start(client, args, kwargs)
+        self.context = trace.set_span_in_context(self.span)
+        self.token: object | None = context_api.attach(self.context) if attach else None
+        self.items: list[Any] | None = None
+
+    def attach(self) -> None:
+        """Make the span current (a generator's body is about to run)."""
+        self.token = context_api.attach(self.context)
+
+    def detach(self) -> None:
+        """Give the context back (the call returned, or a generator yielded)."""
+        token, self.token = self.token, None
+        if token is not None:
+            context_api.detach(token)  # type: ignore[arg-type]
+
+    def close(self, error: BaseException | None, result: Any = None) -> None:
+        """End the call: the error recorded (an Exception), or the result captured."""
+        try:
+            if error is None:
+                self.observed._finish(self.span, self.client, result)
+            elif isinstance(error, Exception):
+                _record_error(self.span, error)
+        finally:
+            self.detach()
+            self.span.end()
+
+    def keep(self, item: Any) -> None:
+        """Remember one yielded item for the generator's output."""
+        items = self.items
+        if items is None:
+            items = self.items = []
+        if len(items) <= MAX_GENERATOR_ITEMS:
+            items.append(item)
+
+    def collected(self) -> Any:
+        """The generator's output: what it yielded, bounded."""
+        items = self.items
+        if not items:
+            return None
+        if len(items) > MAX_GENERATOR_ITEMS:
+            return [*items[:MAX_GENERATOR_ITEMS], f"...[more than {MAX_GENERATOR_ITEMS} items]"]
+        return items
 
 
-def _collected(items: list[Any]) -> Any:
-    if not items:
-        return None
-    if len(items) > MAX_GENERATOR_ITEMS:
-        return [*items[:MAX_GENERATOR_ITEMS], f"...[more than {MAX_GENERATOR_ITEMS} items]"]
-    return items
+# Set on an exception once its stack trace is recorded: the spans it then passes through
+# get its type and message only. Formatting the growing traceback at every traced frame
+# made an exception through N frames cost O(N^2).
+_RECORDED = "__traceroot_recorded__"
 
 
 def _record_error(span: Span, exc: BaseException) -> None:
-    if span.is_recording():
+    if not span.is_recording():
+        return
+    message = f"{type(exc).__name__}: {exc}"
+    if _first_record(exc):
         span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    else:
+        kind = type(exc)
+        module = kind.__module__
+        span.add_event(
+            "exception",
+            {
+                "exception.type": (
+                    f"{module}.{kind.__qualname__}"
+                    if module and module != "builtins"
+                    else kind.__qualname__
+                ),
+                "exception.message": str(exc),
+                "exception.escaped": "False",
+            },
+        )
+    span.set_status(Status(StatusCode.ERROR, message))
+
+
+def _first_record(exc: BaseException) -> bool:
+    """Whether this is the first span to record `exc` (which is then marked)."""
+    try:
+        if getattr(exc, _RECORDED, False):
+            return False
+        setattr(exc, _RECORDED, True)
+    except Exception:  # an exception type that takes no attributes: record it every time
+        return True
+    return True
 
 
 _relative_paths: dict[str, str] = {}
