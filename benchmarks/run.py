@@ -621,6 +621,7 @@ class ServerCase:
     errors: list[int] = field(default_factory=list)
     rss_start: list[float] = field(default_factory=list)  # MB, right after the warm-up
     rss_end: list[float] = field(default_factory=list)  # MB, as the load ends
+    cpu_ms: list[float] = field(default_factory=list)  # the server's CPU per measured request
     spans_per_request: list[float] = field(default_factory=list)
     exit_s: list[float] = field(default_factory=list)  # SIGTERM to exit
     failures: list[str] = field(default_factory=list)
@@ -640,6 +641,15 @@ def _rss_mb(pid: int) -> float:
     except (OSError, ValueError):
         pass
     return float("nan")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process `pid` has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> bool:
@@ -703,9 +713,9 @@ def run_server_once(
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             time.sleep(warmup)
-            rss_start = _rss_mb(server.pid)
+            rss_start, cpu_start = _rss_mb(server.pid), _cpu_s(server.pid)
             out, load_err = load.communicate(timeout=duration + 120)
-            rss_end = _rss_mb(server.pid)
+            rss_end, cpu_end = _rss_mb(server.pid), _cpu_s(server.pid)
             if load.returncode != 0:
                 case.failures.append(f"load generator exit {load.returncode}: {load_err[-300:]}")
                 return
@@ -732,12 +742,15 @@ def run_server_once(
     case.rss_start.append(rss_start)
     case.rss_end.append(rss_end)
     case.exit_s.append(exit_s)
+    # CPU time is far less moved by other load on the machine than throughput is.
+    case.cpu_ms.append((cpu_end - cpu_start) / max(1, result["requests"]) * 1000)
     # Every request answered (warm-up and the readiness probe included) made spans.
     case.spans_per_request.append(spans / max(1, result["answered"] + 1))
     print(
         f"  server {case.key:<10} {result['rps']:7.1f} req/s  p50 {result['p50_ms']:6.1f} ms  "
         f"p99 {result['p99_ms']:6.1f} ms  errors {result['errors']}  "
-        f"RSS {rss_start:.0f} -> {rss_end:.0f} MB  spans/request "
+        f"CPU {case.cpu_ms[-1]:.2f} ms/request  RSS {rss_start:.0f} -> {rss_end:.0f} MB  "
+        f"spans/request "
         f"{case.spans_per_request[-1]:.2f}  exit {exit_s:.2f} s",
         flush=True,
     )
@@ -957,6 +970,12 @@ def summary(rep: Report) -> list[str]:
             "{:.2f}x",
         )
         row(
+            "server CPU per request vs untraced",
+            "",
+            [server_ratio(k, "cpu_ms") for k in keys],
+            "{:.2f}x",
+        )
+        row(
             "server RSS growth under load (end / start)",
             "levels off",
             [
@@ -1093,19 +1112,22 @@ def report(rep: Report) -> str:
             "after a warm-up; the contenders take turns, "
             f"{rep.server_rounds} rounds. Ratios are taken round by round against the untraced "
             "server of the same round: median (min-max). RSS is the server's, right after the "
-            "warm-up and as the load ends. *exit*: SIGTERM to exit (traced: the final flush)."
+            "warm-up and as the load ends. *CPU/request*: the server process's CPU time (all its "
+            "threads, the export thread included) over the measured window / requests measured, "
+            "much less moved by other load on a shared machine than throughput and latency are. "
+            "*exit*: SIGTERM to exit (traced: the final flush)."
         )
         add("")
         add(
             "| server | req/s (min-max) | vs untraced | p50 | p99 (min-max) | p99 vs untraced "
-            "| errors | RSS start → end | spans/request | exit |"
+            "| CPU/request | CPU vs untraced | errors | RSS start → end | spans/request | exit |"
         )
-        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         untraced = next(x for x in rep.server if x.key == "untraced")
         for sc in rep.server:
             failures += [f"server {sc.key}: {f}" for f in sc.failures]
             if not sc.rps:
-                add(f"| {sc.label} | failed: {sc.failures[:1]} | | | | | | | | |")
+                add(f"| {sc.label} | failed: {sc.failures[:1]} | | | | | | | | | | |")
                 continue
             traced = sc is not untraced
             add(
@@ -1114,6 +1136,8 @@ def report(rep: Report) -> str:
                 f"{_median(sc.p50):.1f} ms | {_median(sc.p99):.1f} ms "
                 f"({_spread(sc.p99, fmt='.1f')}) | "
                 f"{_ratio_cell(_paired_ratios(sc.p99, untraced.p99)) if traced else ''} | "
+                f"{_median(sc.cpu_ms):.2f} ms | "
+                f"{_ratio_cell(_paired_ratios(sc.cpu_ms, untraced.cpu_ms)) if traced else ''} | "
                 f"{sum(sc.errors)} | {_median(sc.rss_start):.0f} → {_median(sc.rss_end):.0f} MB | "
                 f"{_median(sc.spans_per_request):.2f} | {_median(sc.exit_s):.2f} s |"
             )
@@ -1134,9 +1158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="burst runs per contender (5)")
     parser.add_argument("--startup-runs", type=int, default=9, help="start-up runs per command (9)")
-    parser.add_argument("--server-rounds", type=int, default=3, help="server rounds (3)")
+    parser.add_argument("--server-rounds", type=int, default=5, help="server rounds (5)")
     parser.add_argument(
-        "--server-seconds", type=float, default=12.0, help="server load per round, s (12)"
+        "--server-seconds", type=float, default=10.0, help="server load per round, s (10)"
     )
     parser.add_argument(
         "--baseline-rev",
