@@ -879,55 +879,77 @@ def _burst_numbers(r: BurstResult) -> dict[str, float]:
 
 
 def summary(rep: Report) -> list[str]:
-    """The issues' targets, each with the number this run measured."""
+    """The issues' targets, each with the number this run measured.
+
+    A ratio is of the two medians; in brackets, the range of the ratios taken run by run (or
+    round by round), each pair measured back to back.
+    """
     lines: list[str] = []
     add = lines.append
-    burst = {r.contender.key: _burst_numbers(r) for r in rep.burst}
-    base = burst.get("otel-sized", {}).get("cost", float("nan"))
-    walls = {c.key: _median(c.walls) for c in rep.startup}
+    burst = {r.contender.key: r for r in rep.burst}
+    startup = {c.key: c for c in rep.startup}
     server = {c.key: c for c in rep.server}
     keys = ["traceroot"] + ([BASELINE] if rep.baseline else [])
+    nan = float("nan")
+    Cell = tuple[float, list[float]]  # the value, and what it ranges over
+
     head = "| measure | target | this repo |" + (
         f" at {rep.baseline} (before) | now / before |" if rep.baseline else ""
     )
     add(head)
     add("|---|---:|---:|" + ("---:|---:|" if rep.baseline else ""))
 
-    def row(name: str, target: str, values: list[float], fmt: str, ratio: bool = True) -> None:
-        cells = [fmt.format(v) if v == v else "n/a" for v in values]
+    def row(name: str, target: str, cells: list[Cell], fmt: str, ratio: bool = True) -> None:
+        text = []
+        for value, spread in cells:
+            cell = fmt.format(value) if value == value else "n/a"
+            if len(spread) > 1:
+                cell += f" ({fmt.format(min(spread))}-{fmt.format(max(spread))})"
+            text.append(cell)
         if rep.baseline:
-            cells.append(_ratio(values[0], values[1]) if ratio else "")
-        add(f"| {name} | {target} | " + " | ".join(cells) + " |")
+            text.append(_ratio(cells[0][0], cells[1][0]) if ratio else "")
+        add(f"| {name} | {target} | " + " | ".join(text) + " |")
 
+    def ratio_of(a: Sequence[float], b: Sequence[float]) -> Cell:
+        return _median(a) / _median(b) if a and b else nan, _paired_ratios(a, b)
+
+    def per_span(key: str, attr: str, scale: float) -> Cell:
+        r = burst.get(key)
+        if r is None or not r.walls:
+            return nan, []
+        values = [v / m * scale for v, m in zip(getattr(r, attr), r.made, strict=True)]
+        return _median(values), values
+
+    base = burst.get("otel-sized")
     row(
         "burst cost/span vs sized plain OTel",
         "≤ 0.5x",
-        [burst.get(k, {}).get("cost", float("nan")) / base for k in keys],
+        [ratio_of(burst[k].walls, base.walls) if k in burst and base else (nan, []) for k in keys],
         "{:.2f}x",
     )
-    row(
-        "burst delivered",
-        "100%",
-        [burst.get(k, {}).get("delivered", float("nan")) for k in keys],
-        "{:.1%}",
-        ratio=False,
-    )
+    delivered = []
+    for k in keys:
+        r = burst.get(k)
+        fractions = [d / m for d, m in zip(r.delivered, r.made, strict=True)] if r else []
+        delivered.append((_median(fractions), fractions))
+    row("burst delivered", "100%", delivered, "{:.1%}", ratio=False)
     row(
         "calling thread's CPU per decorated call (burst)",
         "≤ 20 µs",
-        [burst.get(k, {}).get("cpu", float("nan")) * 1e6 for k in keys],
+        [per_span(k, "calls_cpu", 1e6) for k in keys],
         "{:.1f} µs",
     )
     row(
-        "calling thread's wall per decorated call (burst)",
+        "calling thread's wall time per decorated call (burst)",
         "",
-        [burst.get(k, {}).get("calls", float("nan")) * 1e6 for k in keys],
+        [per_span(k, "calls", 1e6) for k in keys],
         "{:.1f} µs",
     )
 
-    def wall_ratio(case: str, versus: str, key: str) -> float:
-        name = case if key == "traceroot" else f"{case}-{BASELINE}"
-        return walls.get(name, float("nan")) / walls.get(versus, float("nan"))
+    def wall_ratio(case: str, versus: str, key: str) -> Cell:
+        mine = startup.get(case if key == "traceroot" else f"{case}-{BASELINE}")
+        other = startup.get(versus)
+        return ratio_of(mine.walls, other.walls) if mine and other else (nan, [])
 
     row(
         "`traceroot-run python -c pass` / `opentelemetry-instrument python -c pass`",
@@ -936,13 +958,13 @@ def summary(rep: Report) -> list[str]:
         "{:.2f}x",
     )
     row(
-        "`python -c pass` with the hook on its path / bare",
+        "`python -c pass` with the hook on its path, no span / bare `python -c pass`",
         "≤ 1.5x",
         [wall_ratio("hook-pass", "bare-pass", k) for k in keys],
         "{:.2f}x",
     )
     row(
-        "`traceroot-run python app_openai.py` / bare",
+        "`traceroot-run python app_openai.py` / bare (imports openai)",
         "≤ 1.15x",
         [wall_ratio("tr-openai", "bare-openai", k) for k in keys],
         "{:.2f}x",
@@ -950,12 +972,12 @@ def summary(rep: Report) -> list[str]:
     untraced = server.get("untraced")
     if untraced is not None:
 
-        def server_ratio(key: str, attr: str) -> float:
+        def server_ratio(key: str, attr: str) -> Cell:
             case = server.get(key)
             if case is None:
-                return float("nan")
+                return nan, []
             ratios = _paired_ratios(getattr(case, attr), getattr(untraced, attr))
-            return _median(ratios)
+            return _median(ratios), ratios
 
         row(
             f"server throughput vs untraced (concurrency {SERVER_CONCURRENCY})",
@@ -970,23 +992,17 @@ def summary(rep: Report) -> list[str]:
             "{:.2f}x",
         )
         row(
-            "server CPU per request vs untraced",
+            "server CPU time per request vs untraced",
             "",
             [server_ratio(k, "cpu_ms") for k in keys],
             "{:.2f}x",
         )
-        row(
-            "server RSS growth under load (end / start)",
-            "levels off",
-            [
-                _median(_paired_ratios(server[k].rss_end, server[k].rss_start))
-                if k in server
-                else float("nan")
-                for k in keys
-            ],
-            "{:.2f}x",
-            ratio=False,
-        )
+        growth = []
+        for k in keys:
+            case = server.get(k)
+            ratios = _paired_ratios(case.rss_end, case.rss_start) if case else []
+            growth.append((_median(ratios), ratios))
+        row("server RSS, end of load / after warm-up", "levels off", growth, "{:.2f}x", False)
     return lines
 
 
