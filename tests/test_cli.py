@@ -160,3 +160,61 @@ def test_check_fails_when_a_named_integration_cannot_work(
     assert code == 1
     assert re.search(r"crewai +library not installed", out), out
     assert "crewai is named in TRACEROOT_INTEGRATIONS" in out
+
+
+# -- secrets never shown ----------------------------------------------------------------
+
+
+def test_check_never_shows_a_key_with_a_newline(tmp_path: Path) -> None:
+    env = program_env({"TRACEROOT_API_KEY": "tr-newlinesecret42\nX-Injected: yes"})
+    code, out = check(env, tmp_path)
+    assert code == 1
+    assert "newlinesecret42" not in out and "Injected" not in out
+    assert "TRACEROOT_API_KEY" in out and "control character" in out
+
+
+def test_check_never_shows_a_url_password_or_header_values(
+    receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    password_url = receiver.url.replace("http://", "http://user:hunter2pass@")
+    env = program_env({"TRACEROOT_API_KEY": KEY, "TRACEROOT_HOST_URL": password_url})
+    code, out = check(env, tmp_path)
+    assert code == 0, out
+    assert "hunter2pass" not in out and "user:***@" in out
+    env = program_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-honeycomb-team=hcsecret0123456,"
+            "proxy-authorization=Basic%20cHJveHlzZWNyZXQ=",
+        }
+    )
+    code, out = check(env, tmp_path)
+    assert code == 0, out
+    assert "x-honeycomb-team" in out
+    assert "hcsecret0123456" not in out and "cHJveHlzZWNyZXQ" not in out
+
+
+def test_a_url_password_is_never_printed_by_the_running_program(tmp_path: Path) -> None:
+    url = dead_url().replace("http://", "http://user:hunter2pass@")
+    script = tmp_path / "app.py"
+    script.write_text(
+        "import traceroot\n"
+        "client = traceroot.initialize()\n"
+        "print(repr(client))\n"
+        "@traceroot.observe\n"
+        "def f():\n"
+        "    return 1\n"
+        "f()\n"
+    )
+    env = program_env(
+        {
+            "TRACEROOT_API_KEY": KEY,
+            "TRACEROOT_HOST_URL": url,
+            "TRACEROOT_SHUTDOWN_TIMEOUT": "1",
+        }
+    )
+    result = launch(["--no-env-file", "python", str(script)], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "not delivered" in result.stderr  # the undelivered-spans warning names the host
+    everything = result.stdout + result.stderr
+    assert "hunter2pass" not in everything and KEY not in everything

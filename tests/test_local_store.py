@@ -242,3 +242,32 @@ def test_sending_elsewhere_keeps_no_copy_by_default(
     check(run_python(PROGRAM.replace("sys.exit(3)", ""), env=env))
     receiver.wait_for_spans(3, timeout=5)
     assert not (tmp_path / "store").exists()
+
+
+def test_a_full_disk_warns_once_and_the_program_runs_on(run_python: RunPython, tmp_path: Path):
+    # A disk that fills up: the process may not grow any file past 200 kB (RLIMIT_FSIZE, with
+    # SIGXFSZ ignored, is what a full file system looks like to a writer: the write fails).
+    # The store's first writes fit; the large spans after them do not.
+    script = (
+        "import resource, signal\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
+        "import sys, time\n"
+        "from traceroot import observe\n"
+        "@observe\n"
+        "def big(i, text):\n"
+        "    return len(text)\n"
+        "for i in range(40):\n"
+        "    big(i, 'x' * 30_000)\n"
+        "    time.sleep(0.02)\n"
+        "print('output unchanged')\n"
+        "sys.exit(3)\n"
+    )
+    proc = run_python(script, env={"TRACEROOT_LOCAL_DIR": str(tmp_path)})
+    assert proc.returncode == 3 and proc.stdout == "output unchanged\n", proc.stderr
+    warnings = warnings_in(proc.stderr, "cannot write the local trace store")
+    assert len(warnings) == 1, proc.stderr
+    assert "is the disk full?" in warnings[0] and "TRACEROOT_LOCAL_DIR" in warnings[0]
+    assert "Error(" not in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("traceroot: trace ") == 40  # the console view is unaffected
+    assert (tmp_path / "traces.db").stat().st_size <= 200_000

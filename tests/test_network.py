@@ -20,7 +20,7 @@ from net_servers import CA, ConnectProxy, GRPCReceiver, make_ca
 from otlp_receiver import OTLPReceiver, dead_url
 from test_launcher import launch, program_env
 
-from traceroot._export.endpoint import resolve_otlp
+from traceroot._otlp_config import resolve_otlp
 
 TRACES = "/api/v1/public/traces"
 PASSWORD = "pr0xy-s3cret-pass"
@@ -502,8 +502,8 @@ def test_check_against_a_grpc_port_speaks_in_words(tmp_path: Path) -> None:
 
 def test_tls_context_is_verifying(ca: CA) -> None:
     # The transport never turns verification off, whatever the settings.
-    from traceroot._export.endpoint import OTLPSettings
     from traceroot._export.transport import tls_context
+    from traceroot._otlp_config import OTLPSettings
 
     context = tls_context(OTLPSettings(ca_file=str(ca.ca_file)), {})
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname

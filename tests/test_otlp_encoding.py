@@ -97,6 +97,12 @@ def test_same_message_as_the_opentelemetry_encoder() -> None:
                 for kv in nans:
                     assert math.isnan(kv.value.double_value)
                     span.attributes.remove(kv)
+    if not any(s.schema_url for r in theirs.resource_spans for s in r.scope_spans):
+        # Older OpenTelemetry encoders drop the scope's schema URL; ours keeps it.
+        assert [s.schema_url for s in ours.resource_spans[0].scope_spans if s.schema_url]
+        for resource_spans in ours.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                scope_spans.schema_url = ""
     assert ours == theirs
 
 

@@ -10,7 +10,7 @@ import textwrap
 from fake_providers import COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, FakeProviders
 from otlp_receiver import OTLPReceiver, ReceivedSpan
 
-from traceroot._export.content import (
+from traceroot._content import (
     OPENINFERENCE_HIDING,
     WITHHELD_CONTENT,
     hide_content_in_instrumentors,
@@ -24,7 +24,7 @@ PROGRAM = """
     import openai
     import traceroot
     from traceroot import Integration, observe, update_current_span
-    from traceroot._export.content import hide_content_in_instrumentors
+    from traceroot._content import hide_content_in_instrumentors
 
     if "--hide-in-openinference" in sys.argv:
         hide_content_in_instrumentors()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -73,7 +74,7 @@ def test_rate_zero_keeps_none_and_a_bad_rate_is_named(
     assert done.returncode == 0 and done.stdout == "done\n", done.stderr
     assert receiver.spans == [] and "traceroot" not in done.stderr
     bad = run_python(ROOTS, env=receiver_env(receiver, TRACEROOT_SAMPLE_RATE="1.5"))
-    assert "invalid TRACEROOT_SAMPLE_RATE='1.5' (expected a number from 0 to 1)" in bad.stderr
+    assert "invalid TRACEROOT_SAMPLE_RATE='1.5' (expected a number >= 0 and <= 1)" in bad.stderr
     assert len(receiver.wait_for_spans(2 * TRACES)) == 2 * TRACES
 
 
@@ -139,3 +140,49 @@ def test_check_reports_the_share_kept(tmp_path: Path) -> None:
     assert re.search(
         r"sampling +0.1 of new traces kept \(TRACEROOT_SAMPLE_RATE=0.1\)", result.stdout
     )
+
+
+UNSAMPLED_CHILDREN = """
+import json
+from collections.abc import Mapping
+from traceroot import observe
+
+reads = 0
+
+class Counted(Mapping):
+    def __getitem__(self, key):
+        global reads
+        reads += 1
+        return key
+    def __iter__(self):
+        global reads
+        reads += 1
+        return iter(["a", "b"])
+    def __len__(self):
+        return 2
+
+@observe
+def child(value):
+    return "ok"
+
+@observe(type="agent")
+def root(i):
+    child(Counted())
+    child(Counted())
+
+for i in range(200):
+    root(i)
+print(json.dumps({"reads": reads}))
+"""
+
+
+def test_an_unsampled_call_captures_nothing(receiver: OTLPReceiver, run_python: RunPython) -> None:
+    done = run_python(UNSAMPLED_CHILDREN, env=receiver_env(receiver, TRACEROOT_SAMPLE_RATE="0.5"))
+    assert done.returncode == 0, done.stderr
+    spans = receiver.spans  # the program flushed everything before it exited
+    kept_roots = len([s for s in spans if s.name == "root"])
+    assert 0 < kept_roots < 200
+    # Only the children of kept traces read their argument (at most 3 reads each).
+    reads = json.loads(done.stdout)["reads"]
+    assert 0 < reads <= 2 * kept_roots * 3
+    assert len([s for s in spans if s.name == "child"]) == 2 * kept_roots

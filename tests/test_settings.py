@@ -150,3 +150,37 @@ def test_a_password_in_the_host_url_is_never_shown() -> None:
     )
     assert config.destination.endpoint is not None and "pw-s3cret" in config.destination.endpoint
     assert "pw-s3cret" not in repr(config) and "pw-s3cret" not in config.destination.describe()
+
+
+def test_every_otlp_variable_is_declared_with_its_traces_twin_first() -> None:
+    rows = [s for s in SETTINGS if s.scope == "otlp"]
+    suffixes = {s.variables[1].removeprefix("OTEL_EXPORTER_OTLP_") for s in rows}
+    assert suffixes == {
+        "ENDPOINT",
+        "HEADERS",
+        "TIMEOUT",
+        "COMPRESSION",
+        "PROTOCOL",
+        "CERTIFICATE",
+        "CLIENT_KEY",
+        "CLIENT_CERTIFICATE",
+    }
+    for setting in rows:
+        generic = setting.variables[1]
+        assert setting.variables[0] == generic.replace("OTLP_", "OTLP_TRACES_", 1)
+
+
+def test_the_otlp_rows_drive_the_exporter_settings(caplog: pytest.LogCaptureFixture) -> None:
+    from traceroot._otlp_config import resolve_otlp
+
+    env = {
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION": "NONE",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "gzip",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "morse",
+    }
+    with caplog.at_level(logging.WARNING, "traceroot"):
+        otlp = resolve_otlp(env)
+    assert (otlp.timeout, otlp.compression, otlp.protocol) == (2.5, "none", "http/protobuf")
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL='morse'" in message and "grpc" in message

@@ -29,7 +29,7 @@ _EXPORTS = {
     "shutdown": "traceroot._client",
     "Integration": "traceroot._integrations",
     "observe": "traceroot._observe",
-    "Redact": "traceroot._export.finisher",
+    "Redact": "traceroot._export",
     "SpanKind": "traceroot._span_kind",
     "using_attributes": "traceroot._trace_attributes",
     "get_current_span_id": "traceroot._updates",
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         initialize,
         shutdown,
     )
-    from traceroot._export.finisher import Redact
+    from traceroot._export import Redact
     from traceroot._integrations import Integration
     from traceroot._observe import observe
     from traceroot._span_kind import SpanKind

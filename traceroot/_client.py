@@ -29,8 +29,7 @@ from traceroot import _propagation as propagation
 from traceroot import _sampling as sampling
 from traceroot import _threads as threads
 from traceroot._config import Config, load_config
-from traceroot._export.finisher import Redact
-from traceroot._export.pipeline import ExportPipeline
+from traceroot._export import ExportPipeline, Redact
 from traceroot._light_span import LightTracer
 from traceroot._sampling import RateSampler
 from traceroot._stamping import Stamper
@@ -215,6 +214,20 @@ class TraceRootClient:
             integrations.activate(requested, self._provider, explicit=explicit)
         except Exception as exc:  # the registry never raises; this guards the program anyway
             logger.warning("traceroot: enabling integrations failed: %r", exc)
+
+    def unsampled_child(self) -> trace.Span | None:
+        """A bare non-recording span when the current parent is unsampled, else None.
+
+        With light spans the sampler is parent-based, so such a call is decided before
+        anything is captured or stamped: an unsampled call costs less than a sampled one.
+        """
+        light = self._light
+        if light is None:
+            return None
+        parent = trace.get_current_span().get_span_context()
+        if parent.is_valid and not parent.trace_flags.sampled:
+            return light.start_span("", {}, parent)
+        return None
 
     def start_span(self, name: str, attributes: dict[str, Any]) -> trace.Span:
         """A span named `name` in the current context: the contract attributes, then ours."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from traceroot._export.endpoint import OTLPSettings, resolve_otlp
+from traceroot._otlp_config import OTLPSettings, resolve_otlp
 from traceroot._settings import (
     BY_FIELD,
     DEFAULT_HOST_URL,
@@ -118,6 +118,7 @@ class Config:
     git_ref: str | None
     integrations: str | None
     otel_instrumentors: bool
+    sample_rate: float | None
     scrub: bool
     scrub_patterns: str | None
     capture_content: bool

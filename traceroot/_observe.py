@@ -175,6 +175,9 @@ class _Observed:
     def _start(
         self, client: TraceRootClient, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Span:
+        skipped = client.unsampled_child()
+        if skipped is not None:
+            return skipped  # inside an unsampled trace: nothing to capture
         # One attribute dict at start: each separate set_attribute call costs a lock
         # and a validation pass in the OpenTelemetry SDK.
         attributes = self.static.copy()

@@ -15,35 +15,15 @@ from collections.abc import Mapping
 
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-logger = logging.getLogger("traceroot")
+from traceroot._settings import BY_FIELD, Resolver
 
-_warned: set[str] = set()
+logger = logging.getLogger("traceroot")
 
 
 def sample_rate(environ: Mapping[str, str] | None = None) -> float | None:
-    """TRACEROOT_SAMPLE_RATE, or None when unset or invalid (warned once).
-
-    setting: move to the settings table. TRACEROOT_SAMPLE_RATE: the fraction of new
-    traces kept, a number from 0 to 1 (0 keeps none started here; a trace sampled
-    upstream is still followed); default: unset (every trace, or OTEL_TRACES_SAMPLER).
-    """
-    raw = (os.environ if environ is None else environ).get("TRACEROOT_SAMPLE_RATE")
-    if raw is None or not raw.strip():
-        return None
-    try:
-        rate = float(raw)
-    except ValueError:
-        rate = -1.0
-    if not 0.0 <= rate <= 1.0:  # also refuses nan
-        if raw not in _warned:
-            _warned.add(raw)
-            logger.warning(
-                "traceroot: invalid TRACEROOT_SAMPLE_RATE=%r (expected a number from 0 to 1); "
-                "keeping every trace. Fix or unset TRACEROOT_SAMPLE_RATE.",
-                raw,
-            )
-        return None
-    return rate
+    """TRACEROOT_SAMPLE_RATE (see the settings table), or None when unset or invalid."""
+    value = Resolver(environ).value(BY_FIELD["sample_rate"])
+    return None if value is None else float(value)
 
 
 class RateSampler(ParentBased):

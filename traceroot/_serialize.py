@@ -23,7 +23,7 @@ from typing import Any
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _compat as compat
-from traceroot._export.media import MEDIA_MIN_LENGTH, media_placeholder
+from traceroot._media import MEDIA_MIN_LENGTH, media_placeholder
 
 CYCLE = "<cycle>"
 _MAX_DEPTH = 32

@@ -64,6 +64,10 @@ class Setting:
     """How the default reads in docs, when the value alone does not say it."""
     when_invalid: str | None = None
     """What an invalid value leads to, when it is not "using the default"."""
+    choices: tuple[str, ...] = ()
+    """The values a `choice` setting may take (any case)."""
+    scope: str = "config"
+    """`config`: a `Config` field; `otlp`: a field of the OTLP exporter settings."""
 
     @property
     def variable(self) -> str:
@@ -76,6 +80,8 @@ class Setting:
             return "true or false"
         if self.kind == "url":
             return "an http:// or https:// URL"
+        if self.kind == "choice":
+            return " or ".join(self.choices)
         if self.kind in ("int", "float"):
             noun = "an integer" if self.kind == "int" else "a number"
             low = ">" if self.above_minimum else ">="
@@ -153,7 +159,13 @@ def _url(setting: Setting, raw: str) -> str | None:
     return value
 
 
+def _choice(setting: Setting, raw: str) -> str | None:
+    value = raw.strip().lower()
+    return value if value in setting.choices else None
+
+
 _PARSERS: dict[str, Callable[[Setting, str], Any]] = {
+    "choice": _choice,
     "text": _text,
     "list": _text,
     "secret": _secret,
@@ -402,9 +414,96 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1,
         maximum=1_000_000,
     ),
+    Setting(
+        "sample_rate",
+        ("TRACEROOT_SAMPLE_RATE",),
+        "float",
+        None,
+        "the fraction of new traces kept, chosen by trace id so a trace is kept or dropped "
+        "whole across processes; `0` keeps none started here (a trace sampled upstream is "
+        "still followed)",
+        minimum=0,
+        maximum=1,
+        default_text="every trace (or `OTEL_TRACES_SAMPLER`)",
+        when_invalid="keeping every trace",
+    ),
+    Setting(
+        "endpoint",
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "text",
+        None,
+        "OTLP destination when no API key is set: the `TRACES_` URL as it is, the generic "
+        "one with `/v1/traces` added (OTLP/HTTP)",
+        scope="otlp",
+    ),
+    Setting(
+        "protocol",
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        "choice",
+        "http/protobuf",
+        "`http/protobuf`, or `grpc` with `pip install 'traceroot[grpc]'`",
+        choices=("http/protobuf", "grpc", "http/json"),
+        scope="otlp",
+    ),
+    Setting(
+        "headers",
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
+        "text",
+        None,
+        "`key=value,...` sent with each export (values URL-encoded, never shown)",
+        scope="otlp",
+    ),
+    Setting(
+        "timeout",
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        "float",
+        None,
+        "milliseconds one export may take",
+        minimum=0,
+        above_minimum=True,
+        maximum=600_000,
+        default_text="`TRACEROOT_TIMEOUT`",
+        when_invalid="using TRACEROOT_TIMEOUT",
+        scope="otlp",
+    ),
+    Setting(
+        "compression",
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION"),
+        "choice",
+        "gzip",
+        "`gzip` or `none`",
+        choices=("gzip", "none"),
+        scope="otlp",
+    ),
+    Setting(
+        "ca_file",
+        ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        "text",
+        None,
+        "CA bundle to trust (TraceRoot too); else `SSL_CERT_FILE`/`SSL_CERT_DIR`, else the "
+        "system store",
+        scope="otlp",
+    ),
+    Setting(
+        "client_cert",
+        ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+        "text",
+        None,
+        "client certificate (PEM) for mTLS",
+        scope="otlp",
+    ),
+    Setting(
+        "client_key",
+        ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        "text",
+        None,
+        "client key (PEM) for mTLS",
+        scope="otlp",
+    ),
 )
 
-BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS}
+BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS if s.scope == "config"}
+OTLP: dict[str, Setting] = {s.field: s for s in SETTINGS if s.scope == "otlp"}
 
 
 class Resolver:

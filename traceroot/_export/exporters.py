@@ -8,7 +8,7 @@ from typing import Protocol
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from traceroot._export.endpoint import OTLPSettings
+from traceroot._otlp_config import OTLPSettings
 
 logger = logging.getLogger("traceroot")
 

@@ -16,10 +16,10 @@ from opentelemetry.trace import Status
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _attributes as attr
-from traceroot._export.content import WITHHELD_CONTENT, capture_content_from_environment, is_content
-from traceroot._export.media import replace_media
+from traceroot._content import WITHHELD_CONTENT, capture_content_from_environment, is_content
 from traceroot._export.scrub import NAME_RULE, Scrubber, marker, scrubber_from_environment
 from traceroot._light_span import LightSpan
+from traceroot._media import replace_media
 from traceroot._serialize import to_json, truncate
 
 logger = logging.getLogger("traceroot")

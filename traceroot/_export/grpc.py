@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from traceroot._export.endpoint import OTLPSettings
 from traceroot._export.transport import Failure, explain
+from traceroot._otlp_config import OTLPSettings
 
 logger = logging.getLogger("traceroot")
 

@@ -21,7 +21,7 @@ from traceroot._export.batcher import Batcher
 from traceroot._export.console import LOCAL_NOTICE, ConsoleView
 from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
-from traceroot._local.sink import store_batcher, viewer_hint
+from traceroot._export.local_sink import store_batcher, viewer_hint
 
 logger = logging.getLogger("traceroot")
 

@@ -37,8 +37,8 @@ from urllib.parse import unquote, urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from traceroot._export.endpoint import OTLPSettings
 from traceroot._export.otlp_writer import encode_requests
+from traceroot._otlp_config import OTLPSettings
 from traceroot.version import __version__
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from opentelemetry.trace import TracerProvider
 
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
-from traceroot._export.content import hide_content_in_instrumentors
+from traceroot._content import hide_content_in_instrumentors
 from traceroot._integrations import entry_points
 from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
 from traceroot._integrations.registry import REGISTRY, Integration, pip_hint

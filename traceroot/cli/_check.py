@@ -71,7 +71,16 @@ def _show(value: str | None, default: str = "<not set>") -> str:
 
 def _shown(setting: Setting, config: Config) -> str:
     """A setting's resolved value as --check shows it: secrets masked, defaults marked."""
-    value = getattr(config, setting.field)
+    if setting.scope == "otlp":
+        value = getattr(config.otlp, setting.field)
+        if setting.field == "headers":
+            return ", ".join(value) + " (values hidden)" if value else "<not set>"
+        if setting.field == "endpoint":
+            value = config.otlp_endpoint or value
+        if setting.field == "timeout" and value is not None:
+            return f"{value * 1000:g} ms"
+    else:
+        value = getattr(config, setting.field)
     if setting.kind == "secret":
         return mask_secret(value)
     if setting.field == "console":
@@ -79,7 +88,7 @@ def _shown(setting: Setting, config: Config) -> str:
     if value is None or value == "":
         default = setting.shown_default()
         return f"{default} (default)" if default else "<not set>"
-    if setting.kind == "url":
+    if setting.kind == "url" or setting.field == "endpoint":
         return safe_url(value)
     if isinstance(value, bool):
         return str(value).lower()

@@ -36,7 +36,11 @@ def reason(exc: BaseException) -> str:
     """A storage error in words, without a Python repr."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
+    text = str(exc) or type(exc).__name__
+    # SQLite says "disk I/O error" when a file cannot grow (a full disk, a quota): say so.
+    if text in ("disk I/O error", "database or disk is full"):
+        return f"{text}: is the disk full?"
+    return text
 
 
 class StoreExporter(SpanExporter):

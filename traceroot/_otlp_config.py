@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from traceroot._settings import OTLP, Resolver
+
 logger = logging.getLogger("traceroot")
 
 Protocol = Literal["http/protobuf", "grpc"]
@@ -47,13 +49,23 @@ def _warn_once(variable: str, value: str, message: str) -> None:
         logger.warning("traceroot: %s", message)
 
 
+_SUFFIXES = {
+    "ENDPOINT": "endpoint",
+    "PROTOCOL": "protocol",
+    "HEADERS": "headers",
+    "TIMEOUT": "timeout",
+    "COMPRESSION": "compression",
+    "CERTIFICATE": "ca_file",
+    "CLIENT_CERTIFICATE": "client_cert",
+    "CLIENT_KEY": "client_key",
+}
+
+
 def _pick(env: Mapping[str, str], suffix: str) -> tuple[str, str] | None:
-    """(variable, value) of the TRACES_ variable, else the generic one; None when neither is set."""
-    for name in (f"{_PREFIX}TRACES_{suffix}", f"{_PREFIX}{suffix}"):
-        raw = env.get(name)
-        if raw is not None and raw.strip():
-            return name, raw.strip()
-    return None
+    """(variable, value) of the TRACES_ variable, else the generic one (as the settings table
+    declares them); None when neither is set."""
+    found = Resolver(env).raw(OTLP[_SUFFIXES[suffix]])
+    return (found[0], found[1].strip()) if found is not None else None
 
 
 def parse_headers(raw: str, variable: str) -> dict[str, str]:
@@ -103,21 +115,17 @@ def resolve_otlp(
 ) -> OTLPSettings:
     """The OTLP exporter settings from `OTEL_EXPORTER_OTLP_{,TRACES_}*`.
 
-    setting: move to the settings table. Variables (each with a TRACES_ twin that wins):
-    ENDPOINT (URL; the generic one gets /v1/traces appended for http/protobuf),
-    HEADERS (k=v,...; default none), TIMEOUT (milliseconds > 0, at most 600000;
-    default: TRACEROOT_TIMEOUT), COMPRESSION (gzip | none; default gzip),
-    PROTOCOL (http/protobuf | grpc; http/json is sent as http/protobuf; default http/protobuf),
-    CERTIFICATE (CA bundle file), CLIENT_CERTIFICATE and CLIENT_KEY (PEM files, for mTLS).
+    The variables, their types, bounds and defaults are the settings table's `otlp` rows.
     `report_endpoint=False`: the caller checks ENDPOINT and HEADERS and warns about them.
     """
     env = os.environ if environ is None else environ
     sources: dict[str, str] = {}
 
+    resolver = Resolver(env)
     protocol: Protocol = "http/protobuf"
     if picked := _pick(env, "PROTOCOL"):
         name, raw = picked
-        value = raw.lower()
+        value = resolver.value(OTLP["protocol"])
         sources["PROTOCOL"] = name
         if value == "grpc":
             protocol = "grpc"
@@ -127,13 +135,6 @@ def resolve_otlp(
                 raw,
                 f"{name}=http/json is not supported; sending http/protobuf instead, which "
                 "every OTLP/HTTP receiver accepts on the same port.",
-            )
-        elif value != "http/protobuf":
-            _warn_once(
-                name,
-                raw,
-                f"invalid {name}={raw!r} (expected http/protobuf or grpc); using http/protobuf. "
-                f"Fix or unset {name}.",
             )
 
     endpoint: str | None = None
@@ -164,34 +165,16 @@ def resolve_otlp(
 
     timeout: float | None = None
     if picked := _pick(env, "TIMEOUT"):
-        name, raw = picked
-        try:
-            millis = float(raw)
-        except ValueError:
-            millis = -1.0
-        if 0 < millis <= 600_000:
+        millis = resolver.value(OTLP["timeout"])
+        if millis is not None:
             timeout = millis / 1000
-            sources["TIMEOUT"] = name
-        else:
-            _warn_once(
-                name,
-                raw,
-                f"invalid {name}={raw!r} (expected milliseconds, > 0 and at most 600000); "
-                f"using TRACEROOT_TIMEOUT. Fix or unset {name}.",
-            )
+            sources["TIMEOUT"] = picked[0]
 
     compression: Compression = "gzip"
     if picked := _pick(env, "COMPRESSION"):
-        name, raw = picked
-        sources["COMPRESSION"] = name
-        if raw.lower() == "none":
+        sources["COMPRESSION"] = picked[0]
+        if resolver.value(OTLP["compression"]) == "none":
             compression = "none"
-        elif raw.lower() != "gzip":
-            _warn_once(
-                name,
-                raw,
-                f"invalid {name}={raw!r} (expected gzip or none); using gzip. Fix or unset {name}.",
-            )
 
     return OTLPSettings(
         endpoint=endpoint,
