@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from traceroot._integrations import Integration
@@ -73,3 +74,53 @@ def test_a_span_made_from_the_covering_library_steps_aside() -> None:
     assert (recorded_inside, recorded_direct) == (False, True)
     assert {s.name for s in exporter.get_finished_spans()} == {"root", "direct"}
     assert "get_tracer" not in vars(provider)
+
+
+@pytest.mark.parametrize(
+    ("integration", "scope"),
+    [(Integration.OPENAI_AGENTS, f"{OI}.openai_agents"), (Integration.AGNO, f"{OI}.agno")],
+)
+def test_the_openai_span_steps_aside_under_a_framework_llm_span(
+    integration: Integration, scope: str
+) -> None:
+    """Under the framework's LLM span only; under its tool span (a tool's own call) it stays."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield_duplicates(provider, {integration}.__contains__)
+    try:
+        framework = provider.get_tracer(scope)
+        openai = provider.get_tracer(f"{OI}.openai")
+        recorded = {}
+        for kind in ("LLM", "TOOL"):
+            attributes = {"openinference.span.kind": kind}
+            with framework.start_as_current_span(kind, attributes=attributes):
+                with openai.start_as_current_span(f"openai under {kind}") as span:
+                    recorded[kind] = span.is_recording()
+    finally:
+        yield_duplicates(None)
+    assert recorded == {"LLM": False, "TOOL": True}
+    assert {s.name for s in exporter.get_finished_spans()} == {"LLM", "TOOL", "openai under TOOL"}
+
+
+def test_a_span_named_as_no_call_steps_aside() -> None:
+    """LlamaIndex's request builder, which OpenInference marks LLM, leaves no span."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider, exporter = TracerProvider(), InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield_duplicates(provider, {Integration.LLAMA_INDEX}.__contains__)
+    try:
+        tracer = provider.get_tracer(f"{OI}.llama_index")
+        with tracer.start_as_current_span("step") as step:
+            builder = tracer.start_span("OpenAI._prepare_chat_with_tools")
+            assert builder.get_span_context().span_id == step.get_span_context().span_id
+            builder.end()
+            with tracer.start_as_current_span("OpenAI.astream_chat") as call:
+                assert call.is_recording()
+    finally:
+        yield_duplicates(None)
+    assert {s.name for s in exporter.get_finished_spans()} == {"step", "OpenAI.astream_chat"}
