@@ -13,10 +13,11 @@ no keys. Replies are fixed and their token counts known:
 - Bedrock ``POST /model/{modelId}/converse`` (JSON) and ``/converse-stream`` (AWS event
   stream), as boto3's ``bedrock-runtime`` client sends them with ``endpoint_url=url``.
 
-Tool calls (Chat Completions, Responses and Bedrock Converse): a request offering ``tools`` whose
-conversation has no tool result yet is answered with one call of the first tool,
-its required arguments filled from their JSON schema (``TOOL_ARGUMENT`` for a
-string, 2 for a number); once a tool result is in the conversation, with the text.
+Tool calls (Chat Completions, Responses, Bedrock Converse and Gemini): a request offering
+``tools`` whose conversation has no tool result yet is answered with one call of the first
+tool, its required arguments filled from their JSON schema (``TOOL_ARGUMENT`` for a
+string, 2 for a number; Gemini: always ``TOOL_ARGUMENT``); once a tool result is in the
+conversation, with the text.
 
 DSPy: a Chat Completions request prompting in DSPy's ``[[ ## field ## ]]`` format is
 answered in it (``_dspy_reply``), calling the first tool of a ReAct agent once, then
@@ -219,11 +220,40 @@ def _anthropic_stream(model: str) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "message_stop", {"type": "message_stop"}
 
 
-def _gemini_response(model: str, text: str, usage: bool = True) -> dict[str, Any]:
+def _gemini_tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``functionCall`` part a Gemini request is answered with, if any: the first
+    declared function, before any ``functionResponse`` is in the conversation."""
+    declarations = [
+        d for tool in body.get("tools") or [] for d in tool.get("functionDeclarations") or []
+    ]
+    answered = any(
+        "functionResponse" in part
+        for content in body.get("contents") or []
+        for part in content.get("parts") or []
+    )
+    if not declarations or answered:
+        return None
+    declared = declarations[0]
+    schema = next(  # google-genai sends the JSON schema under its snake_case name
+        (
+            declared[k]
+            for k in ("parameters", "parametersJsonSchema", "parameters_json_schema")
+            if k in declared
+        ),
+        {},
+    )
+    required = schema.get("required") or []
+    args = dict.fromkeys(required, TOOL_ARGUMENT)
+    return {"functionCall": {"name": declarations[0]["name"], "args": args}}
+
+
+def _gemini_response(
+    model: str, text: str, usage: bool = True, call: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "candidates": [
             {
-                "content": {"role": "model", "parts": [{"text": text}]},
+                "content": {"role": "model", "parts": [call or {"text": text}]},
                 "finishReason": "STOP",
                 "index": 0,
             }
@@ -416,12 +446,14 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._json(200, _anthropic_message(model))
         elif path.endswith(":generateContent"):
-            self._json(200, _gemini_response(model, REPLY))
+            self._json(200, _gemini_response(model, REPLY, call=_gemini_tool_call(body)))
         elif path.endswith(":streamGenerateContent"):
-            last = len(STREAM_PIECES) - 1
+            call = _gemini_tool_call(body)
+            pieces = STREAM_PIECES if call is None else [""]
+            last = len(pieces) - 1
             self._sse(
-                (None, json.dumps(_gemini_response(model, piece, usage=i == last)))
-                for i, piece in enumerate(STREAM_PIECES)
+                (None, json.dumps(_gemini_response(model, piece, usage=i == last, call=call)))
+                for i, piece in enumerate(pieces)
             )
         else:
             self._json(404, {"error": {"message": f"no fake for {self.path}"}})

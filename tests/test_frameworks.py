@@ -606,3 +606,146 @@ def test_agent_framework_reshaping_comes_off_with_the_instrumentor() -> None:
     finally:
         instrumentor.uninstrument()
     assert vars(observability)["get_tracer"] is original
+
+
+# -- AG2: two ConversableAgents and a registered tool, sync and async streamed -------------
+
+# AG2 before 1.0 is imported as ``autogen`` (1.0 is a new package, ``ag2``); the LLM spans
+# are the openai client's, which AG2 drives. Its ``openai`` extra pins openai<3, so the
+# test extra installs the core package beside the openai client the other tests need.
+
+
+@_requires("autogen", "openinference.instrumentation.ag2")
+def test_ag2_conversable_agents_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import asyncio, sys
+        from autogen import ConversableAgent, LLMConfig, register_function
+
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        def agents(**options):
+            config = LLMConfig({"api_type": "openai", "model": "gpt-4o-mini", "api_key": "k",
+                                "base_url": sys.argv[1] + "/v1", **options}, cache_seed=None)
+            assistant = ConversableAgent("assistant", system_message="Be brief.",
+                                         llm_config=config)
+            user = ConversableAgent("user", human_input_mode="NEVER", llm_config=False)
+            register_function(weather, caller=assistant, executor=user,
+                              description="The weather in a city.")
+            return user, assistant
+
+        # Two turns: the tool call and its result, then the answer.
+        user, assistant = agents()
+        first = user.initiate_chat(assistant, message="Weather in Paris?", max_turns=2)
+        user, assistant = agents(stream=True)
+        second = asyncio.run(
+            user.a_initiate_chat(assistant, message="Weather in Paris?", max_turns=2))
+        print({first.chat_history[-1]["content"], second.chat_history[-1]["content"]})
+        """
+    spans, requests = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY})
+    )
+    assert [bool(body.get("stream")) for _, body in requests] == [False, False, True, True]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run, method in zip(runs, ["initiate_chat", "a_initiate_chat"], strict=True):
+        root = assert_one_trace(run)
+        assert kind(root) == "AGENT" and root.name == f"user.{method}"
+        llms = assert_llm_spans(run, "gpt-4o-mini", calls=2)
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.attributes["tool.name"] == "weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        # Each reply an AGENT span under the chat: the assistant's hold the LLM calls, the
+        # user's the tool it executes.
+        replies = [ancestors(run, s)[0] for s in [*llms, tool]]
+        assert [s.name.split(".")[0] for s in replies] == ["assistant", "assistant", "user"]
+        assert {kind(s) for s in replies} == {"AGENT"}
+        assert {s.parent_span_id for s in replies} == {root.span_id}
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        assert_http_under(run, llms)
+
+
+# -- Google ADK: an LlmAgent with a tool on Gemini, run and streamed; either schema -------
+
+GENAI = "openinference.instrumentation.google_genai"
+
+
+@_requires("google.adk", "openinference.instrumentation.google_adk")
+@pytest.mark.parametrize(
+    ("schema", "llm_name"),
+    # ADK's telemetry schema 2 (its default) makes no span per model call: the google-genai
+    # client's span is the LLM span. Schema 1 makes its own ("call_llm"), which is kept.
+    [("2", None), ("1", "call_llm")],
+)
+def test_google_adk_agent_llm_and_tool_spans(
+    tmp_path: Path,
+    traceroot_env: dict[str, str],
+    receiver: OTLPReceiver,
+    schema: str,
+    llm_name: str | None,
+) -> None:
+    program = """
+        import asyncio, sys
+        from google.adk.agents import LlmAgent
+        from google.adk.agents.run_config import RunConfig, StreamingMode
+        from google.adk.models import Gemini
+        from google.adk.runners import Runner
+        from google.adk.sessions import InMemorySessionService
+        from google.genai import types
+
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        agent = LlmAgent(name="weather_agent", instruction="Be brief.", tools=[weather],
+                         model=Gemini(model="gemini-2.0-flash", base_url=sys.argv[1]))
+        runner = Runner(agent=agent, app_name="weather", session_service=InMemorySessionService())
+
+        async def ask(mode):
+            session = await runner.session_service.create_session(app_name="weather", user_id="u")
+            message = types.Content(role="user", parts=[types.Part(text="Weather in Paris?")])
+            text = ""
+            async for event in runner.run_async(user_id="u", session_id=session.id,
+                                                new_message=message,
+                                                run_config=RunConfig(streaming_mode=mode)):
+                if event.is_final_response() and event.content and event.content.parts:
+                    text += "".join(part.text or "" for part in event.content.parts)
+            return text
+
+        async def main():
+            return {await ask(StreamingMode.NONE), await ask(StreamingMode.SSE)}
+
+        print(asyncio.run(main()))
+        """
+    env = {**traceroot_env, "GOOGLE_API_KEY": "k", "ADK_TELEMETRY_SCHEMA_VERSION_OPT_IN": schema}
+    spans, requests = run_framework(tmp_path, env, receiver, program, expect_output=str({REPLY}))
+    assert [path.rsplit(":", 1)[1] for path, _ in requests] == [
+        *["generateContent"] * 2,
+        *["streamGenerateContent?alt=sse"] * 2,
+    ]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    streams = ["AsyncGenerateContent", "AsyncGenerateContentStream"]
+    for run, genai_name in zip(runs, streams, strict=True):
+        root = assert_one_trace(run)
+        assert kind(root) == "CHAIN" and root.name == "invocation [weather]"
+        # No second agent span (ADK's own), under either schema.
+        (agent,) = [s for s in run if kind(s) == "AGENT"]
+        assert agent.name == "agent_run [weather_agent]"
+        llms = assert_llm_spans(run, "gemini-2.0-flash", calls=2)
+        assert {s.name for s in llms} == {llm_name or genai_name}
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.name == "execute_tool weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert {s.parent_span_id for s in [*llms, tool]} == {agent.span_id}
+        assert root in ancestors(run, agent)
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.start_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        if llm_name is None:
+            assert first.end_ns <= tool.start_ns
+        else:  # ADK ends call_llm when the reply's stream closes, after the tool has run
+            assert not [s for s in run if s.scope_name == GENAI]  # the client's stepped aside

@@ -101,6 +101,22 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
         # step that read it, beside the LLM span.
         Cover(Integration.LLAMA_INDEX, caller_module="llama_index.llms.openai"),
     ),
+    # Google ADK's own spans for an invocation and an agent run ("invocation",
+    # "invoke_agent <name>") repeat OpenInference's ("invocation [<app>]", "agent_run
+    # [<name>]"), whose instrumentor means to silence them but misses the start_span ADK 2
+    # makes them with. Under ADK's telemetry schema 2 (its default) each model call's
+    # attributes are then recorded on the agent span, marking it LLM beside the google-genai
+    # LLM span of each call. They step aside: the calls nest under the agent.
+    "gcp.vertex.agent": (
+        Cover(Integration.GOOGLE_ADK, parent_scope=f"{OI}.google_adk", parent_prefix="agent_run"),
+        Cover(Integration.GOOGLE_ADK, parent_scope=f"{OI}.google_adk", parent_prefix="invocation"),
+    ),
+    # Under ADK's schema 1 (ADK_TELEMETRY_SCHEMA_VERSION_OPT_IN=1) each model call has
+    # ADK's own LLM span ("call_llm", given its kind when the reply is in); the google-genai
+    # client's span for the call steps aside.
+    f"{OI}.google_genai": (
+        Cover(Integration.GOOGLE_ADK, parent_scope="gcp.vertex.agent", parent_prefix="call_llm"),
+    ),
     # OpenInference marks every method of a LlamaIndex LLM an LLM span, this one included,
     # though it only builds the request of the call that follows.
     f"{OI}.llama_index": (Cover(Integration.LLAMA_INDEX, name_suffix="._prepare_chat_with_tools"),),
