@@ -10,18 +10,29 @@ no keys. Replies are fixed and their token counts known:
 - Gemini ``POST /{version}/models/{model}:generateContent`` and
   ``:streamGenerateContent?alt=sse``.
 - OpenAI ``POST /v1/responses`` (JSON, or SSE events when ``stream``).
+- Bedrock ``POST /model/{modelId}/converse`` (JSON) and ``/converse-stream`` (AWS event
+  stream), as boto3's ``bedrock-runtime`` client sends them with ``endpoint_url=url``.
 
-Tool calls (Chat Completions and Responses): a request offering ``tools`` whose
-conversation has no tool result yet is answered with one call of the first tool,
-its required arguments filled from their JSON schema (``TOOL_ARGUMENT`` for a
-string, 2 for a number); once a tool result is in the conversation, with the text.
+Tool calls (Chat Completions, Responses, Bedrock Converse and Gemini): a request offering
+``tools`` whose conversation has no tool result yet is answered with one call of the first
+tool, its required arguments filled from their JSON schema (``TOOL_ARGUMENT`` for a
+string, 2 for a number; Gemini: always ``TOOL_ARGUMENT``); once a tool result is in the
+conversation, with the text.
+
+DSPy: a Chat Completions request prompting in DSPy's ``[[ ## field ## ]]`` format is
+answered in it (``_dspy_reply``), calling the first tool of a ReAct agent once, then
+``finish``; every other output field is ``REPLY``.
 
 A request whose model is ``FAIL_MODEL`` gets HTTP 500.
 """
 
 from __future__ import annotations
 
+import ast
+import binascii
 import json
+import re
+import struct
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,16 +52,21 @@ TOOL_CALL_ID = "call_fake_1"
 
 def _tool_call(body: dict[str, Any]) -> tuple[str, str] | None:
     """(name, JSON arguments) of the tool this request is answered with, if any."""
-    tools = body.get("tools") or []
+    tools = body.get("tools") or (body.get("toolConfig") or {}).get("tools") or []
     items = [*(body.get("messages") or []), *(body.get("input") or [])]
     answered = any(
         isinstance(m, dict) and (m.get("role") == "tool" or m.get("type") == "function_call_output")
         for m in items
+    ) or any(  # Bedrock: a user message carrying a toolResult block
+        isinstance(block, dict) and "toolResult" in block
+        for m in items
+        if isinstance(m, dict) and isinstance(m.get("content"), list)
+        for block in m["content"]
     )
     if not tools or answered:
         return None
-    tool = tools[0].get("function", tools[0])
-    schema = tool.get("parameters") or {}
+    tool = tools[0].get("function") or tools[0].get("toolSpec") or tools[0]
+    schema = tool.get("parameters") or (tool.get("inputSchema") or {}).get("json") or {}
     props = schema.get("properties") or {}
     samples = {"string": TOOL_ARGUMENT, "integer": 2, "number": 2, "boolean": True}
     args = {
@@ -60,8 +76,38 @@ def _tool_call(body: dict[str, Any]) -> tuple[str, str] | None:
     return str(tool["name"]), json.dumps(args)
 
 
-def _openai_completion(model: str, call: tuple[str, str] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": REPLY}
+_DSPY_DONE = "[[ ## completed ## ]]"
+
+
+def _dspy_reply(body: dict[str, Any]) -> str | None:
+    """The reply to a prompt of DSPy's ChatAdapter, every output field filled; else None.
+
+    A ReAct step (``next_tool_name`` among the outputs) picks the first tool with its
+    arguments set to ``TOOL_ARGUMENT``, or ``finish`` once the trajectory has an observation.
+    """
+    messages = body.get("messages") or []
+    texts = [m.get("content") for m in messages if isinstance(m, dict)]
+    system, last = (texts[0], texts[-1]) if texts else ("", "")
+    if not (isinstance(system, str) and isinstance(last, str) and _DSPY_DONE in last):
+        return None
+    outputs = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
+    tools = re.findall(
+        r"\(\d+\) (\w+), whose description .*?It takes arguments (\{.*?\})\.", system
+    )
+    use = tools[0] if tools and "observation_" not in last else ("finish", "{}")
+    values = {
+        "next_tool_name": use[0],
+        "next_tool_args": json.dumps(dict.fromkeys(ast.literal_eval(use[1]), TOOL_ARGUMENT)),
+    }
+    fields = re.findall(r"^\d+\. `(\w+)`", outputs, flags=re.MULTILINE)
+    parts = [f"[[ ## {name} ## ]]\n{values.get(name, REPLY)}\n" for name in fields]
+    return "\n".join([*parts, _DSPY_DONE])
+
+
+def _openai_completion(
+    model: str, call: tuple[str, str] | None = None, text: str = REPLY
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
     if call is not None:
         message = {
             "role": "assistant",
@@ -174,11 +220,40 @@ def _anthropic_stream(model: str) -> Iterator[tuple[str, dict[str, Any]]]:
     yield "message_stop", {"type": "message_stop"}
 
 
-def _gemini_response(model: str, text: str, usage: bool = True) -> dict[str, Any]:
+def _gemini_tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``functionCall`` part a Gemini request is answered with, if any: the first
+    declared function, before any ``functionResponse`` is in the conversation."""
+    declarations = [
+        d for tool in body.get("tools") or [] for d in tool.get("functionDeclarations") or []
+    ]
+    answered = any(
+        "functionResponse" in part
+        for content in body.get("contents") or []
+        for part in content.get("parts") or []
+    )
+    if not declarations or answered:
+        return None
+    declared = declarations[0]
+    schema = next(  # google-genai sends the JSON schema under its snake_case name
+        (
+            declared[k]
+            for k in ("parameters", "parametersJsonSchema", "parameters_json_schema")
+            if k in declared
+        ),
+        {},
+    )
+    required = schema.get("required") or []
+    args = dict.fromkeys(required, TOOL_ARGUMENT)
+    return {"functionCall": {"name": declarations[0]["name"], "args": args}}
+
+
+def _gemini_response(
+    model: str, text: str, usage: bool = True, call: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "candidates": [
             {
-                "content": {"role": "model", "parts": [{"text": text}]},
+                "content": {"role": "model", "parts": [call or {"text": text}]},
                 "finishReason": "STOP",
                 "index": 0,
             }
@@ -261,6 +336,62 @@ def _response_events(response: dict[str, Any]) -> Iterator[tuple[str | None, str
         yield event["type"], json.dumps({**event, "sequence_number": number})
 
 
+def _converse(call: tuple[str, str] | None) -> dict[str, Any]:
+    """A Bedrock Converse response: one toolUse block, or one text block."""
+    if call is not None:
+        use = {"toolUseId": TOOL_CALL_ID, "name": call[0], "input": json.loads(call[1])}
+        content: list[dict[str, Any]] = [{"toolUse": use}]
+    else:
+        content = [{"text": REPLY}]
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": "end_turn" if call is None else "tool_use",
+        "usage": _converse_usage(),
+        "metrics": {"latencyMs": 1},
+    }
+
+
+def _converse_usage() -> dict[str, int]:
+    total = PROMPT_TOKENS + COMPLETION_TOKENS
+    return {"inputTokens": PROMPT_TOKENS, "outputTokens": COMPLETION_TOKENS, "totalTokens": total}
+
+
+def _converse_events(call: tuple[str, str] | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The events of a Bedrock ConverseStream response, text or a tool use in pieces."""
+    yield "messageStart", {"role": "assistant"}
+    if call is not None:
+        start = {"toolUse": {"toolUseId": TOOL_CALL_ID, "name": call[0]}}
+        yield "contentBlockStart", {"contentBlockIndex": 0, "start": start}
+        half = len(call[1]) // 2
+        for piece in (call[1][:half], call[1][half:]):
+            yield (
+                "contentBlockDelta",
+                {"contentBlockIndex": 0, "delta": {"toolUse": {"input": piece}}},
+            )
+    else:
+        for piece in STREAM_PIECES:
+            yield "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}
+    yield "contentBlockStop", {"contentBlockIndex": 0}
+    yield "messageStop", {"stopReason": "end_turn" if call is None else "tool_use"}
+    yield "metadata", {"usage": _converse_usage(), "metrics": {"latencyMs": 1}}
+
+
+def _event_stream_message(event: str, payload: dict[str, Any]) -> bytes:
+    """One message of the AWS event stream encoding: prelude, string headers, payload, CRCs."""
+    headers = b""
+    for name, value in (
+        (":event-type", event),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ):
+        headers += struct.pack("!B", len(name)) + name.encode()
+        headers += struct.pack("!BH", 7, len(value)) + value.encode()  # 7: a string value
+    body = json.dumps(payload).encode()
+    prelude = struct.pack("!II", 12 + len(headers) + len(body) + 4, len(headers))
+    message = prelude + struct.pack("!I", binascii.crc32(prelude)) + headers + body
+    return message + struct.pack("!I", binascii.crc32(message))
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -294,33 +425,45 @@ class _Handler(BaseHTTPRequestHandler):
                 usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 self._sse((None, data) for data in _openai_stream(model, usage, call))
             else:
-                self._json(200, _openai_completion(model, call))
+                self._json(200, _openai_completion(model, call, _dspy_reply(body) or REPLY))
         elif path.endswith("/responses"):
             response = _response(model, _tool_call(body))
             if body.get("stream"):
                 self._sse(_response_events(response))
             else:
                 self._json(200, response)
+        elif path.startswith("/model/") and path.endswith("/converse"):
+            self._json(200, _converse(_tool_call(body)))
+        elif path.startswith("/model/") and path.endswith("/converse-stream"):
+            stream = b"".join(
+                _event_stream_message(event, data)
+                for event, data in _converse_events(_tool_call(body))
+            )
+            self._send(200, "application/vnd.amazon.eventstream", stream)
         elif path.endswith("/messages"):
             if body.get("stream"):
                 self._sse((event, json.dumps(data)) for event, data in _anthropic_stream(model))
             else:
                 self._json(200, _anthropic_message(model))
         elif path.endswith(":generateContent"):
-            self._json(200, _gemini_response(model, REPLY))
+            self._json(200, _gemini_response(model, REPLY, call=_gemini_tool_call(body)))
         elif path.endswith(":streamGenerateContent"):
-            last = len(STREAM_PIECES) - 1
+            call = _gemini_tool_call(body)
+            pieces = STREAM_PIECES if call is None else [""]
+            last = len(pieces) - 1
             self._sse(
-                (None, json.dumps(_gemini_response(model, piece, usage=i == last)))
-                for i, piece in enumerate(STREAM_PIECES)
+                (None, json.dumps(_gemini_response(model, piece, usage=i == last, call=call)))
+                for i, piece in enumerate(pieces)
             )
         else:
             self._json(404, {"error": {"message": f"no fake for {self.path}"}})
 
     def _json(self, code: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+        self._send(code, "application/json", json.dumps(payload).encode())
+
+    def _send(self, code: int, content_type: str, data: bytes) -> None:
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

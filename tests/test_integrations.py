@@ -505,6 +505,47 @@ def test_a_missing_instrumentor_names_the_pip_command(
     assert any(hint in r.getMessage() for r in caplog.records)
 
 
+class ImportingIncidental:
+    """An instrumentor that imports another integration's library, as Agno's imports every
+    agno.models module (and so litellm, anthropic, ...)."""
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        import tr_fake_incidental  # noqa: F401
+
+    def uninstrument(self) -> None:
+        pass
+
+
+def test_a_library_an_instrumentor_imports_is_not_warned_about(
+    provider: TracerProvider,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    for name in ("tr_fake_host", "tr_fake_incidental"):
+        (tmp_path / f"{name}.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    host = Spec(
+        ("openai",),
+        "tr_fake_host",
+        "openinference-instrumentation-openai",
+        "test_integrations:ImportingIncidental",
+    )
+    incidental = Spec(
+        ("openai",), "tr_fake_incidental", "no-such-instrumentor-dist", "nowhere:Nothing", "groq"
+    )
+    monkeypatch.setitem(REGISTRY, Integration.OPENAI, host)
+    monkeypatch.setitem(REGISTRY, Integration.GROQ, incidental)
+    with caplog.at_level(logging.WARNING, logger="traceroot"):
+        integrations.activate(["openai", "groq"], provider, explicit=True)
+        import tr_fake_host  # noqa: F401
+
+    state = integrations.status()
+    assert state[Integration.OPENAI] == "instrumented"
+    assert state[Integration.GROQ].startswith("instrumentor missing")
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
 def test_deactivate_uninstruments_and_removes_hooks(provider: TracerProvider) -> None:
     import openai
     from openinference.instrumentation.openai import OpenAIInstrumentor

@@ -13,12 +13,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from traceroot._otlp_config import OTLPSettings, resolve_otlp
+from traceroot._otlp_config import OTLPSettings, parse_headers, resolve_otlp
 from traceroot._settings import (
     BY_FIELD,
     DEFAULT_HOST_URL,
+    OTLP,
     PROGRAM_NAME_VARIABLE,
     Resolver,
     has_control_characters,
@@ -179,34 +180,6 @@ class Config:
         return self.console
 
 
-def _parse_headers(raw: str, variable: str) -> dict[str, str]:
-    """`k1=v1,k2=v2`, values URL-encoded (W3C baggage format); never logs a value."""
-    headers: dict[str, str] = {}
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        key, value = unquote(key.strip()), unquote(value.strip())
-        if not sep or not key or has_control_characters(key):
-            logger.warning(
-                "traceroot: ignoring a malformed entry in %s (expected key=value pairs "
-                "separated by commas).",
-                variable,
-            )
-            continue
-        if has_control_characters(value):
-            logger.warning(
-                "traceroot: ignoring header %r in %s: its value holds a line break or another "
-                "control character, which HTTP cannot send. Fix %s.",
-                key,
-                variable,
-                variable,
-            )
-            continue
-        headers[key] = value
-    return headers
-
-
 def _program_name() -> str:
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 in ("", "-c", "-m"):
@@ -279,18 +252,14 @@ def load_config(
     otlp = resolve_otlp(r.environ, report_endpoint=False)
     if otlp.protocol == "grpc" and otlp_endpoint:
         otlp_endpoint = otlp.endpoint  # gRPC takes the URL as it is: no /v1/traces
-    headers_raw = None
-    for variable in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"):
-        headers_raw = r.environ.get(variable)
-        if headers_raw and headers_raw.strip():
-            break
+    headers = r.raw(OTLP["headers"])  # the TRACES_ variable, else the generic one
     flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
     values["service_name"] = values["service_name"] or _program_name()
     return Config(
         **values,
         max_batch_size=values["flush_at"] if flush_at_set else DEFAULT_MAX_BATCH_SIZE,
         otlp_endpoint=otlp_endpoint,
-        otlp_headers=_parse_headers(headers_raw, variable) if headers_raw else {},
+        otlp_headers=parse_headers(headers[1], headers[0]) if headers else {},
         otlp=otlp,
         refused=host_refused if values["api_key"] else otlp_refused,
     )

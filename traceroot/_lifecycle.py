@@ -123,11 +123,42 @@ class _ExitState:
 _state = _ExitState()
 
 
+# The signal mask of the forking thread while it forks (see _hold_sigterm_over_fork).
+_mask_over_fork: set[int] | None = None
+
+
+def _hold_sigterm_over_fork() -> None:
+    """Block SIGTERM in the forking thread until the fork is done, when Python handles it.
+
+    A child forked while a Python SIGTERM handler is installed inherits that handler, and
+    CPython forgets any signal that arrives before it has reset its signal state in the
+    child. A pool's terminate() signalling a worker it has just forked could so be lost,
+    and the worker would wait for ever. Blocked, the signal stays pending in the kernel and
+    arrives once the child unblocks it (after_in_child runs after that reset).
+    """
+    global _mask_over_fork
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or not callable(_real_getsignal(signal.SIGTERM)):
+        return
+    try:
+        _mask_over_fork = mask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (OSError, ValueError):
+        _mask_over_fork = None
+
+
+def _release_sigterm_after_fork() -> None:
+    global _mask_over_fork
+    previous, _mask_over_fork = _mask_over_fork, None
+    if previous is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _after_fork_in_child() -> None:
     exit_allowance.reset()
     _state.running = False
     _state.deferred_signal = None
     _register_mp_finalizer()
+    _release_sigterm_after_fork()  # last: a pending SIGTERM now finds our state reset
 
 
 def on_exit(shutdown: Callable[[], None]) -> None:
@@ -145,7 +176,11 @@ def on_exit(shutdown: Callable[[], None]) -> None:
     atexit.register(run_exit_shutdown)
     exit_allowance.share_with_workers()
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_hold_sigterm_over_fork,
+            after_in_parent=_release_sigterm_after_fork,
+            after_in_child=_after_fork_in_child,
+        )
     mp_process = sys.modules.get("multiprocessing.process")
     if mp_process is not None and mp_process.parent_process() is not None:
         # Started inside a child already running (tracing began in a pool worker): no fork

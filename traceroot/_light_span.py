@@ -180,41 +180,20 @@ class LightSpan(trace_api.Span, ReadableSpan):
         if self._light_end is not None:
             return
         limits = self._tracer.limits
-        bounded = BoundedAttributes(
-            limits.max_event_attributes,
-            attributes,
-            max_value_len=limits.event_value_length,
-            immutable=True,
-        )
-        events = self._light_events
-        if events is None:
-            events = self._light_events = []
-        if len(events) >= limits.max_events:
-            self._dropped_events += 1
-            if not events:
-                return
-            del events[0]  # full: the oldest event gives way, as in the SDK's bounded list
-        events.append(Event(name, bounded, timestamp or time_ns()))
+        bounded = limits.bounded(limits.max_event_attributes, attributes)
+        event = Event(name, bounded, timestamp or time_ns())
+        if self._light_events is None:
+            self._light_events = []
+        self._dropped_events += _append_bounded(self._light_events, event, limits.max_events)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         if self._light_end is not None or not compat.is_valid_link(context, attributes):
             return
         limits = self._tracer.limits
-        bounded = BoundedAttributes(
-            limits.max_link_attributes,
-            attributes,
-            max_value_len=limits.event_value_length,
-            immutable=True,
-        )
-        links = self._light_links
-        if links is None:
-            links = self._light_links = []
-        if len(links) >= limits.max_links:
-            self._dropped_links += 1
-            if not links:
-                return
-            del links[0]
-        links.append(Link(context, bounded))
+        link = Link(context, limits.bounded(limits.max_link_attributes, attributes))
+        if self._light_links is None:
+            self._light_links = []
+        self._dropped_links += _append_bounded(self._light_links, link, limits.max_links)
 
     def update_name(self, name: str) -> None:
         if self._light_end is None:
@@ -273,6 +252,12 @@ class Limits:
         self.value_length: int | None = limits.max_span_attribute_length
         self.event_value_length: int | None = limits.max_attribute_length
 
+    def bounded(self, count: int | None, attributes: types.Attributes) -> BoundedAttributes:
+        """An event's or link's attributes under the limits, as the SDK bounds them."""
+        return BoundedAttributes(
+            count, attributes, max_value_len=self.event_value_length, immutable=True
+        )
+
     def cut(self, value: Any) -> Any:
         """A string (or strings in an array) cut to the span attribute length limit."""
         length = self.value_length
@@ -290,6 +275,17 @@ class Limits:
         dropped = max(0, len(items) - self.max_attributes)
         kept = items[dropped:]  # the SDK keeps the newest
         return {k: self.cut(v) for k, v in kept}, dropped
+
+
+def _append_bounded(items: list[Any], item: Any, maximum: int) -> int:
+    """Append `item`, the oldest giving way when full (the SDK's bounded list); 1 if dropped."""
+    if len(items) < maximum:
+        items.append(item)
+        return 0
+    if items:
+        del items[0]
+        items.append(item)
+    return 1
 
 
 def _limit(value: int | None, unbounded: int) -> int:

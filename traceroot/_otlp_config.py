@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from traceroot._settings import OTLP, Resolver
+from traceroot._settings import OTLP, Resolver, has_control_characters
 
 logger = logging.getLogger("traceroot")
 
@@ -85,12 +85,12 @@ def parse_headers(raw: str, variable: str) -> dict[str, str]:
             )
             continue
         name, text = unquote(key.strip()), unquote(value.strip())
-        if any(c in name + text for c in "\r\n\0"):
+        if has_control_characters(name + text):
             _warn_once(
                 variable,
                 item,
                 f"ignoring header {name.strip()!r} in {variable}: its name or value holds a line "
-                "break, which would let it forge other headers.",
+                "break or another control character, which would let it forge other headers.",
             )
             continue
         headers[name] = text

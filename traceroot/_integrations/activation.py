@@ -59,6 +59,10 @@ class _State:
         self.instrumented: dict[Integration, Any] = {}
         self.in_progress: set[Integration] = set()
         self.failed: dict[Integration, str] = {}
+        # Libraries first imported by an instrumentor (Agno's imports every agno.models
+        # module, and so litellm, anthropic, ...), not by the program: a missing instrumentor
+        # for one of them is not worth a warning.
+        self.incidental: set[Integration] = set()
 
 
 _state = _State()
@@ -259,7 +263,8 @@ def _instrument(integration: Integration) -> None:
     # thread may be inside an import waiting for the lock in its hook.
     try:
         if not distributions.installed(spec.instrumentor_dist):
-            logger.warning(
+            log = logger.debug if integration in _state.incidental else logger.warning
+            log(
                 "traceroot: cannot trace %s: the instrumentor %s is not installed; run: %s",
                 integration.value,
                 spec.instrumentor_dist,
@@ -270,7 +275,11 @@ def _instrument(integration: Integration) -> None:
 
         instrumentor = _load_object(spec.instrumentor)()
         hide_content_in_instrumentors()  # OpenInference reads its hide settings now
-        instrumentor.instrument(tracer_provider=provider)
+        before = set(sys.modules)
+        try:
+            instrumentor.instrument(tracer_provider=provider)
+        finally:
+            _note_incidental(before)
         # BaseInstrumentor declines, with its own log line, on a library version conflict.
         if not getattr(instrumentor, "is_instrumented_by_opentelemetry", True):
             with _state.lock:
@@ -285,6 +294,13 @@ def _instrument(integration: Integration) -> None:
     finally:
         with _state.lock:
             _state.in_progress.discard(integration)
+
+
+def _note_incidental(before: set[str]) -> None:
+    """Mark the integrations whose library was imported since ``before`` (by an instrumentor)."""
+    new = set(sys.modules) - before
+    with _state.lock:
+        _state.incidental.update(i for i, spec in REGISTRY.items() if spec.module in new)
 
 
 def _fail(integration: Integration, exc: BaseException) -> None:
@@ -329,6 +345,7 @@ def deactivate() -> None:
         instrumentors = [*_state.instrumented.values(), *entry_points.withdraw()]
         _state.instrumented.clear()
         _state.failed.clear()
+        _state.incidental.clear()
         _state.provider = None
         _state.explicit = False
         _state.duplicates_pending = False

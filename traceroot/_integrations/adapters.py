@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import wrapt
-from opentelemetry.trace import Span, Tracer, TracerProvider, use_span
+from opentelemetry.trace import Span, Tracer, TracerProvider, get_current_span, use_span
 
 logger = logging.getLogger("traceroot")
 
@@ -47,13 +47,6 @@ class AnthropicInstrumentor:
         return bool(self._inner.is_instrumented_by_opentelemetry)
 
 
-def _add_span_processor(tracer_provider: TracerProvider, processor: Any) -> None:
-    add = getattr(tracer_provider, "add_span_processor", None)
-    if add is None:
-        raise TypeError(f"{type(tracer_provider).__name__} cannot take span processors")
-    add(processor)
-
-
 class PydanticAIInstrumentor:
     """Turns on Pydantic AI's native spans and reshapes them into OpenInference ones.
 
@@ -64,7 +57,7 @@ class PydanticAIInstrumentor:
     def instrument(self, tracer_provider: TracerProvider) -> None:
         from pydantic_ai import Agent, InstrumentationSettings
 
-        reshaping = _ReshapingProvider(tracer_provider)
+        reshaping = _ReshapingProvider(tracer_provider, _reshape_pydantic_ai)
         Agent.instrument_all(InstrumentationSettings(tracer_provider=reshaping))  # type: ignore[arg-type]
 
     def uninstrument(self) -> None:
@@ -73,27 +66,33 @@ class PydanticAIInstrumentor:
         Agent.instrument_all(False)
 
 
-class _ReshapingProvider:
-    """Hands out tracers whose spans take Pydantic AI's OpenInference attributes at end."""
+Reshape = Callable[[Span], None]
 
-    def __init__(self, inner: TracerProvider) -> None:
+
+class _ReshapingProvider:
+    """Hands out tracers whose spans are reshaped (``reshape``) just before they end."""
+
+    def __init__(self, inner: TracerProvider, reshape: Reshape) -> None:
         self._inner = inner
+        self._reshape = reshape
 
     def get_tracer(self, *args: Any, **kwargs: Any) -> Tracer:
-        return _ReshapingTracer(self._inner.get_tracer(*args, **kwargs))
+        return _ReshapingTracer(self._inner.get_tracer(*args, **kwargs), self._reshape)
 
 
 class _ReshapingTracer(Tracer):
-    def __init__(self, inner: Tracer) -> None:
+    def __init__(self, inner: Tracer, reshape: Reshape) -> None:
         self._inner = inner
+        self._reshape = reshape
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_inner":
+        if name in ("_inner", "_reshape"):
             raise AttributeError(name)
         return getattr(self._inner, name)
 
     def start_span(self, *args: Any, **kwargs: Any) -> Span:
-        return _ReshapedSpan(self._inner.start_span(*args, **kwargs))  # type: ignore[return-value]
+        span = self._inner.start_span(*args, **kwargs)
+        return _ReshapedSpan(span, self._reshape)  # type: ignore[return-value]
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -105,36 +104,120 @@ class _ReshapingTracer(Tracer):
 
 
 class _ReshapedSpan(wrapt.ObjectProxy):  # type: ignore[misc]
-    """A span that adds OpenInference's reading of its attributes just before it ends."""
+    """A span that takes OpenInference's reading of its attributes just before it ends."""
+
+    def __init__(self, span: Span, reshape: Reshape) -> None:
+        super().__init__(span)
+        self._self_reshape = reshape
 
     def end(self, end_time: int | None = None) -> None:
         try:
-            from openinference.instrumentation.pydantic_ai.semantic_conventions import (
-                get_attributes,
-            )
-
             span = self.__wrapped__
             if span.is_recording() and span.attributes:
-                span.set_attributes(dict(get_attributes(span.attributes)))
+                self._self_reshape(span)
         except Exception:  # a library change costs the reshaping, never the span
-            logger.debug("traceroot: reshaping a Pydantic AI span failed", exc_info=True)
+            logger.debug("traceroot: reshaping a span failed", exc_info=True)
         self.__wrapped__.end(end_time)
 
     def __exit__(self, *exc: Any) -> None:
         self.end()
 
 
+def _reshape_pydantic_ai(span: Any) -> None:
+    from openinference.instrumentation.pydantic_ai.semantic_conventions import get_attributes
+
+    span.set_attributes(dict(get_attributes(span.attributes)))
+
+
+def _reshape_agent_framework(span: Any) -> None:
+    from openinference.instrumentation.agent_framework.semantic_conventions import (
+        get_attributes,
+    )
+
+    span_id = span.get_span_context().span_id
+    span.set_attributes(dict(get_attributes(dict(span.attributes), span.name, span_id)))
+
+
 class AgentFrameworkInstrumentor:
-    """Turns on Agent Framework's native spans and reshapes them into OpenInference ones."""
+    """Turns on Agent Framework's native spans and reshapes them into OpenInference ones.
+
+    As Pydantic AI's, each span is reshaped as it ends (OpenInference ships the mapping as
+    a span processor, which would run after ours has exported the span). The framework
+    takes its tracer from ``agent_framework.observability.get_tracer`` for every span.
+    """
 
     def instrument(self, tracer_provider: TracerProvider) -> None:
-        from agent_framework.observability import enable_instrumentation
-        from openinference.instrumentation.agent_framework import (
-            AgentFrameworkToOpenInferenceProcessor,
-        )
+        from agent_framework import observability
 
-        _add_span_processor(tracer_provider, AgentFrameworkToOpenInferenceProcessor())
-        enable_instrumentation()
+        if not isinstance(vars(observability).get("get_tracer"), wrapt.FunctionWrapper):
+            wrapt.wrap_function_wrapper(observability, "get_tracer", _reshaping_tracer)
+        observability.enable_instrumentation()
 
     def uninstrument(self) -> None:
         """Agent Framework has no switch back off; its spans stay OpenInference-shaped."""
+        from agent_framework import observability
+
+        wrapper = vars(observability).get("get_tracer")
+        if isinstance(wrapper, wrapt.FunctionWrapper):
+            observability.get_tracer = wrapper.__wrapped__
+
+
+def _reshaping_tracer(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Tracer:
+    return _ReshapingTracer(wrapped(*args, **kwargs), _reshape_agent_framework)
+
+
+class DSPyInstrumentor:
+    """OpenInference's DSPy instrumentor, with token counts on its LM spans.
+
+    Its ``LM.__call__`` span records the model but not the usage, which DSPy hands to the
+    LM's history while that span is current; the counts are taken from there.
+    """
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.dspy import DSPyInstrumentor
+
+        self._inner = DSPyInstrumentor()
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        from dspy.clients.base_lm import BaseLM
+
+        self._inner.instrument(tracer_provider=tracer_provider)
+        if not isinstance(vars(BaseLM).get("update_history"), wrapt.FunctionWrapper):
+            wrapt.wrap_function_wrapper(BaseLM, "update_history", _record_dspy_usage)
+
+    def uninstrument(self) -> None:
+        from dspy.clients.base_lm import BaseLM
+
+        self._inner.uninstrument()
+        wrapper = vars(BaseLM).get("update_history")
+        if isinstance(wrapper, wrapt.FunctionWrapper):
+            BaseLM.update_history = wrapper.__wrapped__  # type: ignore[method-assign]
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+def _record_dspy_usage(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``BaseLM.update_history``: its entry's token counts onto the current LM span."""
+    try:
+        entry = args[0] if args else kwargs.get("entry")
+        _set_token_counts(get_current_span(), (entry or {}).get("usage"))
+    except Exception:  # a DSPy change costs the counts, never the call
+        logger.debug("traceroot: reading DSPy usage failed", exc_info=True)
+    return wrapped(*args, **kwargs)
+
+
+def _set_token_counts(span: Span, usage: Any) -> None:
+    """OpenAI-style ``usage`` (a mapping) as OpenInference token counts on an LLM span."""
+    attributes = getattr(span, "attributes", None) or {}
+    if not span.is_recording() or attributes.get("openinference.span.kind") != "LLM":
+        return
+    if "llm.token_count.prompt" in attributes or not isinstance(usage, dict):
+        return
+    counts = {
+        "llm.token_count.prompt": usage.get("prompt_tokens"),
+        "llm.token_count.completion": usage.get("completion_tokens"),
+        "llm.token_count.total": usage.get("total_tokens"),
+    }
+    span.set_attributes({k: v for k, v in counts.items() if isinstance(v, int)})

@@ -48,10 +48,13 @@ class Cover:
     integration: Integration
     parent_scope: str | None = None  # it would start directly under that scope's span
     parent_prefix: str = ""  # whose name starts so
+    parent_kind: str | None = None  # and whose OpenInference span kind is this
     caller_module: str | None = None  # or it would start inside that library's code
     caller_span: Callable[[FrameType], Span | None] | None = None
     """With ``caller_module``: finds the covering span from that library's frame, when it is
     never the current span (else the duplicate carries the current span's context)."""
+    name_suffix: str | None = None
+    """Or: a span whose name ends so always steps aside (it records no provider call)."""
 
 
 def _langchain_run_span(frame: FrameType | None, depth: int = 32) -> Span | None:
@@ -84,7 +87,39 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
         Cover(
             Integration.LANGCHAIN, caller_module="langchain_openai", caller_span=_langchain_run_span
         ),
+        # So do the OpenAI Agents SDK's models and Agno's OpenAI models, under their own LLM
+        # span ("response", "generation"; "OpenAIChat.invoke", ...), which carries the model
+        # and token counts, streaming included (the openai client's streamed Responses span
+        # has none); a tool's own openai call is not covered.
+        Cover(Integration.OPENAI_AGENTS, parent_scope=f"{OI}.openai_agents", parent_kind="LLM"),
+        Cover(Integration.AGNO, parent_scope=f"{OI}.agno", parent_kind="LLM"),
+        # So do Agent Framework's OpenAI clients, under its "chat <model>" span (reshaped as
+        # it ends, so it has no OpenInference kind yet).
+        Cover(Integration.AGENT_FRAMEWORK, parent_scope="agent_framework", parent_prefix="chat "),
+        # So does LlamaIndex's OpenAI LLM. A streamed call is made while the stream is read,
+        # after its LLM span stopped being current: the HTTP request then nests under the
+        # step that read it, beside the LLM span.
+        Cover(Integration.LLAMA_INDEX, caller_module="llama_index.llms.openai"),
     ),
+    # Google ADK's own spans for an invocation and an agent run ("invocation",
+    # "invoke_agent <name>") repeat OpenInference's ("invocation [<app>]", "agent_run
+    # [<name>]"), whose instrumentor means to silence them but misses the start_span ADK 2
+    # makes them with. Under ADK's telemetry schema 2 (its default) each model call's
+    # attributes are then recorded on the agent span, marking it LLM beside the google-genai
+    # LLM span of each call. They step aside: the calls nest under the agent.
+    "gcp.vertex.agent": (
+        Cover(Integration.GOOGLE_ADK, parent_scope=f"{OI}.google_adk", parent_prefix="agent_run"),
+        Cover(Integration.GOOGLE_ADK, parent_scope=f"{OI}.google_adk", parent_prefix="invocation"),
+    ),
+    # Under ADK's schema 1 (ADK_TELEMETRY_SCHEMA_VERSION_OPT_IN=1) each model call has
+    # ADK's own LLM span ("call_llm", given its kind when the reply is in); the google-genai
+    # client's span for the call steps aside.
+    f"{OI}.google_genai": (
+        Cover(Integration.GOOGLE_ADK, parent_scope="gcp.vertex.agent", parent_prefix="call_llm"),
+    ),
+    # OpenInference marks every method of a LlamaIndex LLM an LLM span, this one included,
+    # though it only builds the request of the call that follows.
+    f"{OI}.llama_index": (Cover(Integration.LLAMA_INDEX, name_suffix="._prepare_chat_with_tools"),),
 }
 
 
@@ -98,6 +133,11 @@ def _called_from(module: str, depth: int = 64) -> FrameType | None:
             return frame
         frame, depth = frame.f_back, depth - 1
     return None
+
+
+def _has_kind(span: Span, kind: str | None) -> bool:
+    attributes = getattr(span, "attributes", None) or {}
+    return kind is None or attributes.get("openinference.span.kind") == kind
 
 
 def _caller_span(cover: Cover, frame: FrameType) -> Span | None:
@@ -127,17 +167,21 @@ class _YieldingTracer(Tracer):
             raise AttributeError(name)
         return getattr(self._inner, name)
 
-    def _covered(self, context: Context | None) -> Span | None:
+    def _covered(self, name: str, context: Context | None) -> Span | None:
         parent = get_current_span(context)
         for cover in self._covers:
             if not _yielding.is_active(cover.integration):
                 continue
-            if cover.parent_scope is not None:
+            if cover.name_suffix is not None:
+                if name.endswith(cover.name_suffix):
+                    return NonRecordingSpan(parent.get_span_context())
+            elif cover.parent_scope is not None:
                 scope = getattr(parent, "instrumentation_scope", None)
                 if (
                     getattr(scope, "name", None) == cover.parent_scope
                     and parent.is_recording()
                     and getattr(parent, "name", "").startswith(cover.parent_prefix)
+                    and _has_kind(parent, cover.parent_kind)
                 ):
                     return NonRecordingSpan(parent.get_span_context())
             elif cover.caller_module is not None:
@@ -151,7 +195,7 @@ class _YieldingTracer(Tracer):
     def start_span(
         self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
     ) -> Span:
-        covered = self._covered(context)
+        covered = self._covered(name, context)
         if covered is not None:
             return covered
         # The inner tracer's method, run on ``self``: OpenInference's tracer wraps this one
@@ -162,7 +206,7 @@ class _YieldingTracer(Tracer):
     def start_as_current_span(  # type: ignore[override]
         self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
     ) -> Iterator[Span]:
-        covered = self._covered(context)
+        covered = self._covered(name, context)
         if covered is None:
             with compat.start_span_as(
                 self._inner, self, "start_as_current_span", name, context, *args, **kwargs

@@ -133,7 +133,7 @@ REGISTRY: dict[Integration, Spec] = {
         ("dspy", "dspy-ai"),
         "dspy",
         "openinference-instrumentation-dspy",
-        f"{OI}.dspy:DSPyInstrumentor",
+        "traceroot._integrations.adapters:DSPyInstrumentor",
         "dspy",
     ),
     Integration.GOOGLE_ADK: Spec(
