@@ -171,3 +171,92 @@ def test_a_child_forked_before_any_span_traces_on_its_own(
     assert second == "0 False"  # the parent itself never started tracing
     (span,) = receiver.spans
     assert (span.name, span.attributes["traceroot.span.output"]) == ("forked_child", "child")
+
+
+def test_an_instrumented_import_does_not_wait_for_a_start_under_way(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Thread "starter" makes the first span; while it loads the SDK (held there by a
+    # finder until the other import is over), thread "importer" imports openai. The
+    # importer must not wait for the start (the starter may need a module the importer is
+    # inside: a deadlock); openai is instrumented once tracing has started.
+    pytest.importorskip("openai")
+    from fake_providers import FakeProviders
+
+    with FakeProviders() as fake:
+        result = launch(
+            f"""
+            import sys, threading
+            import traceroot
+
+            loading = threading.Event()
+            imported = threading.Event()
+            waited = []
+
+            class Held:
+                # Runs the SDK module only once the other import is over. (Not in
+                # find_spec: Python calls that under its global import lock.)
+                def __init__(self, loader):
+                    self.loader = loader
+
+                def create_module(self, spec):
+                    return self.loader.create_module(spec)
+
+                def exec_module(self, module):
+                    loading.set()
+                    waited.append(imported.wait(20))
+                    self.loader.exec_module(module)
+
+            class Gate:
+                def find_spec(self, name, path=None, target=None):
+                    if name != "opentelemetry.sdk.trace" or (
+                        threading.current_thread().name != "starter"
+                    ):
+                        return None
+                    from importlib.machinery import PathFinder
+
+                    spec = PathFinder.find_spec(name, path)
+                    spec.loader = Held(spec.loader)
+                    return spec
+
+            sys.meta_path.insert(0, Gate())
+
+            def first():
+                @traceroot.observe(name="first")  # here: it loads the OpenTelemetry API
+                def work():
+                    return "ok"
+
+                work()
+
+            def importer():
+                loading.wait(20)
+                import openai
+
+                imported.set()
+
+            threads = [
+                threading.Thread(target=first, name="starter"),
+                threading.Thread(target=importer, name="importer"),
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+            import openai
+
+            client = openai.OpenAI(base_url={fake.url!r} + "/v1", api_key="k", max_retries=0)
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}]
+            )
+            print(waited)
+            """,
+            traceroot_env,
+            tmp_path,
+        )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout == "[True]\n"  # the import finished while the start was under way
+    names = sorted(span.name for span in receiver.spans)
+    assert "first" in names
+    llm = [s for s in receiver.spans if s.attributes.get("openinference.span.kind") == "LLM"]
+    assert len(llm) == 1, names

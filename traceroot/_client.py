@@ -182,9 +182,23 @@ def _start_deferred() -> TraceRootClient | None:
 
 
 def _started_provider() -> Any:
-    """Our provider, starting the client for it (an instrumented library was imported)."""
-    client = get_client()
-    return client.tracer_provider
+    """Our provider, starting the client for it (an instrumented library was imported).
+
+    None while another thread is starting the client: this thread is inside an import
+    (the hook runs there), and the starting thread may be waiting for that very module;
+    waiting for it here would deadlock. The integration is instrumented once it has started.
+    """
+    while True:
+        client = _client
+        if client is not None:
+            return client.tracer_provider
+        if _lock.acquire(timeout=0.05):
+            try:
+                return get_client().tracer_provider
+            finally:
+                _lock.release()
+        if _starting:
+            return None
 
 
 def _start_on_api_import() -> None:

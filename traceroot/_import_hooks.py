@@ -103,8 +103,14 @@ class _PostImportFinder:
                 name, callback = queue.pop(0)
                 try:
                     callback()
-                except Exception:  # an import must never fail because of tracing
-                    logger.warning("traceroot: import hook for %s failed", name, exc_info=True)
+                except Exception as exc:  # an import must never fail because of tracing
+                    logger.warning(
+                        "traceroot: import hook for %s failed (%s: %s); the import goes on",
+                        name,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    logger.debug("traceroot: import hook failure", exc_info=exc)
         finally:
             self._local.queue = None
 

@@ -35,15 +35,46 @@ class DeferredProvider:
 
     The start-up hook activates integrations with one, so the OpenTelemetry SDK loads only
     when an instrumented library is imported. Whoever makes the provider calls
-    `provider_ready` with it as soon as it exists.
+    `provider_ready` with it as soon as it exists; that runs the `when_made` callbacks.
     """
 
-    def __init__(self, get: Callable[[], TracerProvider | None]) -> None:
-        self.get = get
+    def __init__(self, make: Callable[[], TracerProvider | None]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._provider: TracerProvider | None = None
+        self._waiting: list[Callable[[TracerProvider], None]] = []
+
+    def get(self) -> TracerProvider | None:
+        """The provider, made now if need be.
+
+        None when tracing is off, or when another thread is making it: that thread may be
+        waiting for an import this one is inside, so this one must not wait for it. Use
+        `when_made` then.
+        """
+        return self._provider or self._make()
+
+    def when_made(self, callback: Callable[[TracerProvider], None]) -> None:
+        """Run ``callback(provider)`` once the provider is made: now, if it is."""
+        with self._lock:
+            provider = self._provider
+            if provider is None:
+                self._waiting.append(callback)
+                return
+        callback(provider)
+
+    def made(self, provider: TracerProvider) -> None:
+        """The provider exists: run what waited for it."""
+        with self._lock:
+            if self._provider is not None:
+                return
+            self._provider = provider
+            waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback(provider)
 
 
 def resolve(provider: TracerProvider | DeferredProvider | None) -> TracerProvider | None:
-    """The provider itself, made now if it is deferred."""
+    """The provider itself, made now if it is deferred (None while another thread makes it)."""
     return provider.get() if isinstance(provider, DeferredProvider) else provider
 
 
@@ -122,8 +153,14 @@ def activate(
     """
     try:
         _activate(requested, tracer_provider, explicit=explicit)
-    except Exception:
-        logger.warning("traceroot: could not activate integrations", exc_info=True)
+    except Exception as exc:
+        logger.warning(
+            "traceroot: could not activate integrations (%s: %s); the program runs on untraced "
+            "by them",
+            type(exc).__name__,
+            exc,
+        )
+        logger.debug("traceroot: activation failure", exc_info=exc)
 
 
 def _activate(
@@ -190,12 +227,14 @@ def provider_ready(tracer_provider: TracerProvider) -> None:
     place before instrumentors take their tracers.
     """
     with _state.lock:
-        if not isinstance(_state.provider, DeferredProvider):
+        deferred = _state.provider
+        if not isinstance(deferred, DeferredProvider):
             return
         _state.provider = tracer_provider
         if _state.duplicates_pending:
             _state.duplicates_pending = False
             _yield_duplicates_on(tracer_provider, ())
+    deferred.made(tracer_provider)  # outside the lock: what waited instruments now
 
 
 def _rebind(tracer_provider: TracerProvider) -> None:
@@ -257,8 +296,13 @@ def _instrument(integration: Integration) -> None:
     if isinstance(deferred, DeferredProvider):
         with _state.lock:  # provider_ready() has run; else keep what get() gave
             current = _state.provider
-        if current is not None and not isinstance(current, DeferredProvider):
-            provider = current
+            if current is not None and not isinstance(current, DeferredProvider):
+                provider = current
+            elif provider is None:
+                # Another thread is starting tracing: instrument once it has.
+                _state.in_progress.discard(integration)
+                deferred.when_made(lambda _provider: _instrument(integration))
+                return
     # The lock is not held while instrumenting: that imports modules, and another
     # thread may be inside an import waiting for the lock in its hook.
     try:
@@ -307,10 +351,12 @@ def _fail(integration: Integration, exc: BaseException) -> None:
     with _state.lock:
         _state.failed[integration] = f"failed: {type(exc).__name__}"
     logger.warning(
-        "traceroot: instrumenting %s failed; other integrations are unaffected",
+        "traceroot: instrumenting %s failed (%s: %s); other integrations are unaffected",
         integration.value,
-        exc_info=exc,
+        type(exc).__name__,
+        exc,
     )
+    logger.debug("traceroot: instrumenting %s failure", integration.value, exc_info=exc)
 
 
 def status() -> dict[Integration, str]:

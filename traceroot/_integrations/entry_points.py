@@ -72,8 +72,12 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvid
         return
     try:
         entry_points = distributions.entry_points(ENTRY_POINT_GROUP)
-    except Exception:
-        logger.warning("traceroot: could not list OpenTelemetry instrumentors", exc_info=True)
+    except Exception as exc:
+        logger.warning(
+            "traceroot: could not list OpenTelemetry instrumentors (%s: %s)",
+            type(exc).__name__,
+            exc,
+        )
         return
     for entry_point in entry_points:
         if entry_point.name not in disabled:
@@ -130,17 +134,16 @@ def activate_otel_entry_point(
             if done.is_set():
                 return
             done.set()
-            from traceroot._content import hide_content_in_instrumentors
-            from traceroot._integrations.activation import resolve
+            from traceroot._integrations.activation import DeferredProvider, resolve
 
             provider = resolve(tracer_provider)  # a deferred one starts tracing now
-            instrumentor = entry_point.load()()
-            hide_content_in_instrumentors()
-            instrumentor.instrument(tracer_provider=provider, **kwargs)
-            with _seen.lock:
-                _seen.otel_instrumented.append(instrumentor)
-                for module, other in [h for h in _seen.otel_hooks if h[1] is hook]:
-                    import_hooks.forget(module, other)
+            if provider is None and isinstance(tracer_provider, DeferredProvider):
+                # Another thread is starting tracing: instrument once it has.
+                tracer_provider.when_made(
+                    lambda made: _instrument_entry_point(entry_point, made, hook, kwargs)
+                )
+                return
+            _instrument_entry_point(entry_point, provider, hook, kwargs)
 
         if not modules:  # the standard library or an unknown target: nothing to wait for
             hook()
@@ -149,10 +152,40 @@ def activate_otel_entry_point(
             with _seen.lock:
                 _seen.otel_hooks.append((module, hook))
             import_hooks.when_imported(module, hook)
-    except Exception:
-        logger.warning(
-            "traceroot: OpenTelemetry instrumentor %s failed", entry_point.name, exc_info=True
-        )
+    except Exception as exc:
+        _warn_failed(entry_point, exc)
+
+
+def _instrument_entry_point(
+    entry_point: AnyEntryPoint,
+    provider: TracerProvider | None,
+    hook: Callable[[], None],
+    kwargs: dict[str, Any],
+) -> None:
+    """Load and run one OpenTelemetry instrumentor with ``provider``; never raises."""
+    try:
+        from traceroot._content import hide_content_in_instrumentors
+
+        instrumentor = entry_point.load()()
+        hide_content_in_instrumentors()
+        instrumentor.instrument(tracer_provider=provider, **kwargs)
+        with _seen.lock:
+            _seen.otel_instrumented.append(instrumentor)
+            for module, other in [h for h in _seen.otel_hooks if h[1] is hook]:
+                import_hooks.forget(module, other)
+    except Exception as exc:
+        _warn_failed(entry_point, exc)
+
+
+def _warn_failed(entry_point: AnyEntryPoint, exc: Exception) -> None:
+    logger.warning(
+        "traceroot: the OpenTelemetry instrumentor %s failed (%s: %s); the program runs on "
+        "without it",
+        entry_point.name,
+        type(exc).__name__,
+        exc,
+    )
+    logger.debug("traceroot: instrumentor %s failure", entry_point.name, exc_info=exc)
 
 
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
