@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from traceroot._settings import (
     PROGRAM_NAME_VARIABLE,
     Resolver,
     has_control_characters,
+    tracing_disabled,
 )
 from traceroot.version import SDK_NAME, __version__
 
@@ -31,7 +33,15 @@ logger = logging.getLogger("traceroot")
 DEFAULT_MAX_BATCH_SIZE = 1000
 TRACES_PATH = "/api/v1/public/traces"
 
-__all__ = ["DEFAULT_HOST_URL", "Config", "Destination", "load_config", "mask_secret", "safe_url"]
+__all__ = [
+    "DEFAULT_HOST_URL",
+    "Config",
+    "Destination",
+    "load_config",
+    "mask_secret",
+    "safe_url",
+    "tracing_disabled",
+]
 
 
 def mask_secret(secret: str | None) -> str:
@@ -182,12 +192,13 @@ class Config:
         return self.console
 
 
-def _program_name() -> str:
-    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+def _program_name(environ: Mapping[str, str], argv0: str | None = None) -> str:
+    if argv0 is None:
+        argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 in ("", "-c", "-m"):
         # A spawned worker (`python -c`), or `-m` before runpy names the module: the
         # program traceroot-run started, when it did.
-        return os.environ.get(PROGRAM_NAME_VARIABLE, "").strip() or "python"
+        return environ.get(PROGRAM_NAME_VARIABLE, "").strip() or "python"
     name = os.path.basename(argv0)
     if name == "__main__.py":
         name = os.path.basename(os.path.dirname(argv0)) or name
@@ -237,20 +248,53 @@ def load_config(
     git_repo: str | None = None,
     git_ref: str | None = None,
     environ: Mapping[str, str] | None = None,
+    argv0: str | None = None,
+    quiet: bool = False,
 ) -> Config:
-    """Resolve the configuration: arguments win over the variables over the defaults."""
-    r = Resolver(environ)
+    """Resolve the configuration: arguments win over the variables over the defaults.
+
+    ``argv0``: the program's ``sys.argv[0]`` as it was when ``environ`` was taken (the
+    default service name comes from it). ``quiet``: the warnings about these values have
+    been shown already (by the launcher): this thread's are not shown again.
+    """
+    if not quiet:
+        return _load_config(locals())
+    quieted = _ThisThreadOnly()
+    logger.addFilter(quieted)
+    try:
+        return _load_config(locals())
+    finally:
+        logger.removeFilter(quieted)
+
+
+class _ThisThreadOnly(logging.Filter):
+    """Drops the records this thread logs (other threads' go through)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self._thread
+
+
+def _load_config(given: dict[str, Any]) -> Config:
+    host_url, batch_size = given["host_url"], given["batch_size"]
+    r = Resolver(given["environ"])
     arguments: dict[str, Any] = {
-        "api_key": api_key,
-        "host_url": host_url,
-        "flush_interval": flush_interval,
-        "flush_at": batch_size,
-        "timeout": timeout,
-        "enabled": enabled,
-        "environment": environment,
-        "git_repo": git_repo,
-        "git_ref": git_ref,
+        name: given[name]
+        for name in (
+            "api_key",
+            "host_url",
+            "flush_interval",
+            "timeout",
+            "enabled",
+            "environment",
+            "git_repo",
+            "git_ref",
+        )
     }
+    arguments["flush_at"] = batch_size
     values = {name: r.value(s, arguments.get(name)) for name, s in BY_FIELD.items()}
     host = BY_FIELD["host_url"]
     host_refused = None
@@ -266,7 +310,9 @@ def load_config(
     headers = r.raw(OTLP["headers"])  # the TRACES_ variable, else the generic one
     flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
     values["service_name"] = (
-        values["service_name"] or _resource_service_name(r.environ) or _program_name()
+        values["service_name"]
+        or _resource_service_name(r.environ)
+        or _program_name(r.environ, given["argv0"])
     )
     return Config(
         **values,
@@ -276,10 +322,3 @@ def load_config(
         otlp=otlp,
         refused=host_refused if values["api_key"] else otlp_refused,
     )
-
-
-def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether `TRACEROOT_ENABLED` turns tracing off (read without warnings, for hot paths)."""
-    setting = BY_FIELD["enabled"]
-    found = Resolver(environ).raw(setting)
-    return found is not None and setting.parse(found[1]) is False

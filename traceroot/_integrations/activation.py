@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from traceroot import _distributions as distributions
@@ -100,7 +100,7 @@ _state = _State()
 
 
 def _parse(
-    requested: Sequence[Integration | str] | str | None, source: str
+    requested: Sequence[Integration | str] | str | None, source: str, warn: bool = True
 ) -> list[Integration] | None:
     """The integrations ``requested`` names; None for "every one installed"."""
     if requested is None:
@@ -125,6 +125,8 @@ def _parse(
         try:
             chosen.append(Integration(key))
         except ValueError:
+            if not warn:  # said by activation, in the process that activates
+                continue
             valid = ", ".join(member.value for member in Integration)
             logger.warning(
                 "traceroot: unknown integration %r in %s; valid values: %s, all, none",
@@ -275,6 +277,31 @@ def _request(integration: Integration, *, named: bool) -> bool:
     _state.hooks[integration] = hook
     import_hooks.when_imported(spec.module, hook)
     return False
+
+
+def modules_to_watch(
+    requested: str | None, otel_instrumentors: bool, environ: Mapping[str, str]
+) -> list[str] | None:
+    """The modules whose import should start activation: the libraries of the requested
+    integrations that are installed, and those of the OpenTelemetry instrumentors found by
+    entry point (with ``otel_instrumentors``). None when activation cannot wait for an
+    import (an instrumentor that needs none). Reads metadata only; never raises."""
+    try:
+        chosen = _parse(requested, "TRACEROOT_INTEGRATIONS", warn=False)
+        modules = [
+            spec.module
+            for integration, spec in REGISTRY.items()
+            if (chosen is None or integration in chosen)
+            and any(distributions.installed(dist) for dist in spec.dists)
+        ]
+        if otel_instrumentors:
+            others = entry_points.modules_to_watch(environ)
+            if others is None:
+                return None
+            modules.extend(others)
+    except Exception:
+        return None
+    return list(dict.fromkeys(modules))
 
 
 def _withdraw_hook(integration: Integration) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 from traceroot import _distributions as distributions
@@ -20,6 +19,7 @@ from traceroot._integrations.registry import OI, REGISTRY, Integration
 
 if TYPE_CHECKING:
     import importlib.metadata
+    import re
 
     from opentelemetry.trace import TracerProvider
 
@@ -64,12 +64,17 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvid
     For the launcher path (which skips it when ``TRACEROOT_OTEL_INSTRUMENTORS`` is false); honours
     ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. Never raises.
     """
+    for entry_point in _enabled_entry_points(os.environ):
+        activate_otel_entry_point(entry_point, tracer_provider)
+
+
+def _enabled_entry_points(environ: Mapping[str, str]) -> list[distributions.EntryPoint]:
+    """The installed entry points ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` leaves on."""
     disabled = {
-        name.strip()
-        for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+        name.strip() for name in environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
     }
     if "*" in disabled:
-        return
+        return []
     try:
         entry_points = distributions.entry_points(ENTRY_POINT_GROUP)
     except Exception as exc:
@@ -78,10 +83,42 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvid
             type(exc).__name__,
             exc,
         )
-        return
-    for entry_point in entry_points:
-        if entry_point.name not in disabled:
-            activate_otel_entry_point(entry_point, tracer_provider)
+        return []
+    return [entry_point for entry_point in entry_points if entry_point.name not in disabled]
+
+
+def modules_to_watch(environ: Mapping[str, str]) -> list[str] | None:
+    """The modules whose import would activate an entry point; None when one needs none
+    (its instrumentor is activated at once). Never raises."""
+    modules: list[str] = []
+    for entry_point in _enabled_entry_points(environ):
+        try:
+            waits_for = _waits_for(entry_point)
+        except Exception:
+            return None  # activation itself will say what is wrong
+        if waits_for == []:
+            return None
+        modules.extend(waits_for or ())
+    return list(dict.fromkeys(modules))
+
+
+def _waits_for(entry_point: AnyEntryPoint) -> list[str] | None:
+    """The modules whose import activates the entry point: [] for "none, at once", None
+    for "never" (an LLM integration covers it, or its library is not installed)."""
+    # OpenInference's own entry points are ours already: no need to read their metadata.
+    libraries = (
+        [] if entry_point.value.startswith(OI + ".") else _instrumented_libraries(entry_point)
+    )
+    if _covered_by_registry(entry_point, set(libraries)):
+        logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
+        return None
+    modules = [
+        m for lib in libraries if distributions.installed(lib) for m in _top_level_modules(lib)
+    ]
+    if libraries and not modules:
+        logger.debug("traceroot: %s skipped: its library is not installed", entry_point.name)
+        return None
+    return modules
 
 
 @functools.cache
@@ -115,18 +152,8 @@ def activate_otel_entry_point(
             if entry_point.name in _seen.otel_seen:
                 return
             _seen.otel_seen.add(entry_point.name)
-        # OpenInference's own entry points are ours already: no need to read their metadata.
-        libraries = (
-            [] if entry_point.value.startswith(OI + ".") else _instrumented_libraries(entry_point)
-        )
-        if _covered_by_registry(entry_point, set(libraries)):
-            logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
-            return
-        modules = [
-            m for lib in libraries if distributions.installed(lib) for m in _top_level_modules(lib)
-        ]
-        if libraries and not modules:
-            logger.debug("traceroot: %s skipped: its library is not installed", entry_point.name)
+        modules = _waits_for(entry_point)
+        if modules is None:
             return
         done = threading.Event()
 
@@ -188,8 +215,15 @@ def _warn_failed(entry_point: AnyEntryPoint, exc: Exception) -> None:
     logger.debug("traceroot: instrumentor %s failure", entry_point.name, exc_info=exc)
 
 
-_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
-_INSTRUMENTS_EXTRA = re.compile(r"""extra\s*==\s*["']instruments(-any)?["']""")
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A requirement line (name; marker), and the `instruments` extra in a marker."""
+    import re  # compiled on first need: most environments have no entry point to read
+
+    return (
+        re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$"),
+        re.compile(r"""extra\s*==\s*["']instruments(-any)?["']"""),
+    )
 
 
 def _instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
@@ -202,9 +236,10 @@ def _instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
     if dist is None:
         return []
     libraries: list[str] = []
+    requirement, instruments_extra = _patterns()
     for line in dist.requires or []:
-        match = _REQUIREMENT.match(line)
-        if match is not None and _INSTRUMENTS_EXTRA.search(match.group(2)):
+        match = requirement.match(line)
+        if match is not None and instruments_extra.search(match.group(2)):
             libraries.append(match.group(1))
     return libraries
 
