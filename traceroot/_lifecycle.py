@@ -275,18 +275,18 @@ def start_thread(thread: threading.Thread) -> None:
     (a pool worker waiting for its next task): the untraced program dies by the signal,
     the traced one would hang. Blocked here, the signal goes to the main thread.
     """
-    import signal  # its enums name the signals
-
-    mask = getattr(signal, "pthread_sigmask", None)
+    signals = compat.signal_module()
+    mask = getattr(signals, "pthread_sigmask", None)
     if mask is None:
         thread.start()
         return
-    blocked = {s for s in signal.valid_signals() if getattr(s, "name", "") not in _SYNCHRONOUS}
-    previous = mask(signal.SIG_BLOCK, blocked)  # the new thread inherits this mask
+    synchronous = {getattr(signals, name) for name in _SYNCHRONOUS if hasattr(signals, name)}
+    blocked = set(signals.valid_signals()) - synchronous
+    previous = mask(signals.SIG_BLOCK, blocked)  # the new thread inherits this mask
     try:
         thread.start()
     finally:
-        mask(signal.SIG_SETMASK, previous)
+        mask(signals.SIG_SETMASK, previous)
 
 
 def _die_by(signum: int) -> None:

@@ -669,8 +669,12 @@ def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def configuration_digest(environ: Mapping[str, str]) -> str:
-    """A digest of every `TRACEROOT_*` and `OTEL_*` variable: equal digests, equal warnings."""
-    import hashlib
+    """A digest of every `TRACEROOT_*` and `OTEL_*` variable: equal digests, equal warnings.
+
+    A checksum, not a cryptographic hash: it only tells two environments apart, and
+    `hashlib` would load OpenSSL in the launcher.
+    """
+    import zlib
 
     items = sorted(
         (k, v)
@@ -678,7 +682,8 @@ def configuration_digest(environ: Mapping[str, str]) -> str:
         if k.startswith(("TRACEROOT_", "OTEL_")) and k not in _NOT_CONFIGURATION
     )
     text = "\0".join(f"{k}={v}" for k, v in items)
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    data = text.encode("utf-8", "surrogateescape")
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
 
 
 def _quoted(raw: str) -> str:
