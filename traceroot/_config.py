@@ -7,14 +7,10 @@ once, naming the variable, the value (masked when secret) and the default used.
 
 from __future__ import annotations
 
-import logging
+import _thread
 import os
 import sys
-import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from traceroot._otlp_config import OTLPSettings, parse_headers, resolve_otlp
 from traceroot._settings import (
@@ -24,11 +20,16 @@ from traceroot._settings import (
     PROGRAM_NAME_VARIABLE,
     Resolver,
     has_control_characters,
+    logger,
     tracing_disabled,
 )
 from traceroot.version import SDK_NAME, __version__
 
-logger = logging.getLogger("traceroot")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` and `logging` load when needed, not with the launcher
+    import logging
+    from collections.abc import Mapping
+    from typing import Any, Literal
 
 DEFAULT_MAX_BATCH_SIZE = 1000
 TRACES_PATH = "/api/v1/public/traces"
@@ -58,6 +59,8 @@ def safe_url(url: str | None) -> str:
     if not url:
         return "<not set>"
     try:
+        from urllib.parse import urlsplit
+
         parts = urlsplit(url)
     except ValueError:
         return "<an unreadable URL>"
@@ -67,6 +70,8 @@ def safe_url(url: str | None) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.password is not None else "***@"
+    from urllib.parse import urlunsplit
+
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
@@ -210,6 +215,8 @@ def _resource_service_name(environ: Mapping[str, str]) -> str | None:
     for item in (environ.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
         key, sep, value = item.partition("=")
         if sep and key.strip() == "service.name" and value.strip():
+            from urllib.parse import unquote
+
             return unquote(value.strip())
     return None
 
@@ -267,12 +274,11 @@ def load_config(
         logger.removeFilter(quieted)
 
 
-class _ThisThreadOnly(logging.Filter):
-    """Drops the records this thread logs (other threads' go through)."""
+class _ThisThreadOnly:
+    """A logging filter: drops the records this thread logs (other threads' go through)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self._thread = threading.get_ident()
+        self._thread = _thread.get_ident()
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.thread != self._thread

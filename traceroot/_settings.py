@@ -14,6 +14,7 @@ every traced process read it before deciding to load anything else.
 from __future__ import annotations
 
 import os
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` and `collections` are not loaded at start-up
@@ -22,10 +23,27 @@ if TYPE_CHECKING:  # `typing` and `collections` are not loaded at start-up
     from typing import Any
 
 
-def _logger() -> logging.Logger:
-    import logging
+class _LazyLogger:
+    """The `traceroot` logger, `logging` imported at its first use (most runs never log)."""
 
-    return logging.getLogger("traceroot")
+    def __getattr__(self, name: str) -> Any:
+        if name in ("debug", "info") and "logging" not in sys.modules:
+            # Nothing has configured logging yet, so the level is WARNING: dropped anyway.
+            return _ignore
+        import logging
+
+        return getattr(logging.getLogger("traceroot"), name)
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+logger: logging.Logger = _LazyLogger()  # type: ignore[assignment]
+
+
+def _logger() -> logging.Logger:
+    return logger
 
 
 TRUE_WORDS = ("1", "true", "yes", "on")

@@ -7,26 +7,29 @@ import hook; the library is instrumented the moment its module finishes executin
 
 from __future__ import annotations
 
-import importlib
-import logging
+import _thread
 import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
+from traceroot import _compat as compat
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
 from traceroot._integrations import entry_points
 from traceroot._integrations.registry import REGISTRY, Integration, pip_hint
+from traceroot._settings import logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing`, `logging`, `threading` are not loaded by the launcher
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any
 
 if TYPE_CHECKING:  # OpenTelemetry and the duplicates table load with the first instrumentor
     from opentelemetry.trace import TracerProvider
 
-logger = logging.getLogger("traceroot")
-
 
 def _load_object(target: str) -> Any:
     module, _, name = target.partition(":")
+    import importlib
+
     return getattr(importlib.import_module(module), name)
 
 
@@ -40,7 +43,7 @@ class DeferredProvider:
 
     def __init__(self, make: Callable[[], TracerProvider | None]) -> None:
         self._make = make
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._provider: TracerProvider | None = None
         self._waiting: list[Callable[[TracerProvider], None]] = []
 
@@ -82,7 +85,7 @@ class _State:
     """What has been requested, hooked and instrumented in this process."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = compat.rlock()
         self.provider: TracerProvider | DeferredProvider | None = None
         self.duplicates_pending = False  # decided when a deferred provider is made
         self.explicit = False

@@ -7,37 +7,36 @@ integrations already traces that library (it would make a second span per call).
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Union
 
+from traceroot import _compat as compat
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
 from traceroot._integrations.registry import OI, REGISTRY, Integration
+from traceroot._settings import logger
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing`, `logging` and `threading` are not loaded by the launcher
     import importlib.metadata
     import re
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
     from opentelemetry.trace import TracerProvider
 
     from traceroot._integrations.activation import DeferredProvider
 
-logger = logging.getLogger("traceroot")
+    # Ours at start-up; importlib's when opentelemetry-instrument hands one to the distro.
+    AnyEntryPoint = distributions.EntryPoint | importlib.metadata.EntryPoint
 
 ENTRY_POINT_GROUP = "opentelemetry_instrumentor"
-
-# Ours at start-up; importlib's when opentelemetry-instrument hands one to the distro.
-AnyEntryPoint = Union[distributions.EntryPoint, "importlib.metadata.EntryPoint"]
 
 
 class _Seen:
     """Entry points handled, their pending import hooks, and the instrumentors made."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = compat.rlock()
         self.otel_seen: set[str] = set()
         self.otel_hooks: list[tuple[str, Callable[[], None]]] = []
         self.otel_instrumented: list[Any] = []
@@ -155,6 +154,8 @@ def activate_otel_entry_point(
         modules = _waits_for(entry_point)
         if modules is None:
             return
+        import threading
+
         done = threading.Event()
 
         def hook() -> None:
