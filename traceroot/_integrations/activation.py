@@ -298,3 +298,11 @@ def deactivate() -> None:
 def current_provider() -> TracerProvider | None:
     """The provider integrations were last activated with, if any."""
     return _state.provider
+
+
+def requested_integrations(requested: str | None) -> list[Integration] | None:
+    """The integrations ``TRACEROOT_INTEGRATIONS=requested`` names; None for every installed.
+
+    Unknown names are warned about, as at start-up.
+    """
+    return _parse(requested, "TRACEROOT_INTEGRATIONS")

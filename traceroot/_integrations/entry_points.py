@@ -78,7 +78,7 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
             activate_otel_entry_point(entry_point, tracer_provider)
 
 
-def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
+def covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
     """Whether an LLM integration of ours already traces what this entry point would."""
     if entry_point.value.startswith(OI + "."):
         return True
@@ -98,12 +98,12 @@ def activate_otel_entry_point(
     second span per call), as are ones already handled. Never raises.
     """
     try:
-        libraries = _instrumented_libraries(entry_point)
+        libraries = instrumented_libraries(entry_point)
         with _seen.lock:
             if entry_point.name in _seen.otel_seen:
                 return
             _seen.otel_seen.add(entry_point.name)
-        if _covered_by_registry(entry_point, set(libraries)):
+        if covered_by_registry(entry_point, set(libraries)):
             logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
             return
         modules = [
@@ -143,7 +143,7 @@ _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
 _INSTRUMENTS_EXTRA = re.compile(r"""extra\s*==\s*["']instruments(-any)?["']""")
 
 
-def _instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
+def instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
     """Distributions the entry point's package instruments, from its ``instruments`` extras.
 
     A regular expression rather than ``packaging``: this runs at every process start, and
