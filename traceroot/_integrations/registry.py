@@ -61,7 +61,7 @@ REGISTRY: dict[Integration, Spec] = {
         ("openai",),
         "openai",
         "openinference-instrumentation-openai",
-        f"{OI}.openai:OpenAIInstrumentor",
+        "traceroot._integrations.adapters:OpenAIInstrumentor",
     ),
     Integration.ANTHROPIC: Spec(
         ("anthropic",),
