@@ -328,6 +328,11 @@ def _instrument(integration: Integration) -> None:
         if not getattr(instrumentor, "is_instrumented_by_opentelemetry", True):
             with _state.lock:
                 _state.failed[integration] = "failed: DependencyConflict"
+            from traceroot._integrations.probe import version_advice  # this rare path only
+
+            logger.warning(
+                "traceroot: cannot trace %s: %s", integration.value, version_advice(integration)
+            )
             return
         with _state.lock:
             _state.instrumented[integration] = instrumentor

@@ -246,6 +246,19 @@ def probe(integration: Integration) -> Finding:
     return Finding(integration.value, f"{WOULD_INSTRUMENT} ({both})")
 
 
+def version_advice(integration: Integration) -> str:
+    """Why the instrumentor declined the installed library, and what to do, in words."""
+    spec = REGISTRY[integration]
+    finding = probe(integration)
+    why = finding.state.removeprefix("version not supported (").removesuffix(")")
+    if why == finding.state:  # the metadata does not show the conflict the instrumentor saw
+        why = f"{spec.instrumentor_dist} does not support the installed {spec.dists[0]}"
+    return (
+        f"{why}. Upgrade {spec.dists[0]}, or install an older {spec.instrumentor_dist} "
+        "that supports it; `traceroot-run --check` shows what is installed"
+    )
+
+
 def probe_integrations(requested: str | None) -> dict[Integration, Finding]:
     """Every integration's finding for ``TRACEROOT_INTEGRATIONS=requested``."""
     chosen = requested_integrations(requested)
