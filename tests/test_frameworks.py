@@ -534,6 +534,88 @@ def test_llama_index_function_agent_llm_and_tool_spans(
         )
 
 
+# -- CrewAI: a Crew of one Agent with a tool, run and streamed ------------------------------
+
+# crewai pins openai<3 and openai-agents needs openai>=3, so CI runs this test against a
+# second environment holding CrewAI (see .ci/run); else this one, if it can.
+CREWAI_PYTHON = os.environ.get("TRACEROOT_TEST_CREWAI_PYTHON")
+
+
+@pytest.mark.skipif(
+    CREWAI_PYTHON is None
+    and not all(_importable(m) for m in ("crewai", "openinference.instrumentation.crewai")),
+    reason="no environment with crewai (TRACEROOT_TEST_CREWAI_PYTHON)",
+)
+def test_crewai_crew_agent_llm_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import atexit, sys
+
+        # Every host the program looks up or connects to beyond loopback, written at exit
+        # (after CrewAI's own exit-time flush, which is registered later).
+        outside = []
+
+        def audit(event, args):
+            if event == "socket.getaddrinfo" and args[0] not in ("127.0.0.1", "localhost"):
+                outside.append(args[0])
+
+        sys.addaudithook(audit)
+        atexit.register(lambda: open("outside.txt", "w").write(repr(outside)))
+
+        from crewai import LLM, Agent, Crew, Task
+        from crewai.tools import tool
+
+        @tool("weather")
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        def crew(**options):
+            llm = LLM(model="gpt-4o-mini", base_url=sys.argv[1] + "/v1", api_key="k", **options)
+            agent = Agent(role="Forecaster", goal="Tell the weather", backstory="Brief.",
+                          tools=[weather], llm=llm)
+            task = Task(description="Weather in Paris?", expected_output="The weather.",
+                        agent=agent)
+            return Crew(agents=[agent], tasks=[task])
+
+        print({crew().kickoff().raw, crew(stream=True).kickoff().raw})
+        """
+    # CrewAI's telemetry off the way that leaves ours on: CrewAI also obeys OTEL_SDK_DISABLED,
+    # which turns off every OpenTelemetry SDK provider in the process, ours included.
+    env = {**traceroot_env, "CREWAI_DISABLE_TELEMETRY": "true"}
+    spans, requests = run_framework(
+        tmp_path,
+        env,
+        receiver,
+        program,
+        expect_output=str({REPLY}),
+        python=CREWAI_PYTHON or sys.executable,
+    )
+    assert (tmp_path / "outside.txt").read_text() == "[]"  # no telemetry sent
+    assert [bool(body.get("stream")) for _, body in requests] == [False, False, True, True]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run in runs:
+        root = assert_one_trace(run)
+        assert kind(root) == "CHAIN" and root.name.endswith(".kickoff")
+        (agent,) = [s for s in run if kind(s) == "AGENT"]
+        assert agent.name == "Forecaster._execute_core" and agent.parent_span_id == root.span_id
+        # The LLM spans are the openai client's, which CrewAI's native OpenAI provider
+        # drives; CrewAI's instrumentor makes none of its own.
+        llms = assert_llm_spans(run, "gpt-4o-mini", calls=2)
+        assert {s.scope_name for s in llms} == {"openinference.instrumentation.openai"}
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.name == "weather.run"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert {s.parent_span_id for s in [*llms, tool]} == {agent.span_id}
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        assert_http_under(run, llms)
+    # CrewAI's telemetry keeps a provider of its own: nothing of it reaches ours.
+    assert not [s for s in spans if s.scope_name.startswith("crewai")]
+
+
 # -- Agent Framework: its own spans, reshaped; the openai client's repeat steps aside ------
 
 
