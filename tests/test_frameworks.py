@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -45,8 +45,10 @@ def run_framework(
     *,
     expect_output: str,
     python: str = sys.executable,
+    args: Sequence[str] = (),
 ) -> tuple[Spans, list[tuple[str, dict]]]:
-    """Run ``program`` (argv[1]: the fake provider's URL) under the traceroot-run of ``python``.
+    """Run ``program`` (argv[1]: the fake provider's URL, then ``args``) under the
+    traceroot-run of ``python``.
 
     Returns its spans and the provider requests it made; asserts it exited 0 printing
     ``expect_output`` and nothing of ours on stderr.
@@ -55,7 +57,7 @@ def run_framework(
     script.write_text(textwrap.dedent(program))
     with FakeProviders() as fake:
         proc = subprocess.run(
-            [*launcher(python), "python", str(script), fake.url],
+            [*launcher(python), "python", str(script), fake.url, *args],
             env=program_env(traceroot_env, python),
             cwd=tmp_path,
             capture_output=True,
@@ -614,6 +616,105 @@ def test_crewai_crew_agent_llm_and_tool_spans(
         assert_http_under(run, llms)
     # CrewAI's telemetry keeps a provider of its own: nothing of it reaches ours.
     assert not [s for s in spans if s.scope_name.startswith("crewai")]
+
+
+# -- Claude Agent SDK: query() and a ClaudeSDKClient of two turns, against a fake CLI ------
+
+CLAUDE_MODEL = "claude-sonnet-4-5"
+
+
+def fake_claude(directory: Path) -> Path:
+    """``fake_claude_cli.py`` as an executable ``claude`` in ``directory``."""
+    cli = directory / "claude"
+    source = (Path(__file__).parent / "fake_claude_cli.py").read_text()
+    cli.write_text(f"#!{sys.executable}\n{source}")
+    cli.chmod(0o755)
+    return cli
+
+
+@_requires("claude_agent_sdk", "openinference.instrumentation.claude_agent_sdk")
+def test_claude_agent_sdk_agent_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    # The SDK is real; the CLI it drives (a Node program calling Anthropic) is the fake,
+    # which runs the tool on the SDK's in-process MCP server as the CLI does.
+    program = """
+        import asyncio, dataclasses, sys
+        from claude_agent_sdk import (ClaudeAgentOptions, ClaudeSDKClient, ResultMessage,
+                                      create_sdk_mcp_server, query, tool)
+
+        @tool("weather", "The weather in a city.", {"city": str})
+        async def weather(args):
+            return {"content": [{"type": "text", "text": f"sunny in {args['city']}"}]}
+
+        options = ClaudeAgentOptions(
+            cli_path=sys.argv[2], model="claude-sonnet-4-5",
+            mcp_servers={"weather": create_sdk_mcp_server("weather", tools=[weather])},
+            allowed_tools=["mcp__weather__weather"])
+
+        async def main():
+            replies = set()
+            async for message in query(prompt="Weather in Paris?", options=options):
+                if isinstance(message, ResultMessage):
+                    replies.add(message.result)
+            streamed = dataclasses.replace(options, include_partial_messages=True)
+            async with ClaudeSDKClient(options=streamed) as client:
+                for _ in range(2):  # two turns of one session
+                    await client.query("Weather in Paris?")
+                    async for message in client.receive_response():
+                        if isinstance(message, ResultMessage):
+                            replies.add(message.result)
+            return replies
+
+        print(asyncio.run(main()))
+        """
+    cli = fake_claude(tmp_path)
+    spans, _ = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY}), args=[str(cli)]
+    )
+    runs = by_trace(spans)
+    assert len(runs) == 3  # one trace per run and per turn
+    names = ["ClaudeAgentSDK.query", *["ClaudeAgentSDK.ClaudeSDKClient.receive_response"] * 2]
+    for run, name in zip(runs, names, strict=True):
+        root = assert_one_trace(run)
+        # The agent span holds the model and the turn's usage (two model calls): the SDK
+        # sees no model call of its own, so there are no LLM spans.
+        assert kind(root) == "AGENT" and root.name == name
+        assert root.attributes["llm.model_name"] == CLAUDE_MODEL
+        assert root.attributes["llm.token_count.prompt"] == 2 * PROMPT_TOKENS
+        assert root.attributes["llm.token_count.completion"] == 2 * COMPLETION_TOKENS
+        assert not [s for s in run if kind(s) == "LLM"]
+        # The tool call, once: the in-process MCP server's own spans for it (and for its
+        # handshake) stepped aside.
+        (tool,) = [s for s in run if s is not root]
+        assert kind(tool) == "TOOL" and tool.parent_span_id == root.span_id
+        assert tool.attributes["tool.name"] == "mcp__weather__weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert "sunny in Paris" in str(tool.attributes.get("output.value"))
+    # The CLI started by query() is handed the agent span's context (a CLI exporting its
+    # own telemetry joins the trace); ClaudeSDKClient starts its CLI before any turn.
+    query_agent = runs[0][0]
+    first, _ = (tmp_path / "traceparent.txt").read_text().splitlines()
+    assert first == f"00-{query_agent.trace_id}-{query_agent.span_id}-01"
+
+
+@_requires("claude_agent_sdk", "openinference.instrumentation.claude_agent_sdk")
+def test_claude_agent_sdk_context_forwarding_comes_off_with_the_instrumentor() -> None:
+    from claude_agent_sdk._internal.query import Query
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from traceroot._integrations.adapters import ClaudeAgentSDKInstrumentor
+
+    names = ["receive_messages", "_handle_control_request", "_handle_sdk_mcp_request"]
+    originals = [vars(Query)[name] for name in names]
+    instrumentor = ClaudeAgentSDKInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider())
+    try:
+        instrumentor.instrument(tracer_provider=TracerProvider())  # twice: wrapped once
+        assert [vars(Query)[name].__wrapped__ for name in names] == originals
+    finally:
+        instrumentor.uninstrument()
+    assert [vars(Query)[name] for name in names] == originals
 
 
 # -- Agent Framework: its own spans, reshaped; the openai client's repeat steps aside ------
