@@ -7,19 +7,17 @@ until then the fallback keeps the program (and tracing) running.
 
 from __future__ import annotations
 
-import json
-import json.encoder
 import sys
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from types import FrameType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanContext
-from opentelemetry.util import types
+if TYPE_CHECKING:  # imported where used: the start-up hook loads this module before them
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanContext
+    from opentelemetry.util import types
 
 
 def caller_frame(depth: int) -> FrameType | None:
@@ -52,6 +50,9 @@ def plain_json_encoder() -> Callable[[Any], str]:
     `json.dumps` builds a C encoder per call; `json.encoder.c_make_encoder` (private)
     gives one to reuse. Without it, `json.dumps` itself.
     """
+    import json
+    import json.encoder
+
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:
         return json.dumps
@@ -87,6 +88,8 @@ def set_process_default_context(ctx: Context) -> bool:
     of the old variable would not reset on the new one), on the main thread. False
     when it cannot be done; the caller then attaches to this thread instead.
     """
+    from opentelemetry import context as otel_context
+
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     var = getattr(runtime, "_current_context", None)
     if (

@@ -6,16 +6,18 @@ Integrations instrument a library this way, and propagation patches `subprocess`
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traceroot import _compat as compat
+
+if TYPE_CHECKING:
+    import importlib.abc
+    import importlib.machinery
 
 logger = logging.getLogger("traceroot")
 
@@ -30,7 +32,10 @@ def forget(module: str, callback: Callable[[], None]) -> None:
     _finder.unwatch(module, callback)
 
 
-class _NotifyingLoader(importlib.abc.Loader):
+# Plain classes, not importlib.abc's: that module pulls in importlib.resources and more,
+# which every traced process would pay for at start-up; the import system needs only the
+# methods.
+class _NotifyingLoader:
     """Runs the real loader, then the watcher's callbacks for the module."""
 
     def __init__(self, loader: importlib.abc.Loader, finder: _PostImportFinder) -> None:
@@ -53,7 +58,7 @@ class _NotifyingLoader(importlib.abc.Loader):
         return getattr(self._loader, name)
 
 
-class _PostImportFinder(importlib.abc.MetaPathFinder):
+class _PostImportFinder:
     """A meta path finder that calls back once a watched module has finished executing."""
 
     def __init__(self) -> None:
@@ -98,8 +103,14 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
                 name, callback = queue.pop(0)
                 try:
                     callback()
-                except Exception:  # an import must never fail because of tracing
-                    logger.warning("traceroot: import hook for %s failed", name, exc_info=True)
+                except Exception as exc:  # an import must never fail because of tracing
+                    logger.warning(
+                        "traceroot: import hook for %s failed (%s: %s); the import goes on",
+                        name,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    logger.debug("traceroot: import hook failure", exc_info=exc)
         finally:
             self._local.queue = None
 

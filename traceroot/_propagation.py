@@ -14,17 +14,12 @@ workers were started (and however often they are replaced).
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from traceroot import _compat as compat
 from traceroot import _import_hooks as import_hooks
@@ -32,6 +27,9 @@ from traceroot import _import_hooks as import_hooks
 if TYPE_CHECKING:
     import subprocess
     from multiprocessing import process as mp_process
+
+    from opentelemetry.context import Context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
     "attach_parent_from_environment",
@@ -45,7 +43,9 @@ logger = logging.getLogger("traceroot")
 TRACEPARENT = "TRACEPARENT"
 TRACESTATE = "TRACESTATE"
 
-_PROPAGATOR = TraceContextTextMapPropagator()
+# OpenTelemetry is imported on first need: until a span exists (or TRACEPARENT names a
+# parent) there is no context to pass on, and the start-up hook stays cheap.
+_CONTEXT_MODULE = "opentelemetry.context"
 # Attribute of a multiprocessing.Process holding the carrier captured at start();
 # it travels with the pickled process object to spawn/forkserver children.
 _PROCESS_ATTR = "_traceroot_carrier"
@@ -63,16 +63,28 @@ def _warn_once(key: str, message: str, *args: object) -> None:
         logger.warning(message, *args)
 
 
+@functools.cache
+def _propagator() -> TraceContextTextMapPropagator:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
+
+
 def current_carrier() -> dict[str, str]:
     """``TRACEPARENT`` (and ``TRACESTATE``) of the current span; empty when none is current."""
+    if _CONTEXT_MODULE not in sys.modules:
+        return {}  # OpenTelemetry not loaded yet: no context can be current
     headers: dict[str, str] = {}
-    _PROPAGATOR.inject(headers)
+    _propagator().inject(headers)
     return {key.upper(): value for key, value in headers.items()}
 
 
 def _extract(carrier: Mapping[str, str]) -> Context | None:
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+
     headers = {key.lower(): value for key, value in carrier.items() if value}
-    ctx = _PROPAGATOR.extract(headers, context=Context())
+    ctx = _propagator().extract(headers, context=Context())
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
 
@@ -107,6 +119,8 @@ def attach_parent_from_environment() -> None:
 
 
 def _set_process_default(ctx: Context) -> None:
+    from opentelemetry import context as otel_context
+
     # Every thread must continue the parent's trace, not only this one: see compat.
     if not compat.set_process_default_context(ctx):
         otel_context.attach(ctx)
@@ -136,6 +150,7 @@ def _env_with_carrier(env: Any, carrier: Mapping[str, str]) -> Any:
 
 
 def _patch_popen() -> None:
+    import inspect
     import subprocess
 
     original = subprocess.Popen.__init__
@@ -191,6 +206,8 @@ def _patch_multiprocessing() -> None:
             carrier = self.__dict__.pop(_PROCESS_ATTR, None)
             # A forked child already runs in the context start() was called in.
             if carrier and carrier != current_carrier():
+                from opentelemetry import context as otel_context
+
                 ctx = _extract(carrier)
                 if ctx is not None:
                     token = otel_context.attach(ctx)
@@ -200,6 +217,8 @@ def _patch_multiprocessing() -> None:
             return original_bootstrap(self, *args, **kwargs)
         finally:
             if token is not None:
+                from opentelemetry import context as otel_context
+
                 otel_context.detach(token)
 
     setattr(start, _WRAPPED, True)
@@ -253,6 +272,8 @@ class _TaskInContext:
         return (_TaskInContext, (self.func, self.carrier))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from opentelemetry import context as otel_context
+
         token = None
         try:
             ctx = self.context if self.context is not None else _extract(self.carrier)
@@ -268,7 +289,12 @@ class _TaskInContext:
 
 
 def _in_current_context(pool: Any, func: Any) -> Any:
+    if _CONTEXT_MODULE not in sys.modules:
+        return func  # OpenTelemetry not loaded yet: no span to join
     from multiprocessing import pool as mp_pool
+
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
 
     ctx = otel_context.get_current()
     if not trace.get_current_span(ctx).get_span_context().is_valid:

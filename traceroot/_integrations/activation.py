@@ -12,16 +12,15 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
-
-from opentelemetry.trace import TracerProvider
+from typing import TYPE_CHECKING, Any
 
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
-from traceroot._content import hide_content_in_instrumentors
 from traceroot._integrations import entry_points
-from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
 from traceroot._integrations.registry import REGISTRY, Integration, pip_hint
+
+if TYPE_CHECKING:  # OpenTelemetry and the duplicates table load with the first instrumentor
+    from opentelemetry.trace import TracerProvider
 
 logger = logging.getLogger("traceroot")
 
@@ -31,12 +30,61 @@ def _load_object(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+class DeferredProvider:
+    """A provider not made yet: ``get()`` makes it, starting tracing, on first need.
+
+    The start-up hook activates integrations with one, so the OpenTelemetry SDK loads only
+    when an instrumented library is imported. Whoever makes the provider calls
+    `provider_ready` with it as soon as it exists; that runs the `when_made` callbacks.
+    """
+
+    def __init__(self, make: Callable[[], TracerProvider | None]) -> None:
+        self._make = make
+        self._lock = threading.Lock()
+        self._provider: TracerProvider | None = None
+        self._waiting: list[Callable[[TracerProvider], None]] = []
+
+    def get(self) -> TracerProvider | None:
+        """The provider, made now if need be.
+
+        None when tracing is off, or when another thread is making it: that thread may be
+        waiting for an import this one is inside, so this one must not wait for it. Use
+        `when_made` then.
+        """
+        return self._provider or self._make()
+
+    def when_made(self, callback: Callable[[TracerProvider], None]) -> None:
+        """Run ``callback(provider)`` once the provider is made: now, if it is."""
+        with self._lock:
+            provider = self._provider
+            if provider is None:
+                self._waiting.append(callback)
+                return
+        callback(provider)
+
+    def made(self, provider: TracerProvider) -> None:
+        """The provider exists: run what waited for it."""
+        with self._lock:
+            if self._provider is not None:
+                return
+            self._provider = provider
+            waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback(provider)
+
+
+def resolve(provider: TracerProvider | DeferredProvider | None) -> TracerProvider | None:
+    """The provider itself, made now if it is deferred (None while another thread makes it)."""
+    return provider.get() if isinstance(provider, DeferredProvider) else provider
+
+
 class _State:
     """What has been requested, hooked and instrumented in this process."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.provider: TracerProvider | None = None
+        self.provider: TracerProvider | DeferredProvider | None = None
+        self.duplicates_pending = False  # decided when a deferred provider is made
         self.explicit = False
         self.hooks: dict[Integration, Callable[[], None]] = {}
         self.instrumented: dict[Integration, Any] = {}
@@ -89,27 +137,35 @@ def _parse(
 
 def activate(
     requested: Sequence[Integration | str] | str | None,
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider | DeferredProvider,
     *,
     explicit: bool,
 ) -> None:
     """Instrument the requested integrations on import, with ``tracer_provider``.
 
-    ``explicit=True``: ``requested`` is the user's ``initialize(integrations=...)`` list
-    (None does nothing); it replaces hooks left by an earlier automatic activation.
+    ``tracer_provider`` may be a `DeferredProvider`: it is made when the first requested
+    library is imported. ``explicit=True``: ``requested`` is the user's
+    ``initialize(integrations=...)`` list (None does nothing); it replaces hooks left by an
+    earlier automatic activation.
     ``explicit=False``: ``requested`` is ``TRACEROOT_INTEGRATIONS`` ("a,b", "all", "none")
     or None for every integration whose library is installed; ignored after an explicit
     activation. Never raises; problems are logged on the ``traceroot`` logger.
     """
     try:
         _activate(requested, tracer_provider, explicit=explicit)
-    except Exception:
-        logger.warning("traceroot: could not activate integrations", exc_info=True)
+    except Exception as exc:
+        logger.warning(
+            "traceroot: could not activate integrations (%s: %s); the program runs on untraced "
+            "by them",
+            type(exc).__name__,
+            exc,
+        )
+        logger.debug("traceroot: activation failure", exc_info=exc)
 
 
 def _activate(
     requested: Sequence[Integration | str] | str | None,
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider | DeferredProvider,
     *,
     explicit: bool,
 ) -> None:
@@ -135,15 +191,50 @@ def _activate(
             for integration in (chosen if chosen is not None else list(Integration))
             if _request(integration, named=named)
         ]
-        active = {*ready, *_state.hooks, *_state.instrumented}
-        if any(c.integration in active for covers in DUPLICATES.values() for c in covers):
-            yield_duplicates(tracer_provider, lambda i: i in _state.instrumented)
+        if isinstance(tracer_provider, DeferredProvider):
+            _state.duplicates_pending = True
+        else:
+            _state.duplicates_pending = False
+            _yield_duplicates_on(tracer_provider, ready)
     # Instrumenting imports modules, so it happens without the lock: another thread may be
     # inside an import, waiting for the lock in its hook.
-    if previous is not None and previous is not tracer_provider:
+    if (
+        previous is not None
+        and previous is not tracer_provider
+        and not isinstance(tracer_provider, DeferredProvider)
+    ):
         _rebind(tracer_provider)
     for integration in ready:
         _instrument(integration)
+
+
+def _yield_duplicates_on(tracer_provider: TracerProvider, ready: Iterable[Integration]) -> None:
+    """Under the lock: give the provider yielding tracers when an active integration has
+    duplicates to silence."""
+    active = {*ready, *_state.hooks, *_state.instrumented, *_state.in_progress}
+    if not active:
+        return
+    from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
+
+    if any(c.integration in active for covers in DUPLICATES.values() for c in covers):
+        yield_duplicates(tracer_provider, lambda i: i in _state.instrumented)
+
+
+def provider_ready(tracer_provider: TracerProvider) -> None:
+    """A `DeferredProvider` has been made: integrations use this provider from now on.
+
+    Called before anything is instrumented with it, as the duplicates table must be in
+    place before instrumentors take their tracers.
+    """
+    with _state.lock:
+        deferred = _state.provider
+        if not isinstance(deferred, DeferredProvider):
+            return
+        _state.provider = tracer_provider
+        if _state.duplicates_pending:
+            _state.duplicates_pending = False
+            _yield_duplicates_on(tracer_provider, ())
+    deferred.made(tracer_provider)  # outside the lock: what waited instruments now
 
 
 def _rebind(tracer_provider: TracerProvider) -> None:
@@ -199,7 +290,19 @@ def _instrument(integration: Integration) -> None:
         if integration in _state.instrumented or integration in _state.in_progress:
             return
         _state.in_progress.add(integration)
-        provider = _state.provider
+        deferred = _state.provider
+    # Outside the lock: making a deferred provider starts tracing, which takes other locks.
+    provider = resolve(deferred)
+    if isinstance(deferred, DeferredProvider):
+        with _state.lock:  # provider_ready() has run; else keep what get() gave
+            current = _state.provider
+            if current is not None and not isinstance(current, DeferredProvider):
+                provider = current
+            elif provider is None:
+                # Another thread is starting tracing: instrument once it has.
+                _state.in_progress.discard(integration)
+                deferred.when_made(lambda _provider: _instrument(integration))
+                return
     # The lock is not held while instrumenting: that imports modules, and another
     # thread may be inside an import waiting for the lock in its hook.
     try:
@@ -212,6 +315,8 @@ def _instrument(integration: Integration) -> None:
                 pip_hint(integration),
             )
             return
+        from traceroot._content import hide_content_in_instrumentors
+
         instrumentor = _load_object(spec.instrumentor)()
         hide_content_in_instrumentors()  # OpenInference reads its hide settings now
         before = set(sys.modules)
@@ -246,10 +351,12 @@ def _fail(integration: Integration, exc: BaseException) -> None:
     with _state.lock:
         _state.failed[integration] = f"failed: {type(exc).__name__}"
     logger.warning(
-        "traceroot: instrumenting %s failed; other integrations are unaffected",
+        "traceroot: instrumenting %s failed (%s: %s); other integrations are unaffected",
         integration.value,
-        exc_info=exc,
+        type(exc).__name__,
+        exc,
     )
+    logger.debug("traceroot: instrumenting %s failure", integration.value, exc_info=exc)
 
 
 def status() -> dict[Integration, str]:
@@ -287,7 +394,11 @@ def deactivate() -> None:
         _state.incidental.clear()
         _state.provider = None
         _state.explicit = False
-        yield_duplicates(None)
+        _state.duplicates_pending = False
+        if "traceroot._integrations.duplicates" in sys.modules:
+            from traceroot._integrations.duplicates import yield_duplicates
+
+            yield_duplicates(None)
     for instrumentor in instrumentors:
         try:
             instrumentor.uninstrument()
@@ -296,5 +407,6 @@ def deactivate() -> None:
 
 
 def current_provider() -> TracerProvider | None:
-    """The provider integrations were last activated with, if any."""
-    return _state.provider
+    """The provider integrations were last activated with, if any (and made yet)."""
+    provider = _state.provider
+    return None if isinstance(provider, DeferredProvider) else provider

@@ -6,6 +6,7 @@ integrations already traces that library (it would make a second span per call).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -13,15 +14,16 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Union
 
-from opentelemetry.trace import TracerProvider
-
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
-from traceroot._content import hide_content_in_instrumentors
 from traceroot._integrations.registry import OI, REGISTRY, Integration
 
 if TYPE_CHECKING:
     import importlib.metadata
+
+    from opentelemetry.trace import TracerProvider
+
+    from traceroot._integrations.activation import DeferredProvider
 
 logger = logging.getLogger("traceroot")
 
@@ -56,7 +58,7 @@ def withdraw() -> list[Any]:
     return made
 
 
-def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
+def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvider) -> None:
     """Activate installed ``opentelemetry_instrumentor`` entry points, each on import.
 
     For the launcher path (which skips it when ``TRACEROOT_OTEL_INSTRUMENTORS`` is false); honours
@@ -70,26 +72,37 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider) -> None:
         return
     try:
         entry_points = distributions.entry_points(ENTRY_POINT_GROUP)
-    except Exception:
-        logger.warning("traceroot: could not list OpenTelemetry instrumentors", exc_info=True)
+    except Exception as exc:
+        logger.warning(
+            "traceroot: could not list OpenTelemetry instrumentors (%s: %s)",
+            type(exc).__name__,
+            exc,
+        )
         return
     for entry_point in entry_points:
         if entry_point.name not in disabled:
             activate_otel_entry_point(entry_point, tracer_provider)
 
 
+@functools.cache
+def _ours() -> frozenset[str]:
+    """The distributions and integration names our LLM integrations cover, normalized."""
+    ours = {distributions.normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
+    ours |= {distributions.normalize(member.value) for member in Integration}
+    return frozenset(ours)
+
+
 def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
     """Whether an LLM integration of ours already traces what this entry point would."""
     if entry_point.value.startswith(OI + "."):
         return True
-    ours = {distributions.normalize(dist) for spec in REGISTRY.values() for dist in spec.dists}
-    ours |= {distributions.normalize(member.value) for member in Integration}
+    ours = _ours()
     return distributions.normalize(entry_point.name) in ours or bool(libraries & ours)
 
 
 def activate_otel_entry_point(
     entry_point: AnyEntryPoint,
-    tracer_provider: TracerProvider,
+    tracer_provider: TracerProvider | DeferredProvider,
     **kwargs: Any,
 ) -> None:
     """Instrument one OpenTelemetry instrumentor entry point when its library is imported.
@@ -98,11 +111,14 @@ def activate_otel_entry_point(
     second span per call), as are ones already handled. Never raises.
     """
     try:
-        libraries = _instrumented_libraries(entry_point)
         with _seen.lock:
             if entry_point.name in _seen.otel_seen:
                 return
             _seen.otel_seen.add(entry_point.name)
+        # OpenInference's own entry points are ours already: no need to read their metadata.
+        libraries = (
+            [] if entry_point.value.startswith(OI + ".") else _instrumented_libraries(entry_point)
+        )
         if _covered_by_registry(entry_point, set(libraries)):
             logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
             return
@@ -118,13 +134,16 @@ def activate_otel_entry_point(
             if done.is_set():
                 return
             done.set()
-            instrumentor = entry_point.load()()
-            hide_content_in_instrumentors()
-            instrumentor.instrument(tracer_provider=tracer_provider, **kwargs)
-            with _seen.lock:
-                _seen.otel_instrumented.append(instrumentor)
-                for module, other in [h for h in _seen.otel_hooks if h[1] is hook]:
-                    import_hooks.forget(module, other)
+            from traceroot._integrations.activation import DeferredProvider, resolve
+
+            provider = resolve(tracer_provider)  # a deferred one starts tracing now
+            if provider is None and isinstance(tracer_provider, DeferredProvider):
+                # Another thread is starting tracing: instrument once it has.
+                tracer_provider.when_made(
+                    lambda made: _instrument_entry_point(entry_point, made, hook, kwargs)
+                )
+                return
+            _instrument_entry_point(entry_point, provider, hook, kwargs)
 
         if not modules:  # the standard library or an unknown target: nothing to wait for
             hook()
@@ -133,10 +152,40 @@ def activate_otel_entry_point(
             with _seen.lock:
                 _seen.otel_hooks.append((module, hook))
             import_hooks.when_imported(module, hook)
-    except Exception:
-        logger.warning(
-            "traceroot: OpenTelemetry instrumentor %s failed", entry_point.name, exc_info=True
-        )
+    except Exception as exc:
+        _warn_failed(entry_point, exc)
+
+
+def _instrument_entry_point(
+    entry_point: AnyEntryPoint,
+    provider: TracerProvider | None,
+    hook: Callable[[], None],
+    kwargs: dict[str, Any],
+) -> None:
+    """Load and run one OpenTelemetry instrumentor with ``provider``; never raises."""
+    try:
+        from traceroot._content import hide_content_in_instrumentors
+
+        instrumentor = entry_point.load()()
+        hide_content_in_instrumentors()
+        instrumentor.instrument(tracer_provider=provider, **kwargs)
+        with _seen.lock:
+            _seen.otel_instrumented.append(instrumentor)
+            for module, other in [h for h in _seen.otel_hooks if h[1] is hook]:
+                import_hooks.forget(module, other)
+    except Exception as exc:
+        _warn_failed(entry_point, exc)
+
+
+def _warn_failed(entry_point: AnyEntryPoint, exc: Exception) -> None:
+    logger.warning(
+        "traceroot: the OpenTelemetry instrumentor %s failed (%s: %s); the program runs on "
+        "without it",
+        entry_point.name,
+        type(exc).__name__,
+        exc,
+    )
+    logger.debug("traceroot: instrumentor %s failure", entry_point.name, exc_info=exc)
 
 
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")

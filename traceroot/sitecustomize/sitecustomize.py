@@ -1,8 +1,9 @@
 """traceroot's start-up hook, imported by Python in every process that has
 this folder on ``PYTHONPATH`` (``traceroot-run`` puts it there).
 
-It initializes tracing from the ``TRACEROOT_*`` variables (the launcher leaves
-it off the path when tracing is disabled), then runs the
+It prepares tracing from the ``TRACEROOT_*`` variables (the launcher leaves
+it off the path when tracing is disabled): the configuration and the import hooks
+only, the SDK loading with the first span or instrumented import; then it runs the
 user's own ``sitecustomize`` from further down ``sys.path``, so that one is
 not shadowed. It must never break the program: a failure is one warning on
 stderr and the program runs untraced.
@@ -61,7 +62,12 @@ def _initialize() -> None:
         )
         return
     try:
-        auto_initialize()
+        # Deferred: only the configuration and the import hooks now; the SDK loads with the
+        # first span. An older traceroot (another interpreter's) starts everything at once.
+        if "deferred" in (getattr(auto_initialize, "__kwdefaults__", None) or {}):
+            auto_initialize(deferred=True)
+        else:
+            auto_initialize()
     except Exception as exc:  # auto_initialize() should never raise; be sure anyway
         _warn(f"tracing could not start ({exc!r}); the program runs untraced.")
 

@@ -1,0 +1,266 @@
+"""The client once tracing has started: the tracer provider, our processor on it, and its
+lifecycle. Loading this module loads the OpenTelemetry SDK and our export pipeline, so
+`traceroot._client` imports it only when the process starts tracing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanLimits,
+    SpanProcessor,
+    Tracer,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from traceroot import _attributes as attr
+from traceroot import _git as git
+from traceroot import _integrations as integrations
+from traceroot import _sampling as sampling
+from traceroot import _threads as threads
+from traceroot._config import Config
+from traceroot._export import ExportPipeline, Redact
+from traceroot._light_span import LightTracer
+from traceroot._sampling import RateSampler
+from traceroot._stamping import Stamper
+from traceroot.version import SDK_NAME, __version__
+
+logger = logging.getLogger("traceroot")
+
+Mode = Literal["explicit", "auto", "lazy"]
+
+
+class _SwitchableProcessor(SpanProcessor):
+    """The one processor we add to a provider; a later `initialize()` swaps what it runs."""
+
+    def __init__(self, stamping: Stamper, pipeline: ExportPipeline) -> None:
+        self.stamping = stamping
+        self.pipeline = pipeline
+
+    def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+        try:
+            self.stamping.on_start(span, parent_context)
+        except Exception as exc:
+            logger.debug("traceroot: stamping a span failed: %r", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.stamping.on_end(span)
+        self.pipeline.on_end(span)
+
+    def shutdown(self) -> None:
+        self.pipeline.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.pipeline.force_flush(timeout_millis)
+
+
+class _OwnProvider(TracerProvider):
+    """The provider we install; it notices when anyone else adds a processor to it."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        ours: SpanProcessor,
+        on_foreign_processor: Callable[[], None],
+        sampler: Sampler | None = None,
+    ) -> None:
+        # The limits are read from the OTEL_*_LIMIT variables once, here, for SDK and
+        # light spans alike. sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
+        self.span_limits = SpanLimits()
+        super().__init__(
+            resource=resource,
+            shutdown_on_exit=False,
+            span_limits=self.span_limits,
+            sampler=sampler,
+        )
+        self._ours = ours
+        self._on_foreign_processor = on_foreign_processor
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        if span_processor is not self._ours:
+            self._on_foreign_processor()
+
+
+class TraceRootClient:
+    """Holds the configuration and the tracing pipeline of this process."""
+
+    def __init__(self, config: Config, redact: Redact | None = None, mode: Mode = "explicit"):
+        self.config = config
+        self.mode: Mode = mode
+        self.redact = redact
+        self.git = git.GitContext()
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+        self._processor: _SwitchableProcessor | None = None
+        self._provider: TracerProvider | None = None
+        self._light: LightTracer | None = None
+        self._closed = False
+        if config.enabled:
+            self._start()
+
+    def __repr__(self) -> str:
+        return f"TraceRootClient(mode={self.mode!r}, {self.config!r})"
+
+    @property
+    def enabled(self) -> bool:
+        """Whether spans are being recorded."""
+        return self.config.enabled and not self._closed
+
+    @property
+    def tracer_provider(self) -> TracerProvider | None:
+        """The OpenTelemetry provider our processor sits on (ours or one already installed)."""
+        return self._provider
+
+    def _start(self) -> None:
+        self.git = git.detect(self.config.git_repo, self.config.git_ref)
+        threads.install()  # work handed to other threads nests under the span that handed it
+        stamping, pipeline = self._build_processors()
+        self._processor = _SwitchableProcessor(stamping, pipeline)
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, TracerProvider):
+            provider = existing  # join it: the app's own exporters keep working
+        else:
+            provider = _OwnProvider(
+                self._resource(), self._processor, self._stop_light_spans, sampling.sampler_for()
+            )
+            trace.set_tracer_provider(provider)
+        provider.add_span_processor(self._processor)
+        self._provider = provider
+        self.tracer = provider.get_tracer(attr.DECORATOR_SCOPE, __version__)
+        # Light spans only where they change nothing: our provider, our processor alone on
+        # it and its default sampler (anything else gets the SDK's spans). They apply the
+        # same span limits the provider's SDK spans get.
+        if (
+            isinstance(provider, _OwnProvider)
+            and isinstance(self.tracer, Tracer)
+            and (provider.sampler is DEFAULT_ON or isinstance(provider.sampler, RateSampler))
+        ):
+            self._light = LightTracer(
+                provider.resource,
+                InstrumentationScope(attr.DECORATOR_SCOPE, __version__),
+                provider.id_generator,
+                self._processor.on_end,
+                provider.span_limits,
+                sample_bound=(
+                    provider.sampler.bound if isinstance(provider.sampler, RateSampler) else None
+                ),
+            )
+        self._announce()
+
+    def _stop_light_spans(self) -> None:
+        self._light = None  # another processor must see every span: SDK spans from now on
+
+    def _build_processors(self) -> tuple[Stamper, ExportPipeline]:
+        static: dict[str, Any] = {attr.SDK_NAME: SDK_NAME, attr.SDK_VERSION: __version__}
+        if self.git.repo:
+            static[attr.GIT_REPO] = self.git.repo
+        if self.git.ref:
+            static[attr.GIT_REF] = self.git.ref
+        if self.config.environment:
+            static[attr.ENVIRONMENT] = self.config.environment
+        return Stamper(static), ExportPipeline(self.config, self.redact)
+
+    def _resource(self) -> Resource:
+        values: dict[str, Any] = {"service.name": self.config.service_name}
+        if self.config.environment:
+            values["deployment.environment.name"] = self.config.environment
+        return Resource.create(values)
+
+    def _announce(self) -> None:
+        destination = self.config.destination
+        logger.info("traceroot: sending traces to %s", destination.describe())
+
+    def reconfigure(self, config: Config, redact: Redact | None, mode: Mode) -> None:
+        """Take over from an automatic initialization with the user's explicit settings."""
+        self.mode = mode
+        self.redact = redact if redact is not None else self.redact
+        old, was_closed = self.config, self._closed
+        self.config = config
+        self._closed = not config.enabled
+        if not config.enabled:
+            if self._processor is not None:
+                self._processor.pipeline.shutdown()
+            return
+        if self._processor is None:
+            self._start()
+            return
+        if config == old and redact is None and not was_closed:
+            return
+        self.git = git.detect(config.git_repo, config.git_ref)
+        stamping, pipeline = self._build_processors()
+        previous = self._processor.pipeline
+        self._processor.stamping, self._processor.pipeline = stamping, pipeline
+        previous.shutdown()
+        if old.destination != config.destination:
+            self._announce()
+
+    def activate_integrations(
+        self, requested: Sequence[integrations.Integration | str] | str | None, explicit: bool
+    ) -> None:
+        """Instrument the requested libraries (on import) with our provider."""
+        if self._provider is None:
+            return
+        try:
+            integrations.activate(requested, self._provider, explicit=explicit)
+        except Exception as exc:  # the registry never raises; this guards the program anyway
+            logger.warning("traceroot: enabling integrations failed: %r", exc)
+
+    def unsampled_child(self) -> trace.Span | None:
+        """A bare non-recording span when the current parent is unsampled, else None.
+
+        With light spans the sampler is parent-based, so such a call is decided before
+        anything is captured or stamped: an unsampled call costs less than a sampled one.
+        """
+        light = self._light
+        if light is None:
+            return None
+        parent = trace.get_current_span().get_span_context()
+        if parent.is_valid and not parent.trace_flags.sampled:
+            return light.start_span("", {}, parent)
+        return None
+
+    def start_span(self, name: str, attributes: dict[str, Any]) -> trace.Span:
+        """A span named `name` in the current context: the contract attributes, then ours."""
+        if self._processor is None:
+            return trace.INVALID_SPAN
+        parent_context = context_api.get_current()
+        parent = trace.get_current_span(parent_context)
+        stamping = self._processor.stamping
+        stamped = stamping.attributes_for(name, parent_context, parent)
+        stamped.update(attributes)
+        light = self._light
+        if light is not None:
+            span = light.start_span(name, stamped, parent.get_span_context())
+            if span is not None:
+                if span.is_recording():  # not sampled: nothing to stamp
+                    stamping.opened(span.get_span_context().span_id, stamped)
+                return span
+        return self.tracer.start_span(name, context=parent_context, attributes=stamped)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what is queued; waits at most `timeout` seconds (default: the shutdown timeout)."""
+        if self._processor is None or self._closed:
+            return True
+        budget = self.config.shutdown_timeout if timeout is None else timeout
+        return self._processor.pipeline.force_flush(int(budget * 1000))
+
+    def shutdown(self) -> None:
+        """Flush within `TRACEROOT_SHUTDOWN_TIMEOUT`, then stop exporting."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._processor is not None:
+            self._processor.pipeline.shutdown()
+
+
+# The reference SDK spells the class this way; programs written for it keep working.
+TracerootClient = TraceRootClient
