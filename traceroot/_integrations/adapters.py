@@ -6,7 +6,7 @@ import logging
 import os
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any
 
 import wrapt
@@ -280,8 +280,10 @@ def _record_reading_context(wrapped: Any, instance: Any, args: Any, kwargs: Any)
             setattr(instance, _READING, otel_context.get_current())
         except Exception:  # an SDK change costs the nesting, never the messages
             logger.debug("traceroot: noting the Claude Agent SDK's context failed", exc_info=True)
-        async for message in wrapped(*args, **kwargs):
-            yield message
+        # Closed with ours, as the SDK closes its own generators (not left to the collector).
+        async with aclosing(wrapped(*args, **kwargs)) as messages:
+            async for message in messages:
+                yield message
 
     return reading()
 
