@@ -536,7 +536,7 @@ def test_llama_index_function_agent_llm_and_tool_spans(
         )
 
 
-# -- CrewAI: a Crew of one Agent with a tool, run and streamed ------------------------------
+# -- CrewAI: a Crew of one Agent with a tool, run and streamed, native and through LiteLLM --
 
 # crewai pins openai<3 and openai-agents needs openai>=3, so CI runs this test against a
 # second environment holding CrewAI (see .ci/run); else this one, if it can.
@@ -548,14 +548,39 @@ CREWAI_PYTHON = os.environ.get("TRACEROOT_TEST_CREWAI_PYTHON")
     and not all(_importable(m) for m in ("crewai", "openinference.instrumentation.crewai")),
     reason="no environment with crewai (TRACEROOT_TEST_CREWAI_PYTHON)",
 )
+@pytest.mark.parametrize(
+    ("route", "model", "llm_scope"),
+    # CrewAI 1.x calls OpenAI models through its native provider (the openai client); a
+    # provider it has no native one for, or is_litellm=True, goes through LiteLLM.
+    [
+        ("native", "gpt-4o-mini", "openinference.instrumentation.openai"),
+        pytest.param(
+            "litellm",
+            "openai/gpt-4o-mini",
+            "openinference.instrumentation.litellm",
+            marks=pytest.mark.skipif(
+                CREWAI_PYTHON is None
+                and not all(
+                    _importable(m) for m in ("litellm", "openinference.instrumentation.litellm")
+                ),
+                reason="litellm not installed",
+            ),
+        ),
+    ],
+)
 def test_crewai_crew_agent_llm_and_tool_spans(
-    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+    tmp_path: Path,
+    traceroot_env: dict[str, str],
+    receiver: OTLPReceiver,
+    route: str,
+    model: str,
+    llm_scope: str,
 ) -> None:
     program = """
         import atexit, sys
 
-        # Every host the program looks up or connects to beyond loopback, written at exit
-        # (after CrewAI's own exit-time flush, which is registered later).
+        # Every host the program looks up beyond loopback, written at exit (after CrewAI's
+        # own exit-time flush, which is registered later).
         outside = []
 
         def audit(event, args):
@@ -574,7 +599,10 @@ def test_crewai_crew_agent_llm_and_tool_spans(
             return f"sunny in {city}"
 
         def crew(**options):
-            llm = LLM(model="gpt-4o-mini", base_url=sys.argv[1] + "/v1", api_key="k", **options)
+            if sys.argv[2] == "litellm":
+                options.update(model="openai/gpt-4o-mini", is_litellm=True)
+            llm = LLM(**{"model": "gpt-4o-mini", **options}, base_url=sys.argv[1] + "/v1",
+                      api_key="k")
             agent = Agent(role="Forecaster", goal="Tell the weather", backstory="Brief.",
                           tools=[weather], llm=llm)
             task = Task(description="Weather in Paris?", expected_output="The weather.",
@@ -584,8 +612,13 @@ def test_crewai_crew_agent_llm_and_tool_spans(
         print({crew().kickoff().raw, crew(stream=True).kickoff().raw})
         """
     # CrewAI's telemetry off the way that leaves ours on: CrewAI also obeys OTEL_SDK_DISABLED,
-    # which turns off every OpenTelemetry SDK provider in the process, ours included.
-    env = {**traceroot_env, "CREWAI_DISABLE_TELEMETRY": "true"}
+    # which turns off every OpenTelemetry SDK provider in the process, ours included. And
+    # litellm reads its bundled price map instead of fetching one.
+    env = {
+        **traceroot_env,
+        "CREWAI_DISABLE_TELEMETRY": "true",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
     spans, requests = run_framework(
         tmp_path,
         env,
@@ -593,6 +626,7 @@ def test_crewai_crew_agent_llm_and_tool_spans(
         program,
         expect_output=str({REPLY}),
         python=CREWAI_PYTHON or sys.executable,
+        args=[route],
     )
     assert (tmp_path / "outside.txt").read_text() == "[]"  # no telemetry sent
     assert [bool(body.get("stream")) for _, body in requests] == [False, False, True, True]
@@ -603,10 +637,10 @@ def test_crewai_crew_agent_llm_and_tool_spans(
         assert kind(root) == "CHAIN" and root.name.endswith(".kickoff")
         (agent,) = [s for s in run if kind(s) == "AGENT"]
         assert agent.name == "Forecaster._execute_core" and agent.parent_span_id == root.span_id
-        # The LLM spans are the openai client's, which CrewAI's native OpenAI provider
-        # drives; CrewAI's instrumentor makes none of its own.
-        llms = assert_llm_spans(run, "gpt-4o-mini", calls=2)
-        assert {s.scope_name for s in llms} == {"openinference.instrumentation.openai"}
+        # The LLM spans are the client's CrewAI drives (CrewAI's instrumentor makes none);
+        # under LiteLLM, the openai client's span inside litellm's steps aside.
+        llms = assert_llm_spans(run, model, calls=2)
+        assert {s.scope_name for s in llms} == {llm_scope}
         (tool,) = [s for s in run if kind(s) == "TOOL"]
         assert tool.name == "weather.run"
         assert "Paris" in str(tool.attributes.get("input.value"))
