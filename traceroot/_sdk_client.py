@@ -171,6 +171,8 @@ class TraceRootClient:
 
     def _resource(self) -> Resource:
         values: dict[str, Any] = {"service.name": self.config.service_name}
+        if self.config.release:
+            values["service.version"] = self.config.release
         if self.config.environment:
             values["deployment.environment.name"] = self.config.environment
         return Resource.create(values)
