@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import weakref
@@ -15,6 +16,65 @@ from opentelemetry import propagate
 from opentelemetry.trace import Span, Tracer, TracerProvider, get_current_span, use_span
 
 logger = logging.getLogger("traceroot")
+
+
+class OpenAIInstrumentor:
+    """OpenInference's OpenAI instrumentor; its streams made to end their span on ``close()``.
+
+    Releases before 0.1.66 (the only ones that instrument openai < 2.8) end a stream's span
+    only when it is read to the end: a stream closed half-way lost its call from the trace.
+    """
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+
+        self._inner = OpenAIInstrumentor()
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        self._inner.instrument(tracer_provider=tracer_provider)
+        _end_stream_spans_on_close()
+
+    def uninstrument(self) -> None:
+        self._inner.uninstrument()
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+def _end_stream_spans_on_close() -> None:
+    """Give an older instrumentor's stream proxy the ``close()`` newer releases have."""
+    try:
+        from openinference.instrumentation.openai._stream import _Stream
+    except ImportError:  # laid out differently: a release this shim is not for
+        return
+    if "close" in vars(_Stream) or not callable(getattr(_Stream, "_finish_tracing", None)):
+        return
+
+    def finish(stream: Any) -> None:
+        try:
+            if not stream._self_is_finished:
+                from opentelemetry.trace import Status, StatusCode
+
+                stream._finish_tracing(status=Status(StatusCode.OK))
+        except Exception:  # the span is lost, never the program's close()
+            logger.debug("traceroot: ending a closed OpenAI stream's span failed", exc_info=True)
+
+    def close(self: Any) -> Any:
+        result = self.__wrapped__.close()
+        if inspect.isawaitable(result):  # AsyncStream.close() is a coroutine
+
+            async def closing() -> Any:
+                try:
+                    return await result
+                finally:
+                    finish(self)
+
+            return closing()
+        finish(self)
+        return result
+
+    _Stream.close = close  # type: ignore[method-assign]
 
 
 class AnthropicInstrumentor:
