@@ -100,7 +100,7 @@ REGISTRY: dict[Integration, Spec] = {
         ("claude-agent-sdk",),
         "claude_agent_sdk",
         "openinference-instrumentation-claude-agent-sdk",
-        f"{OI}.claude_agent_sdk:ClaudeAgentSDKInstrumentor",
+        "traceroot._integrations.adapters:ClaudeAgentSDKInstrumentor",
         "claude-agent-sdk",
     ),
     Integration.LLAMA_INDEX: Spec(
