@@ -106,9 +106,9 @@ def _waits_for(entry_point: AnyEntryPoint) -> list[str] | None:
     for "never" (an LLM integration covers it, or its library is not installed)."""
     # OpenInference's own entry points are ours already: no need to read their metadata.
     libraries = (
-        [] if entry_point.value.startswith(OI + ".") else _instrumented_libraries(entry_point)
+        [] if entry_point.value.startswith(OI + ".") else instrumented_libraries(entry_point)
     )
-    if _covered_by_registry(entry_point, set(libraries)):
+    if covered_by_registry(entry_point, set(libraries)):
         logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
         return None
     modules = [
@@ -128,7 +128,7 @@ def _ours() -> frozenset[str]:
     return frozenset(ours)
 
 
-def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
+def covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
     """Whether an LLM integration of ours already traces what this entry point would."""
     if entry_point.value.startswith(OI + "."):
         return True
@@ -227,7 +227,7 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     )
 
 
-def _instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
+def instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
     """Distributions the entry point's package instruments, from its ``instruments`` extras.
 
     A regular expression rather than ``packaging``: this runs at every process start, and
