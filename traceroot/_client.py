@@ -228,6 +228,8 @@ def auto_initialize(*, deferred: bool = False) -> TraceRootClient | None:
                 propagation.install()
                 _deferred = prepared
                 _install_exit_hooks()
+                if hasattr(os, "register_at_fork"):
+                    os.register_at_fork(after_in_child=_after_fork_in_child)
                 watched = handed_down_watch(environ)
                 if watched is None:  # not computed by the launcher: activate now
                     _activate(wait=True)
@@ -245,6 +247,15 @@ def auto_initialize(*, deferred: bool = False) -> TraceRootClient | None:
             "traceroot: could not start tracing (%r); the program runs untraced.", exc
         )
         return None
+
+
+def _after_fork_in_child() -> None:
+    global _activation_lock, _activating
+    if _activating is not None:
+        # Forked while another thread was activating: that thread does not exist here, and
+        # the lock it held would stay held for ever.
+        _activation_lock = _thread.allocate_lock()
+        _activating = None
 
 
 def _activate_on_import() -> None:

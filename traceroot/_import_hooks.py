@@ -81,13 +81,17 @@ class _PostImportFinder:
     def watch(self, module: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` when ``module`` is imported: now if it already is."""
         with self._lock:
-            now = imported(module) or (module in self._fired and module in sys.modules)
+            now = imported(module)
             if not now:
                 self._callbacks.setdefault(module, []).append(callback)
                 if self not in sys.meta_path:
                     sys.meta_path.insert(0, self)
         if now:
             callback()
+
+    def fired(self) -> set[str]:
+        """The watched modules whose body has run (the callbacks taken)."""
+        return self._fired
 
     def unwatch(self, module: str, callback: Callable[[], None]) -> None:
         with self._lock:
@@ -137,6 +141,7 @@ class _PostImportFinder:
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
+        self._fired.discard(fullname)  # imported (again): its body has not run yet
         if fullname not in self._callbacks:
             return None
         try:
@@ -157,11 +162,15 @@ class _PostImportFinder:
 
 
 def imported(module: str) -> bool:
-    """Whether `module` has been imported and has finished executing."""
+    """Whether `module` has been imported and has finished executing.
+
+    A module whose body has run counts from the moment its callbacks are taken, though
+    importlib still marks it initializing until the callbacks are over.
+    """
     found = sys.modules.get(module)
     if found is None:
         return False
-    return not compat.module_initializing(found)
+    return not compat.module_initializing(found) or module in _finder.fired()
 
 
 _finder = _PostImportFinder()
