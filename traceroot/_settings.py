@@ -42,10 +42,6 @@ def _ignore(*args: Any, **kwargs: Any) -> None:
 logger: logging.Logger = _LazyLogger()  # type: ignore[assignment]
 
 
-def _logger() -> logging.Logger:
-    return logger
-
-
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
@@ -660,7 +656,7 @@ class Resolver:
                 if has_control_characters(raw)
                 else "it is not valid"
             )
-            _logger().warning(
+            logger.warning(
                 "traceroot: %s is not usable (%s); tracing runs without a key. Fix or unset %s.",
                 source,
                 problem,
@@ -669,7 +665,7 @@ class Resolver:
             return
         fix = "Fix the argument." if source.startswith("initialize(") else f"Fix or unset {source}."
         outcome = setting.when_invalid or f"using the default {setting.default!r}"
-        _logger().warning(
+        logger.warning(
             "traceroot: invalid %s=%s (expected %s); %s. %s",
             source,
             _quoted(raw),
