@@ -45,26 +45,41 @@ class Stamper:
         `parent`, when the caller has it, is the span current in `parent_context`.
         Arrays are tuples, as OpenTelemetry stores them.
         """
-        stamped = dict(self._static)
         if parent_context is None:
             parent_context = context_api.get_current()
         if parent is None:
             parent = trace.get_current_span(parent_context)
+        return self.stamp(name, parent_context, parent)[0]
+
+    def stamp(
+        self, name: str, parent_context: context_api.Context, parent: trace.Span
+    ) -> tuple[dict[str, AttributeValue], Path]:
+        """`attributes_for`, with the span's path (names, ids of its ancestors) beside it."""
+        stamped = self._static.copy()
         parent_ctx = parent.get_span_context()
+        path: Path
         if not parent_ctx.is_valid:
-            stamped[attr.SPAN_PATH] = (name,)
-            stamped[attr.SPAN_IDS_PATH] = ()
+            path = ((name,), ())
         else:
-            parent_id = format(parent_ctx.span_id, "016x")
-            known = self._open.get(parent_ctx.span_id) or _path_of(parent)
+            span_id = parent_ctx.span_id
+            parent_id = format(span_id, "016x")
+            known = self._open.get(span_id) or _path_of(parent)
             if known is not None:
-                stamped[attr.SPAN_PATH] = (*known[0], name)
-                stamped[attr.SPAN_IDS_PATH] = (*known[1], parent_id)
+                path = ((*known[0], name), (*known[1], parent_id))
             else:  # a remote parent (another process) or one from another SDK
-                stamped[attr.SPAN_PATH] = (name,)
-                stamped[attr.SPAN_IDS_PATH] = (parent_id,)
-        stamped.update(context_attributes(parent_context))
-        return stamped
+                path = ((name,), (parent_id,))
+        stamped[attr.SPAN_PATH], stamped[attr.SPAN_IDS_PATH] = path
+        found = context_attributes(parent_context)
+        if found:
+            stamped.update(found)
+        return stamped, path
+
+    def remember(self, span_id: int, path: Path) -> None:
+        """Remember the path of a span that has just started (from `stamp`)."""
+        opened = self._open
+        if len(opened) >= _MAX_OPEN_SPANS:
+            opened.clear()  # spans that never end: fall back to reading parents
+        opened[span_id] = path
 
     def opened(self, span_id: int, attributes: Mapping[str, Any]) -> None:
         """Remember the path of a span that has just started with these attributes."""
