@@ -159,6 +159,10 @@ class _Observed:
             if plain and self.signature is not None
             else None
         )
+        # The usual call passes every plain parameter by position: it binds by zip.
+        self.positional_names: tuple[str, ...] | None = (
+            tuple(name for name, _ in self.plain_params) if self.plain_params is not None else None
+        )
 
     def wrapper(self) -> Any:
         func = self.func
@@ -197,6 +201,12 @@ class _Observed:
         return span, trace.set_span_in_context(span, parent_context)
 
     def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = self.positional_names
+        if names is not None and not kwargs and len(args) == len(names):
+            arguments = dict(zip(names, args, strict=True))
+            if self.skip_first:
+                del arguments[names[0]]
+            return arguments
         if self.plain_params is not None:
             fast = self._bind_plain(self.plain_params, args, kwargs)
             if fast is not None:

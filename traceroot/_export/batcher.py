@@ -115,10 +115,26 @@ class Batcher:
         """
         if self._stopping:
             return
-        size = text_size(span)
-        if not self._offer(span, size) and not (
-            self._may_wait() and self._wait_for_room(span, size)
-        ):
+        # text_size and _offer, inline: this runs on the program's thread for every span.
+        size = 0
+        attributes: Mapping[str, Any] = span.attributes or {}
+        for value in attributes.values():
+            kind = type(value)
+            if kind is str:
+                size += len(value)
+            elif kind is tuple and value and type(value[0]) is str:
+                size += sum(map(len, value))
+        for event in span.events:
+            size += _text_in(event.attributes)
+        with self._count_lock:
+            queued = (
+                len(self._queue) < self._max_queue and self._queued_text + size <= MAX_QUEUE_TEXT
+            )
+            if queued:
+                self._queue.append((span, size))
+                self._queued_text += size
+                self.accepted += 1
+        if not queued and not (self._may_wait() and self._wait_for_room(span, size)):
             with self._count_lock:
                 self.dropped += 1
             self._warn_dropped()

@@ -22,6 +22,7 @@ from traceroot._export.console import LOCAL_NOTICE, ConsoleView
 from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
 from traceroot._export.local_sink import store_batcher, viewer_hint
+from traceroot._light_span import LightSpan
 
 logger = logging.getLogger("traceroot")
 
@@ -84,8 +85,8 @@ class ExportPipeline:
             return
         try:
             finished = self._finish(span) if self._finish_here else span
-            if finished is span:  # not rewritten: still the span as it ended
-                finished = self._finish.compact(span)
+            if finished is span and type(span) is not LightSpan:  # a light span is compact
+                finished = self._finish.compact(span)  # not rewritten: still the span as it ended
             if self._console is not None:
                 self._console.on_end(finished)
             if self._batcher is not None:
