@@ -348,3 +348,20 @@ class LightTracer:
             parent.trace_id, self._new_span_id(), False, parent.trace_flags, parent.trace_state
         )
         return LightSpan(name, context, parent, attributes, self)
+
+    def start_under(
+        self, name: str, attributes: dict[str, Any], parent: trace_api.Span
+    ) -> tuple[trace_api.Span, int | None]:
+        """`start_span` under the span `parent` (`INVALID_SPAN`: a new trace), with the new
+        span's id when it records (None when it is not sampled)."""
+        if type(parent) is LightSpan:  # one of ours: valid and sampled, its context at hand
+            context = parent._span_context
+            span_id = self._new_span_id()
+            child = SpanContext(
+                context.trace_id, span_id, False, context.trace_flags, context.trace_state
+            )
+            return LightSpan(name, child, context, attributes, self), span_id
+        span = self.start_span(name, attributes, parent.get_span_context())
+        if type(span) is LightSpan:
+            return span, span._span_context.span_id
+        return span, None

@@ -29,7 +29,7 @@ from traceroot import _sampling as sampling
 from traceroot import _threads as threads
 from traceroot._config import Config
 from traceroot._export import ExportPipeline, Redact
-from traceroot._light_span import LightTracer
+from traceroot._light_span import LightSpan, LightTracer
 from traceroot._sampling import RateSampler
 from traceroot._stamping import Path, Stamper
 from traceroot.version import SDK_NAME, __version__
@@ -226,6 +226,8 @@ class TraceRootClient:
             return None
         if parent is None:
             parent = trace.get_current_span()
+        if parent is trace.INVALID_SPAN or type(parent) is LightSpan:
+            return None  # no parent, or one of our spans (they are sampled)
         context = parent.get_span_context()
         if context.is_valid and not context.trace_flags.sampled:
             return light.start_span("", {}, context)
@@ -258,9 +260,8 @@ class TraceRootClient:
         stamped.update(attributes)
         light = self._light
         if light is not None:
-            span = light.start_span(name, stamped, parent.get_span_context())
-            if span.is_recording():  # not sampled: nothing to stamp
-                span_id = span.get_span_context().span_id
+            span, span_id = light.start_under(name, stamped, parent)
+            if span_id is not None:  # None: not sampled, nothing to stamp
                 if path is not None:
                     stamping.remember(span_id, path)
                 else:

@@ -56,9 +56,9 @@ class Stamper:
     ) -> tuple[dict[str, AttributeValue], Path]:
         """`attributes_for`, with the span's path (names, ids of its ancestors) beside it."""
         stamped = self._static.copy()
-        parent_ctx = parent.get_span_context()
         path: Path
-        if not parent_ctx.is_valid:
+        parent_ctx = None if parent is trace.INVALID_SPAN else parent.get_span_context()
+        if parent_ctx is None or not parent_ctx.is_valid:
             path = ((name,), ())
         else:
             span_id = parent_ctx.span_id
@@ -97,8 +97,9 @@ class Stamper:
 
     def on_end(self, span: ReadableSpan) -> None:
         """Forget an ended span's path: its children now read it from the span, if at all."""
-        if span.context is not None:
-            self._open.pop(span.context.span_id, None)
+        context = span.context
+        if context is not None:
+            self._open.pop(context.span_id, None)
 
 
 def _path_in(attributes: Mapping[str, Any]) -> Path | None:
