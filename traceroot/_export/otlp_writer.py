@@ -150,6 +150,9 @@ _LOCAL_FLAGS = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE)
 _REMOTE_PARENT_FLAGS = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
 # Encoded span names: few distinct ones, on many spans.
 _names: dict[str, bytes] = {}
+# trace_id (16 bytes) and span_id (8 bytes), big-endian, with their field tags; parent_span_id.
+_pack_ids = struct.Struct(">BBQQBBQ").pack
+_pack_parent_id = struct.Struct(">BBQ").pack
 # Start and end times: two fixed64 fields.
 _pack_times = struct.Struct("<BQBQ").pack
 # OTLP counts span kinds from UNSPECIFIED = 0; OpenTelemetry's enum from INTERNAL = 0.
@@ -162,14 +165,12 @@ def encode_span(span: ReadableSpan) -> bytes:
     context = span.context
     assert context is not None
     parent = span.parent
-    parts = [
-        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
-    ]
+    trace_id = context.trace_id
+    parts = [_pack_ids(0x0A, 0x10, trace_id >> 64, trace_id & _U64, 0x12, 0x08, context.span_id)]
     if trace_state := context.trace_state:
         parts.append(_field(b"\x1a", trace_state.to_header().encode("utf-8")))
     if parent is not None:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+        parts.append(_pack_parent_id(0x22, 0x08, parent.span_id))
     name = _names.get(span.name)
     if name is None:
         if len(_names) >= _CACHE_LIMIT:
