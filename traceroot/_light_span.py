@@ -170,6 +170,11 @@ class LightSpan(trace_api.Span, ReadableSpan):
             self._dropped_attributes += 1
         values[key] = cleaned
 
+    def set_attribute_once(self, key: str, value: types.AttributeValue) -> None:
+        """`set_attribute`, unless `key` is set already (the first value is kept)."""
+        if key not in self._values:
+            self.set_attribute(key, value)
+
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         for key, value in attributes.items():
             self.set_attribute(key, value)

@@ -250,13 +250,15 @@ class _Observed:
     def _finish(self, span: Span, client: TraceRootClient, result: Any) -> None:
         if not self.capture_output or result is None or not span.is_recording():
             return
-        # An output the function set itself with update_current_span() is kept.
-        if attr.SPAN_OUTPUT in (getattr(span, "attributes", None) or {}):
-            return
         try:
-            span.set_attribute(
-                attr.SPAN_OUTPUT, to_output_value(result, client.config.max_attribute_length)
-            )
+            # An output the function set itself with update_current_span() is kept. A light
+            # span checks and sets in one call.
+            set_once = getattr(span, "set_attribute_once", None)
+            limit = client.config.max_attribute_length
+            if set_once is not None:
+                set_once(attr.SPAN_OUTPUT, to_output_value(result, limit))
+            elif attr.SPAN_OUTPUT not in (getattr(span, "attributes", None) or {}):
+                span.set_attribute(attr.SPAN_OUTPUT, to_output_value(result, limit))
         except Exception as exc:
             logger.debug("traceroot: capturing the output of %s failed: %r", self.name, exc)
 
@@ -419,7 +421,9 @@ class _Scope:
             elif isinstance(error, Exception):
                 _record_error(self.span, error)
         finally:
-            self.detach()
+            token, self.token = self.token, None  # detach(), inline: this runs at every call
+            if token is not None:
+                context_api.detach(token)  # type: ignore[arg-type]
             self.span.end()
 
     def keep(self, item: Any) -> None:
