@@ -23,6 +23,7 @@ from traceroot._settings import (
     PROGRAM_NAME_VARIABLE,
     Resolver,
     has_control_characters,
+    parse_bool,
 )
 from traceroot.version import SDK_NAME, __version__
 
@@ -283,3 +284,19 @@ def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
     setting = BY_FIELD["enabled"]
     found = Resolver(environ).raw(setting)
     return found is not None and setting.parse(found[1]) is False
+
+
+def sdk_disabled_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """What `OTEL_SDK_DISABLED=true` costs us, in words, when it is set; else None.
+
+    OpenTelemetry's SDK then makes no spans at all, ours included. Agent frameworks' docs
+    suggest the variable to silence their own telemetry, so users set it not knowing.
+    """
+    raw = (os.environ if environ is None else environ).get("OTEL_SDK_DISABLED", "")
+    if parse_bool(raw) is not True:
+        return None
+    return (
+        "OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off, so nothing is traced. "
+        "To silence a framework's own telemetry only, use its switch instead (CrewAI: "
+        "CREWAI_DISABLE_TELEMETRY=true); to run untraced, TRACEROOT_ENABLED=false."
+    )
