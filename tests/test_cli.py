@@ -85,8 +85,7 @@ def test_otel_sdk_disabled_is_one_warning_and_a_problem_in_the_check(
     env = program_env({**traceroot_env, "OTEL_SDK_DISABLED": "true"})
     program = tmp_path / "agent.py"
     program.write_text(
-        "import traceroot\n\n@traceroot.observe()\ndef agent():\n    return 1\n\n"
-        "print(agent())\n"
+        "import traceroot\n\n@traceroot.observe()\ndef agent():\n    return 1\n\nprint(agent())\n"
     )
     result = launch(["python", str(program)], env, tmp_path)
     assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
