@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from otlp_receiver import OTLPReceiver, dead_url
 from test_launcher import launch, program_env
 
+from traceroot._local.store import Store
 from traceroot.cli._envfile import malformed_lines
 from traceroot.cli.main import (
     EXIT_CANNOT_EXECUTE,
@@ -24,7 +27,8 @@ KEY = "tr-secret-key-0123456789"
 
 
 def check(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[int, str]:
-    # Checking integrations imports every installed LLM library: slow, so done once.
+    # Integrations are judged from metadata; leaving them out keeps these tests about their
+    # subject, whatever libraries this environment has (the tests below name theirs).
     if "--integrations" not in args:
         args = ("--integrations", "none", *args)
     result = launch(["--no-env-file", "--check", *args], env, tmp_path)
@@ -37,7 +41,7 @@ def test_check_against_a_good_backend(receiver: OTLPReceiver, tmp_path: Path) ->
     assert code == 0, out
     assert KEY not in out and "tr-s...6789" in out  # masked
     assert receiver.url in out and "accepted (HTTP 200" in out
-    assert re.search(r"openai +instrumented", out), out
+    assert re.search(r"openai +would instrument \(openai \d", out), out
     assert "Python" in out and "opentelemetry-sdk" in out
     (span,) = receiver.spans
     assert span.name == "traceroot-run --check"
@@ -68,11 +72,63 @@ def test_check_reports_dns_failure(tmp_path: Path) -> None:
     assert code == 1 and "DNS lookup of host.invalid failed" in out
 
 
-def test_check_without_backend_or_disabled_is_not_well(tmp_path: Path) -> None:
-    code, out = check(program_env(), tmp_path)
-    assert code == 1 and "TRACEROOT_API_KEY" in out
+def test_check_when_disabled_is_not_well(tmp_path: Path) -> None:
     code, out = check(program_env({"TRACEROOT_API_KEY": KEY}), tmp_path, "--disabled")
     assert code == 1 and "disabled" in out
+
+
+def test_otel_sdk_disabled_is_one_warning_and_a_problem_in_the_check(
+    tmp_path: Path, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    # CrewAI's docs suggest OTEL_SDK_DISABLED=true to silence its telemetry: it silences
+    # every OpenTelemetry span, ours included, and the user must be told.
+    env = program_env({**traceroot_env, "OTEL_SDK_DISABLED": "true"})
+    program = tmp_path / "agent.py"
+    program.write_text(
+        "import traceroot\n\n@traceroot.observe()\ndef agent():\n    return 1\n\nprint(agent())\n"
+    )
+    result = launch(["python", str(program)], env, tmp_path)
+    assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
+    assert result.stderr.count("OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off") == 1
+    assert "CREWAI_DISABLE_TELEMETRY=true" in result.stderr
+    assert receiver.spans == []  # the warning's point: nothing was traced
+    code, out = check(env, tmp_path)
+    assert code == 1 and "OTEL_SDK_DISABLED=true" in out.split("Problems")[1], out
+
+
+def test_check_in_local_mode_keeps_the_test_span_in_the_local_store(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    code, out = check(program_env({"TRACEROOT_LOCAL_DIR": str(directory)}), tmp_path)
+    assert code == 0, out
+    assert "Problems" not in out and "kept locally" in out
+    path = directory / "traces.db"
+    assert re.search(rf"local store +{re.escape(str(path))} \(browse with `traceroot ui`\)", out)
+    trace_id = re.search(r"kept and read back \(trace ([0-9a-f]{32})\)", out)
+    assert trace_id is not None, out
+    stored = Store(path).trace(trace_id.group(1))  # what `traceroot ui` would show
+    assert stored is not None
+    (span,) = stored["spans"]
+    assert span["name"] == "traceroot-run --check"
+    assert span["attributes"]["traceroot.sdk.name"]
+
+
+def test_check_in_local_mode_reports_an_unwritable_store(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, out = check(program_env({"TRACEROOT_LOCAL_DIR": str(blocker)}), tmp_path)
+    assert code == 1, out
+    assert "FAILED" in out and "TRACEROOT_LOCAL_DIR" in out
+    assert "the test span was not kept in the local store" in out
+
+
+def test_check_in_local_mode_with_the_store_off(tmp_path: Path) -> None:
+    code, out = check(program_env({"TRACEROOT_LOCAL": "false"}), tmp_path)
+    assert code == 0, out
+    assert re.search(r"local store +off \(TRACEROOT_LOCAL=false\)", out)
+    assert "only printed on the console" in out
+    env = program_env({"TRACEROOT_LOCAL": "false", "TRACEROOT_CONSOLE": "false"})
+    code, out = check(env, tmp_path)
+    assert code == 1 and "traces go nowhere" in out and "TRACEROOT_API_KEY" in out
 
 
 def test_check_lists_bad_values_as_problems(receiver: OTLPReceiver, tmp_path: Path) -> None:
@@ -218,3 +274,149 @@ def test_a_url_password_is_never_printed_by_the_running_program(tmp_path: Path) 
     assert "not delivered" in result.stderr  # the undelivered-spans warning names the host
     everything = result.stdout + result.stderr
     assert "hunter2pass" not in everything and KEY not in everything
+
+
+# -- integrations judged from metadata ----------------------------------------------
+
+
+def _fake_dist(site: Path, name: str, version: str, *, requires: str = "", entry: str = "") -> None:
+    """A distribution's metadata folder, as pip would leave it."""
+    folder = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    folder.mkdir(parents=True)
+    lines = [f"Name: {name}", f"Version: {version}"]
+    lines += [f"Requires-Dist: {r}" for r in requires.splitlines() if r]
+    (folder / "METADATA").write_text("Metadata-Version: 2.1\n" + "\n".join(lines) + "\n\nText.\n")
+    if entry:
+        (folder / "entry_points.txt").write_text(f"[opentelemetry_instrumentor]\n{entry}\n")
+
+
+def _loud_package(site: Path, dotted: str, witness: Path) -> None:
+    """A package whose import leaves ``witness`` behind and then fails."""
+    folder = site
+    for part in dotted.split("."):
+        folder = folder / part
+        folder.mkdir(exist_ok=True)
+        (folder / "__init__.py").write_text(
+            f"open({str(witness)!r}, 'a').write({part!r})\nraise RuntimeError('imported')\n"
+        )
+
+
+def _site_env(site: Path, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    env = program_env(overrides)
+    env["PYTHONPATH"] = str(site)
+    return env
+
+
+def test_check_says_an_integration_would_instrument_without_importing_it(tmp_path: Path) -> None:
+    site, witness = tmp_path / "site", tmp_path / "imported"
+    _fake_dist(site, "crewai", "1.2.0")
+    _loud_package(site, "crewai", witness)
+    _fake_dist(
+        site,
+        "openinference-instrumentation-crewai",
+        "1.5.0",
+        requires="crewai>=1.0; extra == 'instruments'\nwrapt",
+    )
+    code, out = check(_site_env(site), tmp_path, "--integrations", "crewai")
+    assert code == 0, out
+    assert re.search(
+        r"crewai +would instrument \(crewai 1\.2\.0, "
+        r"openinference-instrumentation-crewai 1\.5\.0\)",
+        out,
+    ), out
+    assert re.search(r"openai +not requested", out), out
+    assert not witness.exists()
+
+
+def test_check_reports_an_old_library_the_instrumentor_does_not_support(tmp_path: Path) -> None:
+    site, witness = tmp_path / "site", tmp_path / "imported"
+    _fake_dist(site, "crewai", "0.9.0")
+    _loud_package(site, "crewai", witness)
+    _fake_dist(
+        site,
+        "openinference-instrumentation-crewai",
+        "1.5.0",
+        requires="crewai>=1.0; extra == 'instruments'",
+    )
+    code, out = check(_site_env(site), tmp_path, "--integrations", "all")
+    assert code == 1, out
+    assert re.search(
+        r"crewai +version not supported \(openinference-instrumentation-crewai 1\.5\.0 "
+        r"instruments crewai>=1\.0; crewai 0\.9\.0 is installed\)",
+        out,
+    ), out
+    assert "the crewai integration cannot work" in out
+    assert not witness.exists()
+
+
+def test_check_names_a_missing_instrumentor_and_never_imports_a_parent_package(
+    tmp_path: Path,
+) -> None:
+    site, witness = tmp_path / "site", tmp_path / "imported"
+    # The hook module is `llama_index.core`: finding it must not run `llama_index/__init__`.
+    _fake_dist(site, "llama-index-core", "0.14.20")
+    _loud_package(site, "llama_index.core", witness)
+    code, out = check(_site_env(site), tmp_path, "--integrations", "llama_index")
+    assert code == 1, out
+    assert re.search(
+        r"llama_index +instrumentor missing \(pip install 'traceroot\[llama-index\]'\)", out
+    ), out
+    assert "llama_index is named in TRACEROOT_INTEGRATIONS" in out
+    assert not witness.exists()
+
+
+def test_check_lists_opentelemetry_instrumentors_from_metadata(tmp_path: Path) -> None:
+    site, witness = tmp_path / "site", tmp_path / "imported"
+    _fake_dist(site, "fakeweb", "2.1.0")
+    _loud_package(site, "fakeweb", witness)
+    _loud_package(site, "fake_otel_fakeweb", witness)  # the instrumentor's own module
+    _fake_dist(
+        site,
+        "fake-otel-instrumentation-fakeweb",
+        "0.3.0",
+        requires="fakeweb>=2; extra == 'instruments'",
+        entry="fakeweb = fake_otel_fakeweb:FakewebInstrumentor",
+    )
+    _fake_dist(
+        site,
+        "fake-otel-instrumentation-ghost",
+        "0.3.0",
+        requires="ghostlib>=1; extra == 'instruments'",
+        entry="ghostlib = fake_otel_ghost:GhostInstrumentor",
+    )
+    code, out = check(_site_env(site), tmp_path)
+    assert code == 0, out
+    assert re.search(
+        r"fakeweb +would instrument \(fakeweb 2\.1\.0, fake-otel-instrumentation-fakeweb 0\.3\.0\)",
+        out,
+    ), out
+    assert re.search(r"ghostlib +library not installed \(ghostlib\)", out), out
+    assert re.search(r"openai +left to the LLM integration", out), out
+    env = _site_env(site, {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "fakeweb"})
+    code, out = check(env, tmp_path)
+    assert re.search(r"fakeweb +disabled \(OTEL_PYTHON_DISABLED_INSTRUMENTATIONS\)", out), out
+    code, out = check(_site_env(site, {"TRACEROOT_OTEL_INSTRUMENTORS": "false"}), tmp_path)
+    assert "fakeweb" not in out and "off (TRACEROOT_OTEL_INSTRUMENTORS=false)" in out
+    assert not witness.exists()
+
+
+def test_check_imports_no_instrumented_library(tmp_path: Path) -> None:
+    """Every installed library is judged, none imported (some reach the network at import)."""
+    program = (
+        "import sys\n"
+        "from traceroot.cli._check import run_check\n"
+        "from traceroot._integrations import REGISTRY\n"
+        "code = run_check({'TRACEROOT_LOCAL_DIR': sys.argv[1], 'PATH': ''})\n"
+        "loaded = sorted(s.module for s in REGISTRY.values() if s.module in sys.modules)\n"
+        "print('IMPORTED', loaded)\n"
+    )
+    env = program_env()
+    result = subprocess.run(
+        [sys.executable, "-c", program, str(tmp_path / "store")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "IMPORTED []" in result.stdout, result.stdout + result.stderr
+    assert re.search(r"openai +would instrument \(openai \d", result.stdout), result.stdout

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -45,8 +45,10 @@ def run_framework(
     *,
     expect_output: str,
     python: str = sys.executable,
+    args: Sequence[str] = (),
 ) -> tuple[Spans, list[tuple[str, dict]]]:
-    """Run ``program`` (argv[1]: the fake provider's URL) under the traceroot-run of ``python``.
+    """Run ``program`` (argv[1]: the fake provider's URL, then ``args``) under the
+    traceroot-run of ``python``.
 
     Returns its spans and the provider requests it made; asserts it exited 0 printing
     ``expect_output`` and nothing of ours on stderr.
@@ -55,7 +57,7 @@ def run_framework(
     script.write_text(textwrap.dedent(program))
     with FakeProviders() as fake:
         proc = subprocess.run(
-            [*launcher(python), "python", str(script), fake.url],
+            [*launcher(python), "python", str(script), fake.url, *args],
             env=program_env(traceroot_env, python),
             cwd=tmp_path,
             capture_output=True,
@@ -532,6 +534,221 @@ def test_llama_index_function_agent_llm_and_tool_spans(
         assert sorted(s.parent_span_id or "" for s in http) == sorted(
             s.parent_span_id or "" for s in llms
         )
+
+
+# -- CrewAI: a Crew of one Agent with a tool, run and streamed, native and through LiteLLM --
+
+# crewai pins openai<3 and openai-agents needs openai>=3, so CI runs this test against a
+# second environment holding CrewAI (see .ci/run); else this one, if it can.
+CREWAI_PYTHON = os.environ.get("TRACEROOT_TEST_CREWAI_PYTHON")
+
+
+@pytest.mark.skipif(
+    CREWAI_PYTHON is None
+    and not all(_importable(m) for m in ("crewai", "openinference.instrumentation.crewai")),
+    reason="no environment with crewai (TRACEROOT_TEST_CREWAI_PYTHON)",
+)
+@pytest.mark.parametrize(
+    ("route", "model", "llm_scope"),
+    # CrewAI 1.x calls OpenAI models through its native provider (the openai client); a
+    # provider it has no native one for, or is_litellm=True, goes through LiteLLM.
+    [
+        ("native", "gpt-4o-mini", "openinference.instrumentation.openai"),
+        pytest.param(
+            "litellm",
+            "openai/gpt-4o-mini",
+            "openinference.instrumentation.litellm",
+            marks=pytest.mark.skipif(
+                CREWAI_PYTHON is None
+                and not all(
+                    _importable(m) for m in ("litellm", "openinference.instrumentation.litellm")
+                ),
+                reason="litellm not installed",
+            ),
+        ),
+    ],
+)
+def test_crewai_crew_agent_llm_and_tool_spans(
+    tmp_path: Path,
+    traceroot_env: dict[str, str],
+    receiver: OTLPReceiver,
+    route: str,
+    model: str,
+    llm_scope: str,
+) -> None:
+    program = """
+        import atexit, sys
+
+        # Every host the program looks up beyond loopback, written at exit (after CrewAI's
+        # own exit-time flush, which is registered later).
+        outside = []
+
+        def audit(event, args):
+            if event == "socket.getaddrinfo" and args[0] not in ("127.0.0.1", "localhost"):
+                outside.append(args[0])
+
+        sys.addaudithook(audit)
+        atexit.register(lambda: open("outside.txt", "w").write(repr(outside)))
+
+        from crewai import LLM, Agent, Crew, Task
+        from crewai.tools import tool
+
+        @tool("weather")
+        def weather(city: str) -> str:
+            \"\"\"The weather in a city.\"\"\"
+            return f"sunny in {city}"
+
+        def crew(**options):
+            if sys.argv[2] == "litellm":
+                options.update(model="openai/gpt-4o-mini", is_litellm=True)
+            llm = LLM(**{"model": "gpt-4o-mini", **options}, base_url=sys.argv[1] + "/v1",
+                      api_key="k")
+            agent = Agent(role="Forecaster", goal="Tell the weather", backstory="Brief.",
+                          tools=[weather], llm=llm)
+            task = Task(description="Weather in Paris?", expected_output="The weather.",
+                        agent=agent)
+            return Crew(agents=[agent], tasks=[task])
+
+        print({crew().kickoff().raw, crew(stream=True).kickoff().raw})
+        """
+    # CrewAI's telemetry off the way that leaves ours on: CrewAI also obeys OTEL_SDK_DISABLED,
+    # which turns off every OpenTelemetry SDK provider in the process, ours included. And
+    # litellm reads its bundled price map instead of fetching one.
+    env = {
+        **traceroot_env,
+        "CREWAI_DISABLE_TELEMETRY": "true",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    spans, requests = run_framework(
+        tmp_path,
+        env,
+        receiver,
+        program,
+        expect_output=str({REPLY}),
+        python=CREWAI_PYTHON or sys.executable,
+        args=[route],
+    )
+    assert (tmp_path / "outside.txt").read_text() == "[]"  # no telemetry sent
+    assert [bool(body.get("stream")) for _, body in requests] == [False, False, True, True]
+    runs = by_trace(spans)
+    assert len(runs) == 2  # one trace per run
+    for run in runs:
+        root = assert_one_trace(run)
+        assert kind(root) == "CHAIN" and root.name.endswith(".kickoff")
+        (agent,) = [s for s in run if kind(s) == "AGENT"]
+        assert agent.name == "Forecaster._execute_core" and agent.parent_span_id == root.span_id
+        # The LLM spans are the client's CrewAI drives (CrewAI's instrumentor makes none);
+        # under LiteLLM, the openai client's span inside litellm's steps aside.
+        llms = assert_llm_spans(run, model, calls=2)
+        assert {s.scope_name for s in llms} == {llm_scope}
+        (tool,) = [s for s in run if kind(s) == "TOOL"]
+        assert tool.name == "weather.run"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert {s.parent_span_id for s in [*llms, tool]} == {agent.span_id}
+        first, second = sorted(llms, key=lambda s: s.start_ns)
+        assert first.end_ns <= tool.start_ns and tool.end_ns <= second.start_ns
+        assert_http_under(run, llms)
+    # CrewAI's telemetry keeps a provider of its own: nothing of it reaches ours.
+    assert not [s for s in spans if s.scope_name.startswith("crewai")]
+
+
+# -- Claude Agent SDK: query() and a ClaudeSDKClient of two turns, against a fake CLI ------
+
+CLAUDE_MODEL = "claude-sonnet-4-5"
+
+
+def fake_claude(directory: Path) -> Path:
+    """``fake_claude_cli.py`` as an executable ``claude`` in ``directory``."""
+    cli = directory / "claude"
+    source = (Path(__file__).parent / "fake_claude_cli.py").read_text()
+    cli.write_text(f"#!{sys.executable}\n{source}")
+    cli.chmod(0o755)
+    return cli
+
+
+@_requires("claude_agent_sdk", "openinference.instrumentation.claude_agent_sdk")
+def test_claude_agent_sdk_agent_and_tool_spans(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    # The SDK is real; the CLI it drives (a Node program calling Anthropic) is the fake,
+    # which runs the tool on the SDK's in-process MCP server as the CLI does.
+    program = """
+        import asyncio, dataclasses, sys
+        from claude_agent_sdk import (ClaudeAgentOptions, ClaudeSDKClient, ResultMessage,
+                                      create_sdk_mcp_server, query, tool)
+
+        @tool("weather", "The weather in a city.", {"city": str})
+        async def weather(args):
+            return {"content": [{"type": "text", "text": f"sunny in {args['city']}"}]}
+
+        options = ClaudeAgentOptions(
+            cli_path=sys.argv[2], model="claude-sonnet-4-5",
+            mcp_servers={"weather": create_sdk_mcp_server("weather", tools=[weather])},
+            allowed_tools=["mcp__weather__weather"])
+
+        async def main():
+            replies = set()
+            async for message in query(prompt="Weather in Paris?", options=options):
+                if isinstance(message, ResultMessage):
+                    replies.add(message.result)
+            streamed = dataclasses.replace(options, include_partial_messages=True)
+            async with ClaudeSDKClient(options=streamed) as client:
+                for _ in range(2):  # two turns of one session
+                    await client.query("Weather in Paris?")
+                    async for message in client.receive_response():
+                        if isinstance(message, ResultMessage):
+                            replies.add(message.result)
+            return replies
+
+        print(asyncio.run(main()))
+        """
+    cli = fake_claude(tmp_path)
+    spans, _ = run_framework(
+        tmp_path, traceroot_env, receiver, program, expect_output=str({REPLY}), args=[str(cli)]
+    )
+    runs = by_trace(spans)
+    assert len(runs) == 3  # one trace per run and per turn
+    names = ["ClaudeAgentSDK.query", *["ClaudeAgentSDK.ClaudeSDKClient.receive_response"] * 2]
+    for run, name in zip(runs, names, strict=True):
+        root = assert_one_trace(run)
+        # The agent span holds the model and the turn's usage (two model calls): the SDK
+        # sees no model call of its own, so there are no LLM spans.
+        assert kind(root) == "AGENT" and root.name == name
+        assert root.attributes["llm.model_name"] == CLAUDE_MODEL
+        assert root.attributes["llm.token_count.prompt"] == 2 * PROMPT_TOKENS
+        assert root.attributes["llm.token_count.completion"] == 2 * COMPLETION_TOKENS
+        assert not [s for s in run if kind(s) == "LLM"]
+        # The tool call, once: the in-process MCP server's own spans for it (and for its
+        # handshake) stepped aside.
+        (tool,) = [s for s in run if s is not root]
+        assert kind(tool) == "TOOL" and tool.parent_span_id == root.span_id
+        assert tool.attributes["tool.name"] == "mcp__weather__weather"
+        assert "Paris" in str(tool.attributes.get("input.value"))
+        assert "sunny in Paris" in str(tool.attributes.get("output.value"))
+    # The CLI started by query() is handed the agent span's context (a CLI exporting its
+    # own telemetry joins the trace); ClaudeSDKClient starts its CLI before any turn.
+    query_agent = runs[0][0]
+    first, _ = (tmp_path / "traceparent.txt").read_text().splitlines()
+    assert first == f"00-{query_agent.trace_id}-{query_agent.span_id}-01"
+
+
+@_requires("claude_agent_sdk", "openinference.instrumentation.claude_agent_sdk")
+def test_claude_agent_sdk_context_forwarding_comes_off_with_the_instrumentor() -> None:
+    from claude_agent_sdk._internal.query import Query
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from traceroot._integrations.adapters import ClaudeAgentSDKInstrumentor
+
+    names = ["receive_messages", "_handle_control_request", "_handle_sdk_mcp_request"]
+    originals = [vars(Query)[name] for name in names]
+    instrumentor = ClaudeAgentSDKInstrumentor()
+    instrumentor.instrument(tracer_provider=TracerProvider())
+    try:
+        instrumentor.instrument(tracer_provider=TracerProvider())  # twice: wrapped once
+        assert [vars(Query)[name].__wrapped__ for name in names] == originals
+    finally:
+        instrumentor.uninstrument()
+    assert [vars(Query)[name] for name in names] == originals
 
 
 # -- Agent Framework: its own spans, reshaped; the openai client's repeat steps aside ------

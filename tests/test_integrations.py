@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -503,6 +504,31 @@ def test_a_missing_instrumentor_names_the_pip_command(
     hint = "pip install 'traceroot[crewai]'"
     assert integrations.status()[Integration.OPENAI] == f"instrumentor missing ({hint})"
     assert any(hint in r.getMessage() for r in caplog.records)
+
+
+def test_a_library_too_old_for_its_instrumentor_is_one_warning_with_the_fix(
+    run_python: RunPython, tmp_path: Path
+) -> None:
+    # The real openai imports as usual; metadata found first on the path says 1.0.0, older
+    # than any OpenInference OpenAI instrumentor instruments, so the real instrumentor declines.
+    site = tmp_path / "site"
+    dist = site / "openai-1.0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: openai\nVersion: 1.0.0\n\n")
+    script = (
+        "import traceroot, openai\ntraceroot.initialize(integrations=['openai'])\nprint('ran')\n"
+    )
+    env = {"PYTHONPATH": str(site), "TRACEROOT_LOCAL_DIR": str(tmp_path / "store")}
+    result = run_python(script, env=env)
+    assert result.returncode == 0 and result.stdout.splitlines()[0] == "ran", result.stderr
+    ours = [line for line in result.stderr.splitlines() if line.startswith("traceroot: cannot")]
+    assert len(ours) == 1, result.stderr
+    assert re.search(
+        r"traceroot: cannot trace openai: openinference-instrumentation-openai \S+ instruments "
+        r"openai ?>= ?[\d.]+; openai 1\.0\.0 is installed\. Upgrade openai, or install an older "
+        r"openinference-instrumentation-openai",
+        ours[0],
+    ), ours[0]
 
 
 class ImportingIncidental:

@@ -9,7 +9,7 @@ LLM span, with model and token counts.
   global tracer provider (every call in 2.0-2.4.7; in later releases when
   ``MISTRAL_SDK_TELEMETRY=global``), which would be a second span per call.
 - Groq (``groq``, in the test extra): no spans of its own.
-- LiteLLM (``litellm``, heavy, so not in the test extra; skipped when absent): it calls
+- LiteLLM (``litellm``, in the test extra, with no network past loopback): it calls
   OpenAI-compatible providers through the ``openai`` client, whose OpenInference span
   would be a second LLM span for the same call when the OpenAI integration is on too
   (as under ``traceroot-run``, which enables every installed integration).
@@ -225,7 +225,28 @@ def test_groq_call_is_one_llm_span() -> None:
 # -- LiteLLM ----------------------------------------------------------------------------
 
 LITELLM_SCRIPT = """
-    import asyncio, sys
+    import asyncio, socket, sys
+
+    # No network: litellm may not reach past loopback (it fetches a model cost map from
+    # GitHub at import unless told not to), so the run is the same with a network or none.
+    REACHED = []
+    LOOPBACK = ("127.0.0.1", "::1", "localhost")
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        if isinstance(address, tuple) and address[0] not in LOOPBACK:
+            REACHED.append(address[0])
+            raise OSError("no network in this test")
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK and host is not None:
+            REACHED.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "no network in this test")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect, socket.getaddrinfo = connect, getaddrinfo
+
     import traceroot
     from traceroot import Integration
     from traceroot import observe
@@ -254,6 +275,7 @@ LITELLM_SCRIPT = """
     assert asyncio.run(async_()).choices[0].message.content == REPLY
     assert direct().choices[0].message.content == REPLY
     traceroot.shutdown()
+    assert not REACHED, f"reached beyond loopback: {sorted(set(REACHED))}"
 """
 
 

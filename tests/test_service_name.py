@@ -78,3 +78,73 @@ def test_spawned_children_keep_the_script_name_unless_otel_service_name_says(
 )
 def test_program_name_of_a_command_line(command: list[str], expected: str | None) -> None:
     assert program_name(command[0], command[1:]) == expected
+
+
+AGENT = """
+import traceroot
+
+@traceroot.observe(name="agent")
+def agent():
+    return "ok"
+
+agent()
+print("done")
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"TRACEROOT_SERVICE_NAME": "billing"}, "billing"),
+        ({"TRACEROOT_SERVICE_NAME": "billing", "OTEL_SERVICE_NAME": "otel-wins"}, "otel-wins"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "team=a,service.name=from%20attrs"}, "from attrs"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "team=a"}, "agent"),
+    ],
+    ids=["traceroot", "otel-first", "resource-attributes", "program"],
+)
+def test_the_service_name_variables(
+    receiver: OTLPReceiver,
+    env: dict[str, str],
+    tmp_path: Path,
+    variables: dict[str, str],
+    expected: str,
+) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    result = launch(["python", "agent.py"], {**env, **variables}, tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
+    (span,) = receiver.wait_for_spans(1, timeout=5)
+    assert span.resource["service.name"] == expected
+
+
+def test_traceroot_release_is_the_service_version(
+    receiver: OTLPReceiver, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    result = launch(["python", "agent.py"], {**env, "TRACEROOT_RELEASE": "v1.2.3"}, tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
+    (span,) = receiver.wait_for_spans(1, timeout=5)
+    assert span.resource["service.version"] == "v1.2.3"
+    # Unset, the resource has no version of ours (OTEL_RESOURCE_ATTRIBUTES may give one).
+    receiver.clear()
+    attrs = {**env, "OTEL_RESOURCE_ATTRIBUTES": "service.version=from-otel"}
+    result = launch(["python", "agent.py"], attrs, tmp_path)
+    assert result.returncode == 0, result.stderr
+    (span,) = receiver.wait_for_spans(1, timeout=5)
+    assert span.resource["service.version"] == "from-otel"
+
+
+def test_traceroot_debug_prints_our_debug_log_on_stderr(
+    receiver: OTLPReceiver, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    result = launch(["python", "agent.py"], {**env, "TRACEROOT_DEBUG": "true"}, tmp_path)
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+    assert "traceroot: debug log on (TRACEROOT_DEBUG)" in result.stderr
+    assert "traceroot: sending traces to" in result.stderr  # an info line, shown too
+    assert env.get("TRACEROOT_API_KEY", "") == "" or env["TRACEROOT_API_KEY"] not in result.stderr
+    assert receiver.wait_for_spans(1, timeout=5)
+    # Off by default; a wrong value names the variable and runs on without it.
+    result = launch(["python", "agent.py"], {**env, "TRACEROOT_DEBUG": "maybe"}, tmp_path)
+    assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
+    assert "TRACEROOT_DEBUG" in result.stderr and "maybe" in result.stderr
+    assert "debug log on" not in result.stderr

@@ -24,6 +24,15 @@ def test_the_readme_table_is_the_settings_table() -> None:
     )
 
 
+def test_the_docs_hold_no_merge_conflict_markers() -> None:
+    # A merge left unresolved in prose is easy to miss: nothing else reads it.
+    root = README.parent
+    for path in [README, *sorted((root / "benchmarks").glob("*.md"))]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            marker = line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "======="
+            assert not marker, f"{path.name}:{number}: a merge conflict marker"
+
+
 def test_every_config_field_is_a_setting_or_derived_from_one() -> None:
     derived = {"max_batch_size", "otlp_endpoint", "otlp_headers", "otlp", "refused"}
     fields = {f.name for f in dataclasses.fields(Config)}

@@ -60,6 +60,29 @@ _shut_down = False
 _exit_hooked = False
 
 
+_debug_handler: logging.Handler | None = None
+
+
+def _debug_log(config: Config) -> None:
+    """`TRACEROOT_DEBUG=true`: our own debug log on stderr, once per process."""
+    global _debug_handler
+    if not config.debug or _debug_handler is not None:
+        return
+    _debug_handler = logging.StreamHandler()  # stderr, where our warnings go too
+    _debug_handler.setLevel(logging.DEBUG)
+    _debug_handler.addFilter(_not_shown_elsewhere)
+    _debug_handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(_debug_handler)
+    logger.setLevel(logging.DEBUG)
+    logger.debug("traceroot: debug log on (TRACEROOT_DEBUG); %r", config)
+
+
+def _not_shown_elsewhere(record: logging.LogRecord) -> bool:
+    # A program that set up its own logging shows our records there (the level is DEBUG
+    # now); shown here too, they would print twice.
+    return not logging.getLogger().handlers
+
+
 def _install_exit_hooks() -> None:
     global _exit_hooked
     if not _exit_hooked:
@@ -107,6 +130,7 @@ def initialize(
             git_repo=git_repo,
             git_ref=git_ref,
         )
+        _debug_log(config)
         if _client is not None:
             _client.reconfigure(config, redact, "explicit")
         else:
@@ -131,6 +155,7 @@ def auto_initialize(*, deferred: bool = False) -> TraceRootClient | None:
         with _lock:
             if _client is None and _deferred is None:
                 config = load_config()
+                _debug_log(config)
                 if not config.enabled:
                     _client = _new_client(config, None, "auto")
                     _install_exit_hooks()
@@ -228,7 +253,9 @@ def get_client() -> TraceRootClient:
             if started is not None:
                 return started
         if _client is None:
-            _client = _new_client(load_config(), None, "lazy")
+            config = load_config()
+            _debug_log(config)
+            _client = _new_client(config, None, "lazy")
             _install_exit_hooks()
             if _client.enabled and _client.config.integrations:
                 _client.activate_integrations(_client.config.integrations, explicit=False)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from traceroot._otlp_config import OTLPSettings, parse_headers, resolve_otlp
 from traceroot._settings import (
@@ -23,6 +23,7 @@ from traceroot._settings import (
     PROGRAM_NAME_VARIABLE,
     Resolver,
     has_control_characters,
+    parse_bool,
 )
 from traceroot.version import SDK_NAME, __version__
 
@@ -104,6 +105,8 @@ class Config:
     enabled: bool
     environment: str | None
     service_name: str
+    release: str | None
+    debug: bool
     flush_interval: float
     flush_at: int
     # Spans per request: `flush_at` when the user set it (the contract's meaning),
@@ -192,6 +195,15 @@ def _program_name() -> str:
     return name.removesuffix(".py") or "python"
 
 
+def _resource_service_name(environ: Mapping[str, str]) -> str | None:
+    """`service.name` as `OTEL_RESOURCE_ATTRIBUTES` gives it (`key=value,...`), if it does."""
+    for item in (environ.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip() == "service.name" and value.strip():
+            return unquote(value.strip())
+    return None
+
+
 def _otlp_endpoint(r: Resolver) -> tuple[str | None, str | None]:
     """The OTLP/HTTP traces endpoint from the standard variables, and a refusal reason."""
     environ = r.environ
@@ -254,7 +266,9 @@ def load_config(
         otlp_endpoint = otlp.endpoint  # gRPC takes the URL as it is: no /v1/traces
     headers = r.raw(OTLP["headers"])  # the TRACES_ variable, else the generic one
     flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
-    values["service_name"] = values["service_name"] or _program_name()
+    values["service_name"] = (
+        values["service_name"] or _resource_service_name(r.environ) or _program_name()
+    )
     return Config(
         **values,
         max_batch_size=values["flush_at"] if flush_at_set else DEFAULT_MAX_BATCH_SIZE,
@@ -270,3 +284,19 @@ def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
     setting = BY_FIELD["enabled"]
     found = Resolver(environ).raw(setting)
     return found is not None and setting.parse(found[1]) is False
+
+
+def sdk_disabled_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """What `OTEL_SDK_DISABLED=true` costs us, in words, when it is set; else None.
+
+    OpenTelemetry's SDK then makes no spans at all, ours included. Agent frameworks' docs
+    suggest the variable to silence their own telemetry, so users set it not knowing.
+    """
+    raw = (os.environ if environ is None else environ).get("OTEL_SDK_DISABLED", "")
+    if parse_bool(raw) is not True:
+        return None
+    return (
+        "OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off, so nothing is traced. "
+        "To silence a framework's own telemetry only, use its switch instead (CrewAI: "
+        "CREWAI_DISABLE_TELEMETRY=true); to run untraced, TRACEROOT_ENABLED=false."
+    )

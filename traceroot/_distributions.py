@@ -58,6 +58,17 @@ class Distribution:
                 found.append(line.partition(":")[2].strip())
         return found
 
+    @property
+    def version(self) -> str | None:
+        """The `Version` metadata header, or None when it is missing."""
+        text = self.read_text("METADATA") or self.read_text("PKG-INFO") or ""
+        for line in text.splitlines():
+            if not line.strip():
+                break
+            if line.startswith("Version:"):
+                return line.partition(":")[2].strip() or None
+        return None
+
     def top_level_modules(self) -> list[str]:
         """The top-level import names the distribution provides."""
         listed = self.read_text("top_level.txt")

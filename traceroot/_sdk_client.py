@@ -27,7 +27,7 @@ from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _sampling as sampling
 from traceroot import _threads as threads
-from traceroot._config import Config
+from traceroot._config import Config, sdk_disabled_problem
 from traceroot._export import ExportPipeline, Redact
 from traceroot._light_span import LightSpan, LightTracer
 from traceroot._sampling import RateSampler
@@ -121,6 +121,9 @@ class TraceRootClient:
         return self._provider
 
     def _start(self) -> None:
+        problem = sdk_disabled_problem()
+        if problem is not None:
+            logger.warning("traceroot: %s", problem)
         self.git = git.detect(self.config.git_repo, self.config.git_ref)
         threads.install()  # work handed to other threads nests under the span that handed it
         stamping, pipeline = self._build_processors()
@@ -171,6 +174,8 @@ class TraceRootClient:
 
     def _resource(self) -> Resource:
         values: dict[str, Any] = {"service.name": self.config.service_name}
+        if self.config.release:
+            values["service.version"] = self.config.release
         if self.config.environment:
             values["deployment.environment.name"] = self.config.environment
         return Resource.create(values)

@@ -227,12 +227,30 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "service_name",
-        ("OTEL_SERVICE_NAME",),
+        ("OTEL_SERVICE_NAME", "TRACEROOT_SERVICE_NAME"),
         "text",
         None,
-        "`service.name` of the resource",
+        "`service.name` of the resource; unset, `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, "
+        "else the program `traceroot-run` started (`uvicorn`, `gunicorn`, the script), in "
+        "every process it starts, workers included",
         option="--service-name",
         default_text="program name",
+    ),
+    Setting(
+        "release",
+        ("TRACEROOT_RELEASE",),
+        "text",
+        None,
+        "`service.version` of the resource: your application's release or commit",
+        option="--release",
+    ),
+    Setting(
+        "debug",
+        ("TRACEROOT_DEBUG",),
+        "bool",
+        False,
+        "`true` prints traceroot's own debug log on stderr (what is instrumented, each export)",
+        option="--debug/--no-debug",
     ),
     Setting(
         "flush_interval",

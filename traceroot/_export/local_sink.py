@@ -115,12 +115,14 @@ def store_batcher(
     *,
     finish: Callable[[ReadableSpan], ReadableSpan] | None,
     max_queue_size: int,
+    settings: LocalSettings | None = None,
 ) -> tuple[Batcher, LocalSettings] | None:
     """A batcher writing to the local store, or None when the store is off.
 
     On by default only when nothing is sent elsewhere; TRACEROOT_LOCAL decides otherwise.
+    ``settings`` defaults to this process's environment.
     """
-    settings = local_settings()
+    settings = settings if settings is not None else local_settings()
     enabled = settings.enabled if settings.enabled is not None else not sending_elsewhere
     if not enabled:
         return None

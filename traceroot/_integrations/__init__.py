@@ -5,6 +5,7 @@ adapters     integrations that are not a plain OpenInference instrumentor
 duplicates   one LLM call, one LLM span: other tracers' repeats step aside
 activation   what is requested, hooked and instrumented; activate/deactivate/status
 entry_points standard OpenTelemetry instrumentors found by entry point
+probe        would each activate here? from metadata only (for --check; imported on demand)
 """
 
 from __future__ import annotations

@@ -328,6 +328,11 @@ def _instrument(integration: Integration) -> None:
         if not getattr(instrumentor, "is_instrumented_by_opentelemetry", True):
             with _state.lock:
                 _state.failed[integration] = "failed: DependencyConflict"
+            from traceroot._integrations.probe import version_advice  # this rare path only
+
+            logger.warning(
+                "traceroot: cannot trace %s: %s", integration.value, version_advice(integration)
+            )
             return
         with _state.lock:
             _state.instrumented[integration] = instrumentor
@@ -410,3 +415,11 @@ def current_provider() -> TracerProvider | None:
     """The provider integrations were last activated with, if any (and made yet)."""
     provider = _state.provider
     return None if isinstance(provider, DeferredProvider) else provider
+
+
+def requested_integrations(requested: str | None) -> list[Integration] | None:
+    """The integrations ``TRACEROOT_INTEGRATIONS=requested`` names; None for every installed.
+
+    Unknown names are warned about, as at start-up.
+    """
+    return _parse(requested, "TRACEROOT_INTEGRATIONS")

@@ -2,16 +2,79 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from typing import Any
 
 import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
 from opentelemetry.trace import Span, Tracer, TracerProvider, get_current_span, use_span
 
 logger = logging.getLogger("traceroot")
+
+
+class OpenAIInstrumentor:
+    """OpenInference's OpenAI instrumentor; its streams made to end their span on ``close()``.
+
+    Releases before 0.1.66 (the only ones that instrument openai < 2.8) end a stream's span
+    only when it is read to the end: a stream closed half-way lost its call from the trace.
+    """
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.openai import OpenAIInstrumentor
+
+        self._inner = OpenAIInstrumentor()
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        self._inner.instrument(tracer_provider=tracer_provider)
+        _end_stream_spans_on_close()
+
+    def uninstrument(self) -> None:
+        self._inner.uninstrument()
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+def _end_stream_spans_on_close() -> None:
+    """Give an older instrumentor's stream proxy the ``close()`` newer releases have."""
+    try:
+        from openinference.instrumentation.openai._stream import _Stream
+    except ImportError:  # laid out differently: a release this shim is not for
+        return
+    if "close" in vars(_Stream) or not callable(getattr(_Stream, "_finish_tracing", None)):
+        return
+
+    def finish(stream: Any) -> None:
+        try:
+            if not stream._self_is_finished:
+                from opentelemetry.trace import Status, StatusCode
+
+                stream._finish_tracing(status=Status(StatusCode.OK))
+        except Exception:  # the span is lost, never the program's close()
+            logger.debug("traceroot: ending a closed OpenAI stream's span failed", exc_info=True)
+
+    def close(self: Any) -> Any:
+        result = self.__wrapped__.close()
+        if inspect.isawaitable(result):  # AsyncStream.close() is a coroutine
+
+            async def closing() -> Any:
+                try:
+                    return await result
+                finally:
+                    finish(self)
+
+            return closing()
+        finish(self)
+        return result
+
+    _Stream.close = close  # type: ignore[method-assign]
 
 
 class AnthropicInstrumentor:
@@ -221,3 +284,116 @@ def _set_token_counts(span: Span, usage: Any) -> None:
         "llm.token_count.total": usage.get("total_tokens"),
     }
     span.set_attributes({k: v for k, v in counts.items() if isinstance(v, int)})
+
+
+class ClaudeAgentSDKInstrumentor:
+    """OpenInference's Claude Agent SDK instrumentor, with the SDK's answers to the CLI
+    made in the context its messages are read in.
+
+    The SDK answers the CLI's requests (a call of a tool on an in-process MCP server, a
+    hook, a permission check) in tasks of the reader it starts on connecting: under
+    ``ClaudeSDKClient`` that is before any turn's agent span, so whatever those answers
+    trace would start traces of its own. They run instead in the context current where
+    the messages are consumed (the turn's agent span), and a tool call carries it to the
+    MCP server in ``params._meta``, as an MCP client propagates trace context.
+    """
+
+    _WRAPPERS: tuple[tuple[str, Callable[..., Any]], ...] = ()  # filled in below
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.claude_agent_sdk import ClaudeAgentSDKInstrumentor
+
+        self._inner = ClaudeAgentSDKInstrumentor()
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        from claude_agent_sdk._internal.query import Query
+
+        self._inner.instrument(tracer_provider=tracer_provider)
+        for name, wrapper in self._WRAPPERS:
+            method = vars(Query).get(name)
+            # A release without one of these methods keeps OpenInference's behaviour.
+            if callable(method) and not isinstance(method, wrapt.FunctionWrapper):
+                wrapt.wrap_function_wrapper(Query, name, wrapper)
+
+    def uninstrument(self) -> None:
+        from claude_agent_sdk._internal.query import Query
+
+        self._inner.uninstrument()
+        for name, _ in self._WRAPPERS:
+            method = vars(Query).get(name)
+            if isinstance(method, wrapt.FunctionWrapper):
+                setattr(Query, name, method.__wrapped__)
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+_READING = "_traceroot_reading_context"  # on a Query: the context its messages are read in
+
+
+def _record_reading_context(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Query.receive_messages``: notes the consumer's context as it starts reading."""
+
+    async def reading() -> Any:
+        try:
+            setattr(instance, _READING, otel_context.get_current())
+        except Exception:  # an SDK change costs the nesting, never the messages
+            logger.debug("traceroot: noting the Claude Agent SDK's context failed", exc_info=True)
+        # Closed with ours, as the SDK closes its own generators (not left to the collector).
+        async with aclosing(wrapped(*args, **kwargs)) as messages:
+            async for message in messages:
+                yield message
+
+    return reading()
+
+
+async def _answer_in_reading_context(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Query._handle_control_request``: run under the context the messages are read in."""
+    reading = getattr(instance, _READING, None)
+    if reading is None:
+        return await wrapped(*args, **kwargs)
+    token = otel_context.attach(reading)
+    try:
+        return await wrapped(*args, **kwargs)
+    finally:
+        otel_context.detach(token)
+
+
+# The spans whose context went to an SDK MCP server, by span id: the server's spans start
+# under a remote copy of it, which ``propagated_span`` turns back into the span.
+_propagated: weakref.WeakValueDictionary[int, Span] = weakref.WeakValueDictionary()
+
+
+def propagated_span(remote: Span) -> Span | None:
+    """The span whose context this adapter handed an SDK MCP server, if ``remote`` is it."""
+    context = remote.get_span_context()
+    span = _propagated.get(context.span_id)
+    if span is None or span.get_span_context().trace_id != context.trace_id:
+        return None
+    return span
+
+
+async def _propagate_to_mcp_server(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """``Query._handle_sdk_mcp_request``: the current trace context into the request's
+    ``params._meta`` (unless the CLI sent one), where the MCP server reads its parent:
+    the server's session outlives a turn, so the context it started in would not do."""
+    try:
+        message = args[1] if len(args) > 1 else kwargs.get("message")
+        params = message.get("params") if isinstance(message, dict) else None
+        span = get_current_span()
+        if isinstance(params, dict) and span.get_span_context().is_valid:
+            meta = params.setdefault("_meta", {})
+            if isinstance(meta, dict) and "traceparent" not in meta:
+                propagate.inject(meta)
+                _propagated[span.get_span_context().span_id] = span
+    except Exception:
+        logger.debug("traceroot: propagating to an SDK MCP server failed", exc_info=True)
+    return await wrapped(*args, **kwargs)
+
+
+ClaudeAgentSDKInstrumentor._WRAPPERS = (
+    ("receive_messages", _record_reading_context),
+    ("_handle_control_request", _answer_in_reading_context),
+    ("_handle_sdk_mcp_request", _propagate_to_mcp_server),
+)

@@ -55,6 +55,9 @@ class Cover:
     never the current span (else the duplicate carries the current span's context)."""
     name_suffix: str | None = None
     """Or: a span whose name ends so always steps aside (it records no provider call)."""
+    parent_lookup: Callable[[Span], Span | None] | None = None
+    """With ``parent_scope``: the live span a remote parent stands for, when the library
+    carries the context across in-process (the parent is then a copy that records nothing)."""
 
 
 def _langchain_run_span(frame: FrameType | None, depth: int = 32) -> Span | None:
@@ -69,6 +72,12 @@ def _langchain_run_span(frame: FrameType | None, depth: int = 32) -> Span | None
             return span
         frame, depth = frame.f_back, depth - 1
     return None
+
+
+def _propagated_span(remote: Span) -> Span | None:
+    from traceroot._integrations.adapters import propagated_span
+
+    return propagated_span(remote)
 
 
 DUPLICATES: dict[str, tuple[Cover, ...]] = {
@@ -117,6 +126,21 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
     f"{OI}.google_genai": (
         Cover(Integration.GOOGLE_ADK, parent_scope="gcp.vertex.agent", parent_prefix="call_llm"),
     ),
+    # The mcp library traces each message its servers receive ("tools/call <tool>", and the
+    # session's "initialize", "tools/list"...). The Claude Agent SDK runs the user's tools
+    # as such a server in-process, answering the CLI under the turn's agent span, whose
+    # context our adapter hands the server with each message: each call is already
+    # OpenInference's TOOL span there, and the handshakes are the SDK's plumbing. They step
+    # aside (what the tool itself traces nests under the agent); an MCP server the program
+    # runs itself keeps its spans.
+    "mcp-python-sdk": (
+        Cover(
+            Integration.CLAUDE_AGENT_SDK,
+            parent_scope=f"{OI}.claude_agent_sdk",
+            parent_kind="AGENT",
+            parent_lookup=_propagated_span,
+        ),
+    ),
     # OpenInference marks every method of a LlamaIndex LLM an LLM span, this one included,
     # though it only builds the request of the call that follows.
     f"{OI}.llama_index": (Cover(Integration.LLAMA_INDEX, name_suffix="._prepare_chat_with_tools"),),
@@ -149,6 +173,13 @@ def _caller_span(cover: Cover, frame: FrameType) -> Span | None:
         return None
 
 
+def _looked_up(lookup: Callable[[Span], Span | None], parent: Span) -> Span:
+    try:
+        return lookup(parent) or parent
+    except Exception:  # a library change must not break the call: the parent it is
+        return parent
+
+
 class _YieldingTracer(Tracer):
     """A tracer whose span steps aside when it would sit directly under the LLM span of
     the integration that already traces the call (while that integration is active).
@@ -176,6 +207,8 @@ class _YieldingTracer(Tracer):
                 if name.endswith(cover.name_suffix):
                     return NonRecordingSpan(parent.get_span_context())
             elif cover.parent_scope is not None:
+                if cover.parent_lookup is not None and not parent.is_recording():
+                    parent = _looked_up(cover.parent_lookup, parent)
                 scope = getattr(parent, "instrumentation_scope", None)
                 if (
                     getattr(scope, "name", None) == cover.parent_scope

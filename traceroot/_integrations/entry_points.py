@@ -92,7 +92,7 @@ def _ours() -> frozenset[str]:
     return frozenset(ours)
 
 
-def _covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
+def covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool:
     """Whether an LLM integration of ours already traces what this entry point would."""
     if entry_point.value.startswith(OI + "."):
         return True
@@ -117,9 +117,9 @@ def activate_otel_entry_point(
             _seen.otel_seen.add(entry_point.name)
         # OpenInference's own entry points are ours already: no need to read their metadata.
         libraries = (
-            [] if entry_point.value.startswith(OI + ".") else _instrumented_libraries(entry_point)
+            [] if entry_point.value.startswith(OI + ".") else instrumented_libraries(entry_point)
         )
-        if _covered_by_registry(entry_point, set(libraries)):
+        if covered_by_registry(entry_point, set(libraries)):
             logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
             return
         modules = [
@@ -192,7 +192,7 @@ _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
 _INSTRUMENTS_EXTRA = re.compile(r"""extra\s*==\s*["']instruments(-any)?["']""")
 
 
-def _instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
+def instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
     """Distributions the entry point's package instruments, from its ``instruments`` extras.
 
     A regular expression rather than ``packaging``: this runs at every process start, and

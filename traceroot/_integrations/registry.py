@@ -48,6 +48,9 @@ class Spec:
     """``module:Class`` of an object with ``instrument(tracer_provider=...)``/``uninstrument()``."""
     extra: str | None = None
     """``traceroot[extra]`` that installs the instrumentor; None when it is a core dependency."""
+    checks_versions: bool = True
+    """Whether the instrumentor declines library versions outside those it declares
+    (OpenInference's do); the adapters that only switch on a library's own spans do not."""
 
 
 OI = "openinference.instrumentation"
@@ -58,7 +61,7 @@ REGISTRY: dict[Integration, Spec] = {
         ("openai",),
         "openai",
         "openinference-instrumentation-openai",
-        f"{OI}.openai:OpenAIInstrumentor",
+        "traceroot._integrations.adapters:OpenAIInstrumentor",
     ),
     Integration.ANTHROPIC: Spec(
         ("anthropic",),
@@ -97,7 +100,7 @@ REGISTRY: dict[Integration, Spec] = {
         ("claude-agent-sdk",),
         "claude_agent_sdk",
         "openinference-instrumentation-claude-agent-sdk",
-        f"{OI}.claude_agent_sdk:ClaudeAgentSDKInstrumentor",
+        "traceroot._integrations.adapters:ClaudeAgentSDKInstrumentor",
         "claude-agent-sdk",
     ),
     Integration.LLAMA_INDEX: Spec(
@@ -159,6 +162,7 @@ REGISTRY: dict[Integration, Spec] = {
         "openinference-instrumentation-pydantic-ai",
         "traceroot._integrations.adapters:PydanticAIInstrumentor",
         "pydantic-ai",
+        checks_versions=False,
     ),
     Integration.BEDROCK: Spec(
         ("boto3",),
@@ -173,6 +177,7 @@ REGISTRY: dict[Integration, Spec] = {
         "openinference-instrumentation-agent-framework",
         "traceroot._integrations.adapters:AgentFrameworkInstrumentor",
         "agent-framework",
+        checks_versions=False,
     ),
     Integration.LITELLM: Spec(
         ("litellm",),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
 import logging
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -15,11 +15,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from traceroot import _git as git
-from traceroot import _integrations as integrations
 from traceroot import _sampling as sampling
-from traceroot._config import Config, load_config, mask_secret, safe_url
+from traceroot._config import Config, load_config, mask_secret, safe_url, sdk_disabled_problem
 from traceroot._export.exporters import Exporter, make_exporter
-from traceroot._integrations import Integration
 from traceroot._settings import SETTINGS, Setting
 from traceroot.version import SDK_NAME, __version__
 
@@ -113,38 +111,29 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
     _line("git ref", _show(found.ref, "<not found: set TRACEROOT_GIT_REF>"))
 
 
-def _integration_states(config: Config) -> dict[Integration, str]:
-    """Instrument what the program would, importing each library to prove it works."""
-    from opentelemetry.sdk.trace import TracerProvider
+def _print_integrations(config: Config, env: Mapping[str, str], problems: list[str]) -> None:
+    """Each integration's fate, judged from metadata: no instrumented library is imported."""
+    from traceroot._integrations import probe
 
-    integrations.activate(config.integrations, TracerProvider(), explicit=False)
-    for integration, state in integrations.status().items():
-        if state == "waiting for import":
-            try:
-                importlib.import_module(integrations.REGISTRY[integration].module)
-            except Exception as exc:
-                click.echo(f"  ({integration.value}: importing the library failed: {exc!r})")
-    return integrations.status()
-
-
-def _requested(config: Config) -> set[str]:
-    text = (config.integrations or "").strip().lower()
-    if text in ("", "all", "auto", "none"):
-        return set()
-    return {name.strip().replace("-", "_") for name in text.split(",") if name.strip()}
-
-
-def _print_integrations(config: Config, problems: list[str]) -> None:
     click.echo("Integrations")
-    requested = _requested(config)
-    for integration, state in _integration_states(config).items():
-        _line(integration.value, state)
-        if state.startswith("failed"):
-            problems.append(f"the {integration.value} integration {state}")
-        elif integration.value in requested and state != "instrumented":
+    named = probe.requested_integrations(config.integrations)
+    for integration, finding in probe.probe_integrations(config.integrations).items():
+        _line(integration.value, finding.state)
+        if finding.state.startswith("version not supported"):
+            problems.append(f"the {integration.value} integration cannot work: {finding.state}")
+        elif named and integration in named and not finding.would_instrument:
             problems.append(
-                f"{integration.value} is named in TRACEROOT_INTEGRATIONS but is {state}"
+                f"{integration.value} is named in TRACEROOT_INTEGRATIONS but is {finding.state}"
             )
+    click.echo("OpenTelemetry instrumentors")
+    if not config.otel_instrumentors:
+        _line("(all)", "off (TRACEROOT_OTEL_INSTRUMENTORS=false)")
+        return
+    findings = probe.probe_otel_instrumentors(env)
+    if not findings:
+        _line("(none installed)", "")
+    for finding in findings:
+        _line(finding.name, finding.state)
 
 
 def _print_versions() -> None:
@@ -217,6 +206,51 @@ def _send_test_span(config: Config, env: Mapping[str, str]) -> str | None:
     return None
 
 
+def _store_test_span(config: Config, env: Mapping[str, str]) -> str | None:
+    """Local mode: keep one span through the local sink real runs use, and read it back.
+
+    None on success (or when the store is off but the console shows spans), else the problem.
+    """
+    from traceroot._export.local_sink import reason, store_batcher
+    from traceroot._local.settings import local_settings
+    from traceroot._local.store import Store
+
+    settings = local_settings(env)
+    made = store_batcher(False, finish=None, max_queue_size=16, settings=settings)
+    if made is None:
+        _line("local store", "off (TRACEROOT_LOCAL=false)")
+        if config.console_enabled:
+            _line("result", "not kept: spans are only printed on the console")
+            return None
+        _line("result", "not kept: the local store and the console are both off")
+        return (
+            "traces go nowhere: no backend (set TRACEROOT_API_KEY or "
+            "OTEL_EXPORTER_OTLP_ENDPOINT), TRACEROOT_LOCAL=false and the console is off"
+        )
+    batcher, settings = made
+    _line("local store", f"{settings.path} (browse with `traceroot ui`)")
+    span = _test_span(config)
+    batcher.add(span)
+    flushed = batcher.shutdown(MAX_CHECK_TIMEOUT)
+    assert span.context is not None
+    trace_id = f"{span.context.trace_id:032x}"
+    why = "it was not found there after writing" if flushed else "writing timed out"
+    stored = None
+    if flushed:
+        reader = Store(settings.path)
+        try:
+            stored = reader.trace(trace_id)
+        except (sqlite3.Error, OSError) as exc:
+            why = reason(exc)
+        finally:
+            reader.close()
+    if stored is None or not any(s["name"] == span.name for s in stored["spans"]):
+        _line("result", f"FAILED: {why}")
+        return f"the test span was not kept in the local store {settings.path}: {why}"
+    _line("result", f"kept and read back (trace {trace_id})")
+    return None
+
+
 def run_check(env: Mapping[str, str]) -> int:
     """Print the report for a program started with ``env``; 0 when all is well, else 1."""
     problems: list[str] = []
@@ -226,21 +260,23 @@ def run_check(env: Mapping[str, str]) -> int:
         destination = config.destination
         click.echo("Destination")
         _line("traces go to", destination.describe())
-        _print_integrations(config, problems)
+        _print_integrations(config, env, problems)
         _print_versions()
         click.echo("Test span")
-        if not config.enabled:
+        sdk_off = sdk_disabled_problem(env)
+        if sdk_off is not None:
+            problems.append(sdk_off)
+            _line("result", "not sent: OTEL_SDK_DISABLED=true")
+        elif not config.enabled:
             problems.append("tracing is disabled (TRACEROOT_ENABLED=false): nothing is traced")
             _line("result", "not sent: tracing is disabled")
         elif destination.refused:
             problems.append(f"nothing is sent: {destination.refused}")
             _line("result", "not sent: the destination is invalid")
         elif destination.kind == "local":
-            problems.append(
-                "no backend: set TRACEROOT_API_KEY (or OTEL_EXPORTER_OTLP_ENDPOINT); "
-                "spans are only printed locally"
-            )
-            _line("result", "not sent: no backend configured")
+            error = _store_test_span(config, env)
+            if error is not None:
+                problems.append(error)
         else:
             error = _send_test_span(config, env)
             if error is not None:
@@ -254,5 +290,8 @@ def run_check(env: Mapping[str, str]) -> int:
         for problem in problems:
             click.echo(f"  - {problem}")
         return 1
+    if config.enabled and destination.kind == "local":
+        click.echo("All good: traces are kept locally (run `traceroot ui` to browse them).")
+        return 0
     click.echo("All good: traces will reach the backend.")
     return 0
