@@ -209,7 +209,8 @@ class SpanFinisher:
             if kind is str:
                 if len(new) > limit:
                     new = truncate(new, limit)
-            elif kind is tuple and _any_too_long(new, limit):
+            # _any_too_long, inline: paths are arrays on every span.
+            elif kind is tuple and new and type(new[0]) is str and max(map(len, new)) > limit:
                 new = tuple(truncate(i, limit) if isinstance(i, str) else i for i in new)
             if new is not value:
                 if changed is None:
