@@ -77,6 +77,25 @@ def test_check_when_disabled_is_not_well(tmp_path: Path) -> None:
     assert code == 1 and "disabled" in out
 
 
+def test_otel_sdk_disabled_is_one_warning_and_a_problem_in_the_check(
+    tmp_path: Path, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    # CrewAI's docs suggest OTEL_SDK_DISABLED=true to silence its telemetry: it silences
+    # every OpenTelemetry span, ours included, and the user must be told.
+    env = program_env({**traceroot_env, "OTEL_SDK_DISABLED": "true"})
+    program = tmp_path / "agent.py"
+    program.write_text(
+        "import traceroot\n\n@traceroot.observe()\ndef agent():\n    return 1\n\nprint(agent())\n"
+    )
+    result = launch(["python", str(program)], env, tmp_path)
+    assert (result.returncode, result.stdout) == (0, "1\n"), result.stderr
+    assert result.stderr.count("OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off") == 1
+    assert "CREWAI_DISABLE_TELEMETRY=true" in result.stderr
+    assert receiver.spans == []  # the warning's point: nothing was traced
+    code, out = check(env, tmp_path)
+    assert code == 1 and "OTEL_SDK_DISABLED=true" in out.split("Problems")[1], out
+
+
 def test_check_in_local_mode_keeps_the_test_span_in_the_local_store(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     code, out = check(program_env({"TRACEROOT_LOCAL_DIR": str(directory)}), tmp_path)

@@ -244,6 +244,51 @@ def test_source_location(shapes) -> None:
     assert child.attributes["traceroot.git.source_line"] == line_of(script, "@async-child-call")
 
 
+# One decorated function called from several lines of one caller, and from a loop: each
+# span names its own call site (call sites are cached per function of the caller).
+CALL_SITES = r"""
+import traceroot
+from traceroot import observe
+
+traceroot.initialize()
+
+@observe()
+def tool(i):
+    return i
+
+def caller():
+    tool(1)  # @site-first
+    for i in range(3):
+        tool(10 + i)  # @site-loop
+    tool(2)  # @site-second
+
+caller()
+tool(3)  # @site-module
+"""
+
+
+def test_source_line_of_each_call_site(tmp_path) -> None:
+    with OTLPReceiver() as receiver:
+        check(run_script(tmp_path, CALL_SITES, receiver_env(receiver)))
+        spans = Spans(receiver.wait_for_spans(6, timeout=5))
+    sites = {
+        _input(s)["i"]: (
+            s.attributes["traceroot.git.source_line"],
+            s.attributes["traceroot.git.source_function"],
+        )
+        for s in spans.named("tool")
+    }
+    loop = line_of(CALL_SITES, "@site-loop")
+    assert sites == {
+        1: (line_of(CALL_SITES, "@site-first"), "caller"),
+        10: (loop, "caller"),
+        11: (loop, "caller"),
+        12: (loop, "caller"),
+        2: (line_of(CALL_SITES, "@site-second"), "caller"),
+        3: (line_of(CALL_SITES, "@site-module"), "<module>"),
+    }
+
+
 def test_input_binding(shapes) -> None:
     _, spans, _ = shapes
     inputs = [_input(s) for s in spans.named("sync_args")]

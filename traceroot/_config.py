@@ -21,6 +21,7 @@ from traceroot._settings import (
     Resolver,
     has_control_characters,
     logger,
+    parse_bool,
     tracing_disabled,
 )
 from traceroot.version import SDK_NAME, __version__
@@ -327,4 +328,20 @@ def _load_config(given: dict[str, Any]) -> Config:
         otlp_headers=parse_headers(headers[1], headers[0]) if headers else {},
         otlp=otlp,
         refused=host_refused if values["api_key"] else otlp_refused,
+    )
+
+
+def sdk_disabled_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """What `OTEL_SDK_DISABLED=true` costs us, in words, when it is set; else None.
+
+    OpenTelemetry's SDK then makes no spans at all, ours included. Agent frameworks' docs
+    suggest the variable to silence their own telemetry, so users set it not knowing.
+    """
+    raw = (os.environ if environ is None else environ).get("OTEL_SDK_DISABLED", "")
+    if parse_bool(raw) is not True:
+        return None
+    return (
+        "OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off, so nothing is traced. "
+        "To silence a framework's own telemetry only, use its switch instead (CrewAI: "
+        "CREWAI_DISABLE_TELEMETRY=true); to run untraced, TRACEROOT_ENABLED=false."
     )

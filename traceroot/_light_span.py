@@ -170,6 +170,11 @@ class LightSpan(trace_api.Span, ReadableSpan):
             self._dropped_attributes += 1
         values[key] = cleaned
 
+    def set_attribute_once(self, key: str, value: types.AttributeValue) -> None:
+        """`set_attribute`, unless `key` is set already (the first value is kept)."""
+        if key not in self._values:
+            self.set_attribute(key, value)
+
     def set_attributes(self, attributes: Mapping[str, types.AttributeValue]) -> None:
         for key, value in attributes.items():
             self.set_attribute(key, value)
@@ -348,3 +353,20 @@ class LightTracer:
             parent.trace_id, self._new_span_id(), False, parent.trace_flags, parent.trace_state
         )
         return LightSpan(name, context, parent, attributes, self)
+
+    def start_under(
+        self, name: str, attributes: dict[str, Any], parent: trace_api.Span
+    ) -> tuple[trace_api.Span, int | None]:
+        """`start_span` under the span `parent` (`INVALID_SPAN`: a new trace), with the new
+        span's id when it records (None when it is not sampled)."""
+        if type(parent) is LightSpan:  # one of ours: valid and sampled, its context at hand
+            context = parent._span_context
+            span_id = self._new_span_id()
+            child = SpanContext(
+                context.trace_id, span_id, False, context.trace_flags, context.trace_state
+            )
+            return LightSpan(name, child, context, attributes, self), span_id
+        span = self.start_span(name, attributes, parent.get_span_context())
+        if type(span) is LightSpan:
+            return span, span._span_context.span_id
+        return span, None

@@ -7,7 +7,7 @@ import inspect
 import logging
 import os
 from collections.abc import AsyncGenerator, Callable, Generator
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any, TypeVar, overload
 
 from opentelemetry import context as context_api
@@ -159,6 +159,10 @@ class _Observed:
             if plain and self.signature is not None
             else None
         )
+        # The usual call passes every plain parameter by position: it binds by zip.
+        self.positional_names: tuple[str, ...] | None = (
+            tuple(name for name, _ in self.plain_params) if self.plain_params is not None else None
+        )
 
     def wrapper(self) -> Any:
         func = self.func
@@ -174,10 +178,14 @@ class _Observed:
 
     def _start(
         self, client: TraceRootClient, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Span:
-        skipped = client.unsampled_child()
-        if skipped is not None:
-            return skipped  # inside an unsampled trace: nothing to capture
+    ) -> tuple[Span, context_api.Context]:
+        """The call's span and the context it is current in."""
+        # The current context is read once: the parent, sampling and stamping all use it.
+        parent_context = context_api.get_current()
+        parent = trace.get_current_span(parent_context)
+        skipped = client.unsampled_child(parent)
+        if skipped is not None:  # inside an unsampled trace: nothing to capture
+            return skipped, trace.set_span_in_context(skipped, parent_context)
         # One attribute dict at start: each separate set_attribute call costs a lock
         # and a validation pass in the OpenTelemetry SDK.
         attributes = self.static.copy()
@@ -189,9 +197,16 @@ class _Observed:
             _add_source(attributes, client, compat.caller_frame(3))
         except Exception as exc:  # capture is best-effort; the call itself must go ahead
             logger.debug("traceroot: capturing the input of %s failed: %r", self.name, exc)
-        return client.start_span(self.name, attributes)
+        span = client.start_span(self.name, attributes, parent_context, parent)
+        return span, trace.set_span_in_context(span, parent_context)
 
     def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = self.positional_names
+        if names is not None and not kwargs and len(args) == len(names):
+            arguments = dict(zip(names, args, strict=True))
+            if self.skip_first:
+                del arguments[names[0]]
+            return arguments
         if self.plain_params is not None:
             fast = self._bind_plain(self.plain_params, args, kwargs)
             if fast is not None:
@@ -235,13 +250,15 @@ class _Observed:
     def _finish(self, span: Span, client: TraceRootClient, result: Any) -> None:
         if not self.capture_output or result is None or not span.is_recording():
             return
-        # An output the function set itself with update_current_span() is kept.
-        if attr.SPAN_OUTPUT in (getattr(span, "attributes", None) or {}):
-            return
         try:
-            span.set_attribute(
-                attr.SPAN_OUTPUT, to_output_value(result, client.config.max_attribute_length)
-            )
+            # An output the function set itself with update_current_span() is kept. A light
+            # span checks and sets in one call.
+            set_once = getattr(span, "set_attribute_once", None)
+            limit = client.config.max_attribute_length
+            if set_once is not None:
+                set_once(attr.SPAN_OUTPUT, to_output_value(result, limit))
+            elif attr.SPAN_OUTPUT not in (getattr(span, "attributes", None) or {}):
+                span.set_attribute(attr.SPAN_OUTPUT, to_output_value(result, limit))
         except Exception as exc:
             logger.debug("traceroot: capturing the output of %s failed: %r", self.name, exc)
 
@@ -382,8 +399,7 @@ class _Scope:
     ) -> None:
         self.observed = observed
         self.client = client
-        self.span = observed._start(client, args, kwargs)
-        self.context = trace.set_span_in_context(self.span)
+        self.span, self.context = observed._start(client, args, kwargs)
         self.token: object | None = context_api.attach(self.context) if attach else None
         self.items: list[Any] | None = None
 
@@ -405,7 +421,9 @@ class _Scope:
             elif isinstance(error, Exception):
                 _record_error(self.span, error)
         finally:
-            self.detach()
+            token, self.token = self.token, None  # detach(), inline: this runs at every call
+            if token is not None:
+                context_api.detach(token)  # type: ignore[arg-type]
             self.span.end()
 
     def keep(self, item: Any) -> None:
@@ -467,7 +485,30 @@ def _first_record(exc: BaseException) -> bool:
     return True
 
 
-_relative_paths: dict[str, str] = {}
+# What a code object says about the call sites in it: whether it is ours or OpenTelemetry's
+# (skipped: the call site is further out), else its file (relative) and function name,
+# and the line of each instruction seen. Looking the code up by id is one dict probe,
+# where the file name tests and the line lookup cost several calls at every span.
+# The entry holds the code, so its id is not reused while it is cached.
+_Site = tuple[CodeType, str | None, str, dict[int, Any]]
+_sites: dict[int, _Site] = {}
+_relative_paths: dict[str, str] = {}  # one answer per file, whatever the cwd does later
+_MAX_SITES = 4096
+_MAX_LINES_PER_SITE = 256
+
+
+def _site(code: CodeType, client: TraceRootClient) -> _Site:
+    filename = code.co_filename
+    ours = filename.startswith(_PACKAGE_DIR) or any(p in filename for p in _SKIPPED_PARTS)
+    relative = None
+    if not ours:
+        relative = _relative_paths.get(filename)
+        if relative is None:
+            relative = _relative_paths[filename] = _relative_path(filename, client)
+    if len(_sites) >= _MAX_SITES:
+        _sites.clear()
+    site = _sites[id(code)] = (code, relative, code.co_name, {})
+    return site
 
 
 def _add_source(
@@ -475,19 +516,25 @@ def _add_source(
 ) -> None:
     """The call site: the first frame outside traceroot and OpenTelemetry/OpenInference."""
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_PACKAGE_DIR) and not any(p in filename for p in _SKIPPED_PARTS):
+        code = frame.f_code
+        site = _sites.get(id(code))
+        if site is None or site[0] is not code:
+            site = _site(code, client)
+        if site[1] is not None:
             break
         frame = frame.f_back
-    if frame is None:
+    else:
         return
-    filename = frame.f_code.co_filename
-    relative = _relative_paths.get(filename)
-    if relative is None:
-        relative = _relative_paths[filename] = _relative_path(filename, client)
-    attributes[attr.GIT_SOURCE_FILE] = relative
-    attributes[attr.GIT_SOURCE_LINE] = frame.f_lineno
-    attributes[attr.GIT_SOURCE_FUNCTION] = frame.f_code.co_name
+    lines = site[3]
+    offset = frame.f_lasti
+    line = lines.get(offset, lines)  # the dict itself: not seen yet (a line may be None)
+    if line is lines:
+        line = frame.f_lineno
+        if len(lines) < _MAX_LINES_PER_SITE:
+            lines[offset] = line
+    attributes[attr.GIT_SOURCE_FILE] = site[1]
+    attributes[attr.GIT_SOURCE_LINE] = line
+    attributes[attr.GIT_SOURCE_FUNCTION] = site[2]
 
 
 def _relative_path(filename: str, client: TraceRootClient) -> str:

@@ -27,11 +27,11 @@ from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _sampling as sampling
 from traceroot import _threads as threads
-from traceroot._config import Config
+from traceroot._config import Config, sdk_disabled_problem
 from traceroot._export import ExportPipeline, Redact
-from traceroot._light_span import LightTracer
+from traceroot._light_span import LightSpan, LightTracer
 from traceroot._sampling import RateSampler
-from traceroot._stamping import Stamper
+from traceroot._stamping import Path, Stamper
 from traceroot.version import SDK_NAME, __version__
 
 logger = logging.getLogger("traceroot")
@@ -121,6 +121,9 @@ class TraceRootClient:
         return self._provider
 
     def _start(self) -> None:
+        problem = sdk_disabled_problem()
+        if problem is not None:
+            logger.warning("traceroot: %s", problem)
         self.git = git.detect(self.config.git_repo, self.config.git_ref)
         threads.install()  # work handed to other threads nests under the span that handed it
         stamping, pipeline = self._build_processors()
@@ -216,8 +219,9 @@ class TraceRootClient:
         except Exception as exc:  # the registry never raises; this guards the program anyway
             logger.warning("traceroot: enabling integrations failed: %r", exc)
 
-    def unsampled_child(self) -> trace.Span | None:
-        """A bare non-recording span when the current parent is unsampled, else None.
+    def unsampled_child(self, parent: trace.Span | None = None) -> trace.Span | None:
+        """A bare non-recording span when the parent (default: the current span) is
+        unsampled, else None.
 
         With light spans the sampler is parent-based, so such a call is decided before
         anything is captured or stamped: an unsampled call costs less than a sampled one.
@@ -225,27 +229,49 @@ class TraceRootClient:
         light = self._light
         if light is None:
             return None
-        parent = trace.get_current_span().get_span_context()
-        if parent.is_valid and not parent.trace_flags.sampled:
-            return light.start_span("", {}, parent)
+        if parent is None:
+            parent = trace.get_current_span()
+        if parent is trace.INVALID_SPAN or type(parent) is LightSpan:
+            return None  # no parent, or one of our spans (they are sampled)
+        context = parent.get_span_context()
+        if context.is_valid and not context.trace_flags.sampled:
+            return light.start_span("", {}, context)
         return None
 
-    def start_span(self, name: str, attributes: dict[str, Any]) -> trace.Span:
-        """A span named `name` in the current context: the contract attributes, then ours."""
-        if self._processor is None:
+    def start_span(
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        parent_context: context_api.Context | None = None,
+        parent: trace.Span | None = None,
+    ) -> trace.Span:
+        """A span named `name`: the contract attributes, then ours.
+
+        It starts in `parent_context` (default: the current context) under `parent`, the
+        span current in it (the caller passes both when it has read them already).
+        """
+        processor = self._processor
+        if processor is None:
             return trace.INVALID_SPAN
-        parent_context = context_api.get_current()
-        parent = trace.get_current_span(parent_context)
-        stamping = self._processor.stamping
-        stamped = stamping.attributes_for(name, parent_context, parent)
+        if parent_context is None:
+            parent_context = context_api.get_current()
+        if parent is None:
+            parent = trace.get_current_span(parent_context)
+        stamping = processor.stamping
+        stamped, stamped_path = stamping.stamp(name, parent_context, parent)
+        path: Path | None = stamped_path
+        if attr.SPAN_PATH in attributes or attr.SPAN_IDS_PATH in attributes:
+            path = None  # the caller sets its own path: read it back once merged
         stamped.update(attributes)
         light = self._light
         if light is not None:
-            span = light.start_span(name, stamped, parent.get_span_context())
-            if span is not None:
-                if span.is_recording():  # not sampled: nothing to stamp
-                    stamping.opened(span.get_span_context().span_id, stamped)
-                return span
+            span, span_id = light.start_under(name, stamped, parent)
+            if span_id is not None:  # None: not sampled, nothing to stamp
+                if path is not None:
+                    stamping.remember(span_id, path)
+                else:
+                    stamping.opened(span_id, stamped)
+            return span
         return self.tracer.start_span(name, context=parent_context, attributes=stamped)
 
     def flush(self, timeout: float | None = None) -> bool:

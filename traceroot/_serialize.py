@@ -355,7 +355,8 @@ _dumps_plain = compat.plain_json_encoder()
 def to_json(value: Any, limit: int = 32768) -> str:
     """`value` as a JSON string, bounded to `limit` characters."""
     if _plain_dict(value, limit):  # the common case: a call's arguments
-        return truncate(_dumps_plain(value), limit)
+        text = _dumps_plain(value)
+        return text if len(text) <= limit else truncate(text, limit)
     walk = _Walk(limit)
     try:
         text = json.dumps(_convert(value, limit, walk, 0), allow_nan=False)

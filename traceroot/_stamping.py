@@ -18,6 +18,8 @@ from traceroot._trace_attributes import context_attributes
 
 # The most open spans whose paths are kept; a program that leaks unended spans starts it over.
 _MAX_OPEN_SPANS = 65536
+# The most child names whose shared paths one open span keeps.
+_MAX_CHILD_NAMES = 64
 
 Path = tuple[tuple[str, ...], tuple[str, ...]]
 
@@ -33,6 +35,9 @@ class Stamper:
     def __init__(self, static_attributes: Mapping[str, AttributeValue]) -> None:
         self._static = dict(static_attributes)
         self._open: dict[int, Path] = {}
+        # The paths of an open span's children, by name: a parent's many children of one
+        # name (a tool called in a loop) share their path tuples instead of each making them.
+        self._children: dict[int, dict[str, Path]] = {}
 
     def attributes_for(
         self,
@@ -45,26 +50,55 @@ class Stamper:
         `parent`, when the caller has it, is the span current in `parent_context`.
         Arrays are tuples, as OpenTelemetry stores them.
         """
-        stamped = dict(self._static)
         if parent_context is None:
             parent_context = context_api.get_current()
         if parent is None:
             parent = trace.get_current_span(parent_context)
-        parent_ctx = parent.get_span_context()
-        if not parent_ctx.is_valid:
-            stamped[attr.SPAN_PATH] = (name,)
-            stamped[attr.SPAN_IDS_PATH] = ()
+        return self.stamp(name, parent_context, parent)[0]
+
+    def stamp(
+        self, name: str, parent_context: context_api.Context, parent: trace.Span
+    ) -> tuple[dict[str, AttributeValue], Path]:
+        """`attributes_for`, with the span's path (names, ids of its ancestors) beside it."""
+        stamped = self._static.copy()
+        path: Path
+        parent_ctx = None if parent is trace.INVALID_SPAN else parent.get_span_context()
+        if parent_ctx is None or not parent_ctx.is_valid:
+            path = ((name,), ())
         else:
-            parent_id = format(parent_ctx.span_id, "016x")
-            known = self._open.get(parent_ctx.span_id) or _path_of(parent)
-            if known is not None:
-                stamped[attr.SPAN_PATH] = (*known[0], name)
-                stamped[attr.SPAN_IDS_PATH] = (*known[1], parent_id)
-            else:  # a remote parent (another process) or one from another SDK
-                stamped[attr.SPAN_PATH] = (name,)
-                stamped[attr.SPAN_IDS_PATH] = (parent_id,)
-        stamped.update(context_attributes(parent_context))
-        return stamped
+            span_id = parent_ctx.span_id
+            siblings = self._children.get(span_id)
+            shared = siblings.get(name) if siblings is not None else None
+            if shared is not None:
+                path = shared
+            else:
+                parent_id = format(span_id, "016x")
+                known = self._open.get(span_id)
+                if known is not None:
+                    path = ((*known[0], name), (*known[1], parent_id))
+                    if siblings is None:
+                        siblings = self._children[span_id] = {}
+                    if len(siblings) < _MAX_CHILD_NAMES:
+                        siblings[name] = path
+                else:
+                    known = _path_of(parent)
+                    if known is not None:
+                        path = ((*known[0], name), (*known[1], parent_id))
+                    else:  # a remote parent (another process) or one from another SDK
+                        path = ((name,), (parent_id,))
+        stamped[attr.SPAN_PATH], stamped[attr.SPAN_IDS_PATH] = path
+        found = context_attributes(parent_context)
+        if found:
+            stamped.update(found)
+        return stamped, path
+
+    def remember(self, span_id: int, path: Path) -> None:
+        """Remember the path of a span that has just started (from `stamp`)."""
+        opened = self._open
+        if len(opened) >= _MAX_OPEN_SPANS:
+            opened.clear()  # spans that never end: fall back to reading parents
+            self._children.clear()
+        opened[span_id] = path
 
     def opened(self, span_id: int, attributes: Mapping[str, Any]) -> None:
         """Remember the path of a span that has just started with these attributes."""
@@ -72,6 +106,7 @@ class Stamper:
         if path is not None:
             if len(self._open) >= _MAX_OPEN_SPANS:
                 self._open.clear()  # spans that never end: fall back to reading parents
+                self._children.clear()
             self._open[span_id] = path
 
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
@@ -82,8 +117,12 @@ class Stamper:
 
     def on_end(self, span: ReadableSpan) -> None:
         """Forget an ended span's path: its children now read it from the span, if at all."""
-        if span.context is not None:
-            self._open.pop(span.context.span_id, None)
+        context = span.context
+        if context is not None:
+            span_id = context.span_id
+            self._open.pop(span_id, None)
+            if self._children:
+                self._children.pop(span_id, None)
 
 
 def _path_in(attributes: Mapping[str, Any]) -> Path | None:

@@ -86,7 +86,10 @@ class Batcher:
         self._reset()
 
     def _reset(self) -> None:
-        self._queue: collections.deque[tuple[ReadableSpan, int]] = collections.deque()
+        # Spans and their text sizes in two queues, changed together under _count_lock: no
+        # (span, size) pair per span, one object less per queued span for the collector.
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._sizes: collections.deque[int] = collections.deque()
         self._queued_text = 0  # characters (by text_size) queued or being sent
         self._count_lock = threading.Lock()
         self._wake = threading.Event()
@@ -115,10 +118,27 @@ class Batcher:
         """
         if self._stopping:
             return
-        size = text_size(span)
-        if not self._offer(span, size) and not (
-            self._may_wait() and self._wait_for_room(span, size)
-        ):
+        # text_size and _offer, inline: this runs on the program's thread for every span.
+        size = 0
+        attributes: Mapping[str, Any] = span.attributes or {}
+        for value in attributes.values():
+            kind = type(value)
+            if kind is str:
+                size += len(value)
+            elif kind is tuple and value and type(value[0]) is str:
+                size += sum(map(len, value))
+        for event in span.events:
+            size += _text_in(event.attributes)
+        with self._count_lock:
+            queued = (
+                len(self._queue) < self._max_queue and self._queued_text + size <= MAX_QUEUE_TEXT
+            )
+            if queued:
+                self._queue.append(span)
+                self._sizes.append(size)
+                self._queued_text += size
+                self.accepted += 1
+        if not queued and not (self._may_wait() and self._wait_for_room(span, size)):
             with self._count_lock:
                 self.dropped += 1
             self._warn_dropped()
@@ -133,7 +153,8 @@ class Batcher:
         with self._count_lock:
             if len(self._queue) >= self._max_queue or self._queued_text + size > MAX_QUEUE_TEXT:
                 return False
-            self._queue.append((span, size))
+            self._queue.append(span)
+            self._sizes.append(size)
             self._queued_text += size
             self.accepted += 1
             return True
@@ -225,16 +246,11 @@ class Batcher:
 
     def _take(self) -> tuple[list[ReadableSpan], int]:
         """Up to a batch of spans off the queue, and their text size."""
-        batch: list[ReadableSpan] = []
-        text = 0
-        pop = self._queue.popleft
-        try:
-            while len(batch) < self._batch_size:
-                span, size = pop()
-                batch.append(span)
-                text += size
-        except IndexError:
-            pass
+        with self._count_lock:  # the two queues move together
+            count = min(len(self._queue), self._batch_size)
+            pop, pop_size = self._queue.popleft, self._sizes.popleft
+            batch = [pop() for _ in range(count)]
+            text = sum([pop_size() for _ in range(count)])
         return batch, text
 
     def _export(self, batch: list[ReadableSpan]) -> None:

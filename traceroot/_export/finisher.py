@@ -68,6 +68,12 @@ _SCAN_MARGIN = 8192
 
 _FROM_ENVIRONMENT: Any = object()
 
+# What the rules do to a value, by its key: kept as it is (backend bookkeeping), withheld
+# (content, with capture off), scrubbed whole (a credential's name), or read for media and
+# credentials. Small ints: `is` compares them.
+_KEPT, _WITHHOLD, _SENSITIVE, _PLAIN = 0, 1, 2, 3
+_MAX_PLANS = 4096  # distinct attribute keys remembered
+
 
 class SpanFinisher:
     """Withholds, scrubs and redacts user content, and cuts over-long values.
@@ -93,6 +99,7 @@ class SpanFinisher:
         self._capture_content = (
             capture_content_from_environment() if capture_content is None else capture_content
         )
+        self._plans: dict[str, int] = {}
 
     def compact(self, span: ReadableSpan) -> ReadableSpan:
         """`span` held in plain dicts and tuples, ready to wait in a queue; no rule applied.
@@ -108,7 +115,8 @@ class SpanFinisher:
         """`span` with the rules applied: the same span when they change nothing."""
         # A plain dict (the SDK's attribute mapping copies at C speed) is quicker to walk.
         original: Mapping[str, Any] = _plain_copy(span.attributes)
-        attributes = self._clean(original)
+        # Without `redact`, cleaning and bounding are one pass over the attributes.
+        attributes = self._clean(original) if self._redact is not None else self._finish(original)
         original_events = span.events  # the SDK makes a new tuple at each read
         events = original_events
         if events:
@@ -129,7 +137,7 @@ class SpanFinisher:
                 redacted = self._apply({STATUS_MESSAGE_KEY: status.description})
                 description = redacted.get(STATUS_MESSAGE_KEY)
                 status = Status(status.status_code, str(description) if description else None)
-        bounded = self._bound(attributes)
+        bounded = self._bound(attributes) if self._redact is not None else attributes
         if (
             self._redact is None
             and bounded is original
@@ -146,24 +154,74 @@ class SpanFinisher:
             return event
         return Event(event.name, dict(cleaned), event.timestamp)
 
+    def _plan(self, key: str) -> int:
+        """What the rules do to the value under `key` (the key alone decides), cached."""
+        plans = self._plans
+        plan = plans.get(key)
+        if plan is None:
+            if is_kept(key):
+                plan = _KEPT
+            elif not self._capture_content and is_content(key):
+                plan = _WITHHOLD
+            elif self._scrubber is not None and self._scrubber.sensitive_key(key):
+                plan = _SENSITIVE
+            else:
+                plan = _PLAIN
+            if len(plans) >= _MAX_PLANS:
+                plans.clear()
+            plans[key] = plan
+        return plan
+
     def _clean(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
         """Content withheld, media replaced, credentials scrubbed: the same mapping if none."""
         changed: dict[str, Any] | None = None
+        plans = self._plans
         for key, value in attributes.items():
-            if is_kept(key):
+            plan = plans.get(key)
+            if plan is None:
+                plan = self._plan(key)
+            if plan is _KEPT:
                 continue
-            new = self._clean_value(key, value)
+            new = self._clean_value(plan, value)
             if new is not value:
                 if changed is None:
                     changed = dict(attributes)
                 changed[key] = new
         return attributes if changed is None else changed
 
-    def _clean_value(self, key: str, value: Any) -> Any:
-        if not self._capture_content and is_content(key):
+    def _finish(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`_clean` and then `_bound`, in one pass: the same mapping if neither changed it."""
+        changed: dict[str, Any] | None = None
+        plans = self._plans
+        limit = self._max_length
+        for key, value in attributes.items():
+            plan = plans.get(key)
+            if plan is None:
+                plan = self._plan(key)
+            kind = type(value)
+            new = value
+            # Only strings and arrays can change, short strings only under a plan of their own.
+            if plan is not _KEPT and (
+                plan is not _PLAIN or (kind is str and len(value) >= 8) or kind is tuple
+            ):
+                new = self._clean_value(plan, value)
+                kind = type(new)
+            if kind is str:
+                if len(new) > limit:
+                    new = truncate(new, limit)
+            # _any_too_long, inline: paths are arrays on every span.
+            elif kind is tuple and new and type(new[0]) is str and max(map(len, new)) > limit:
+                new = tuple(truncate(i, limit) if isinstance(i, str) else i for i in new)
+            if new is not value:
+                if changed is None:
+                    changed = dict(attributes)
+                changed[key] = new
+        return attributes if changed is None else changed
+
+    def _clean_value(self, plan: int, value: Any) -> Any:
+        if plan is _WITHHOLD:
             return WITHHELD_CONTENT
-        scrubber = self._scrubber
-        if scrubber is not None and scrubber.sensitive_key(key) and value is not None:
+        if plan is _SENSITIVE and value is not None:
             if not isinstance(value, bool) and not _scrubbed(value):
                 # `http.request.header.authorization`, `db.password`: the key says it all.
                 return (marker(NAME_RULE),) if isinstance(value, tuple) else marker(NAME_RULE)

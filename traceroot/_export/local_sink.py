@@ -7,16 +7,20 @@ the calling thread only appends to a queue, the export thread writes to SQLite.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from traceroot._export.batcher import Batcher
-from traceroot._local.records import from_sdk_span
 from traceroot._local.settings import LocalSettings, local_settings
-from traceroot._local.store import Store
+
+if TYPE_CHECKING:
+    from traceroot._local.store import Store
+
+# SQLite and the store's modules load only when the store is on (most processes that send
+# traces elsewhere never open it): they cost a start-up more than everything else here.
 
 logger = logging.getLogger("traceroot")
 
@@ -53,6 +57,10 @@ class StoreExporter(SpanExporter):
         self.written = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        import sqlite3
+
+        from traceroot._local.records import from_sdk_span
+
         if self._broken:
             return SpanExportResult.FAILURE
         rows = [row for row in map(from_sdk_span, spans) if row is not None]
@@ -80,6 +88,8 @@ class StoreExporter(SpanExporter):
         return SpanExportResult.FAILURE
 
     def _give_up(self, exc: BaseException) -> None:
+        import sqlite3
+
         self._broken = True
         logger.warning(
             "traceroot: cannot write the local trace store %s (%s); traces are not kept "
@@ -116,6 +126,8 @@ def store_batcher(
     enabled = settings.enabled if settings.enabled is not None else not sending_elsewhere
     if not enabled:
         return None
+    from traceroot._local.store import Store
+
     store = Store(settings.path, settings.max_traces, settings.max_bytes)
     batcher = Batcher(
         StoreExporter(store),

@@ -85,21 +85,27 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
     cache = _kv_caches.get(tag)
     if cache is None:
         cache = _kv_caches[tag] = {}
-    out = []
+    out: list[bytes] = []
+    append = out.append
+    get = cache.get
     # A snapshot (taken at C speed, so atomic): a thread may still be setting an attribute
     # on a span that has just ended, and iterating the live dict would then fail the batch.
     for item in list(attributes.items()):
+        # The (key, value) pair is the cache key for strings and string arrays only (numbers
+        # are keyed with their type, or 1, 1.0 and True would share an entry): an equal
+        # pair is one of those, so a hit needs no look at the value's type.
+        try:
+            encoded = get(item)
+        except TypeError:  # an unhashable value (a list)
+            encoded = None
+        if encoded is not None:
+            append(encoded)
+            continue
         key, value = item
         kind = type(value)
-        # The (key, value) pair is the cache key for strings and string arrays; numbers
-        # also need their type, or 1, 1.0 and True would share an entry.
         if kind is str:
             cache_key: tuple[Any, ...] | None = item if len(value) <= _CACHEABLE_LENGTH else None
         elif kind is tuple:
-            encoded = cache.get(item)  # only string arrays are cached: a hit is one
-            if encoded is not None:
-                out.append(encoded)
-                continue
             cache_key = item if _short_strings(value) else None
         elif kind is list:
             value = tuple(value)
@@ -109,14 +115,14 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]
         else:
             cache_key = None
         if cache_key is None:
-            out.append(_field(tag, _key_value(key, value)))
+            append(_field(tag, _key_value(key, value)))
             continue
-        encoded = cache.get(cache_key)
+        encoded = get(cache_key)
         if encoded is None:
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             encoded = cache[cache_key] = _field(tag, _key_value(key, value))
-        out.append(encoded)
+        append(encoded)
     return out
 
 
@@ -124,11 +130,6 @@ def _flags(context: SpanContext | None) -> int:
     """SpanFlags: whether the (parent or linked) context is remote is always known."""
     remote = context is not None and context.is_remote
     return _FLAGS_HAS_IS_REMOTE | (_FLAGS_IS_REMOTE if remote else 0)
-
-
-def _trace_state(context: SpanContext) -> bytes:
-    state = context.trace_state
-    return state.to_header().encode("utf-8") if state else b""
 
 
 def _link(link: Link) -> bytes:
@@ -149,10 +150,14 @@ _LOCAL_FLAGS = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE)
 _REMOTE_PARENT_FLAGS = b"\x85\x01" + _pack_fixed32(_FLAGS_HAS_IS_REMOTE | _FLAGS_IS_REMOTE)
 # Encoded span names: few distinct ones, on many spans.
 _names: dict[str, bytes] = {}
+# trace_id (16 bytes) and span_id (8 bytes), big-endian, with their field tags; parent_span_id.
+_pack_ids = struct.Struct(">BBQQBBQ").pack
+_pack_parent_id = struct.Struct(">BBQ").pack
 # Start and end times: two fixed64 fields.
 _pack_times = struct.Struct("<BQBQ").pack
 # OTLP counts span kinds from UNSPECIFIED = 0; OpenTelemetry's enum from INTERNAL = 0.
 _KIND_FIELDS = {kind: b"\x30" + _varint(kind.value + 1) for kind in SpanKind}
+_INTERNAL_FIELD = _KIND_FIELDS[SpanKind.INTERNAL]  # the usual kind (an enum hashes slowly)
 
 
 def encode_span(span: ReadableSpan) -> bytes:
@@ -160,21 +165,20 @@ def encode_span(span: ReadableSpan) -> bytes:
     context = span.context
     assert context is not None
     parent = span.parent
-    parts = [
-        b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + context.span_id.to_bytes(8, "big"),
-    ]
-    if state := _trace_state(context):
-        parts.append(_field(b"\x1a", state))
+    trace_id = context.trace_id
+    parts = [_pack_ids(0x0A, 0x10, trace_id >> 64, trace_id & _U64, 0x12, 0x08, context.span_id)]
+    if trace_state := context.trace_state:
+        parts.append(_field(b"\x1a", trace_state.to_header().encode("utf-8")))
     if parent is not None:
-        parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+        parts.append(_pack_parent_id(0x22, 0x08, parent.span_id))
     name = _names.get(span.name)
     if name is None:
         if len(_names) >= _CACHE_LIMIT:
             _names.clear()
         name = _names[span.name] = _field(b"\x2a", span.name.encode("utf-8", "surrogatepass"))
     parts.append(name)
-    parts.append(_KIND_FIELDS[span.kind])
+    kind = span.kind
+    parts.append(_INTERNAL_FIELD if kind is SpanKind.INTERNAL else _KIND_FIELDS[kind])
     parts.append(_pack_times(0x39, span.start_time or 0, 0x41, span.end_time or 0))
     parts.extend(_attributes(b"\x4a", span.attributes))
     if dropped := span.dropped_attributes:
@@ -190,7 +194,8 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(_field(b"\x5a", b"".join(event_parts)))
     if dropped := span.dropped_events:
         parts.append(b"\x60" + _varint(dropped))
-    parts.extend(_link(link) for link in span.links)
+    if links := span.links:
+        parts.extend([_link(link) for link in links])
     if dropped := span.dropped_links:
         parts.append(b"\x70" + _varint(dropped))
     status = span.status
@@ -239,13 +244,21 @@ def encode_requests(spans: Sequence[ReadableSpan], max_bytes: int) -> Iterator[t
 
 def _request(spans: Sequence[tuple[ReadableSpan, bytes]]) -> bytes:
     """One request from encoded spans, grouped by resource and scope."""
-    # Grouped by identity: a Resource hashes by serializing itself, costly per span.
+    # Grouped by identity: a Resource hashes by serializing itself, costly per span. Scopes
+    # are grouped by equality, as the OpenTelemetry encoder groups them, but each scope
+    # object is hashed once (the spans hold them, so their ids are stable meanwhile).
     resources: dict[int, Resource] = {}
     grouped: dict[int, dict[InstrumentationScope | None, list[bytes]]] = {}
+    lists: dict[tuple[int, int], list[bytes]] = {}
     for span, encoded in spans:
-        resources.setdefault(id(span.resource), span.resource)
-        by_scope = grouped.setdefault(id(span.resource), {})
-        by_scope.setdefault(span.instrumentation_scope, []).append(encoded)
+        resource = span.resource
+        scope = span.instrumentation_scope
+        same = lists.get((id(resource), id(scope)))
+        if same is None:
+            resources.setdefault(id(resource), resource)
+            by_scope = grouped.setdefault(id(resource), {})
+            same = lists[(id(resource), id(scope))] = by_scope.setdefault(scope, [])
+        same.append(encoded)
     resource_spans = []
     for resource_id, scopes in grouped.items():
         resource = resources[resource_id]

@@ -11,17 +11,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from traceroot import _lifecycle as lifecycle
 from traceroot._config import Config
 from traceroot._export.batcher import Batcher
-from traceroot._export.console import LOCAL_NOTICE, ConsoleView
 from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
 from traceroot._export.local_sink import store_batcher, viewer_hint
+from traceroot._light_span import LightSpan
+
+if TYPE_CHECKING:
+    from traceroot._export.console import ConsoleView
 
 logger = logging.getLogger("traceroot")
 
@@ -46,6 +49,8 @@ class ExportPipeline:
         )
         self._store = store[0] if store is not None else None
         if config.console_enabled:
+            from traceroot._export.console import LOCAL_NOTICE, ConsoleView  # only when shown
+
             notice = LOCAL_NOTICE + (viewer_hint(store[1]) if store is not None else "")
             self._console = ConsoleView(notice=notice if local else None)
         if self._store is not None:
@@ -84,8 +89,8 @@ class ExportPipeline:
             return
         try:
             finished = self._finish(span) if self._finish_here else span
-            if finished is span:  # not rewritten: still the span as it ended
-                finished = self._finish.compact(span)
+            if finished is span and type(span) is not LightSpan:  # a light span is compact
+                finished = self._finish.compact(span)  # not rewritten: still the span as it ended
             if self._console is not None:
                 self._console.on_end(finished)
             if self._batcher is not None:

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from traceroot import _git as git
 from traceroot import _sampling as sampling
-from traceroot._config import Config, load_config, mask_secret, safe_url
+from traceroot._config import Config, load_config, mask_secret, safe_url, sdk_disabled_problem
 from traceroot._export.exporters import Exporter, make_exporter
 from traceroot._settings import SETTINGS, Setting
 from traceroot.version import SDK_NAME, __version__
@@ -263,7 +263,11 @@ def run_check(env: Mapping[str, str]) -> int:
         _print_integrations(config, env, problems)
         _print_versions()
         click.echo("Test span")
-        if not config.enabled:
+        sdk_off = sdk_disabled_problem(env)
+        if sdk_off is not None:
+            problems.append(sdk_off)
+            _line("result", "not sent: OTEL_SDK_DISABLED=true")
+        elif not config.enabled:
             problems.append("tracing is disabled (TRACEROOT_ENABLED=false): nothing is traced")
             _line("result", "not sent: tracing is disabled")
         elif destination.refused:
