@@ -461,3 +461,23 @@ def test_signal_imported_later_sees_what_it_would_without_us(
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert result.stdout == bare.stdout
     assert "SIG_DFL" in bare.stdout
+
+
+def test_naming_the_client_class_before_any_span_starts_tracing_cleanly(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The class's module imports the OpenTelemetry API as it loads: tracing starts once that
+    # module is complete, not half-way through it (which failed, and said so twice).
+    result = launch(
+        """
+        import traceroot
+
+        print(traceroot.TraceRootClient.__name__)
+        traceroot.observe(name="after_the_class")(lambda: 1)()
+        """,
+        traceroot_env,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout == "TraceRootClient\n"
+    assert [span.name for span in receiver.spans] == ["after_the_class"]

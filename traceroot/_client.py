@@ -48,6 +48,9 @@ def _logger() -> logging.Logger:
 _OTEL_API = "opentelemetry.trace"
 # Importing it (`--check`, `traceroot.Integration`) asks what is activated: activate first.
 _ACTIVATION = "traceroot._integrations.activation"
+# The client's own module imports the OpenTelemetry API as it loads (`traceroot.TraceRootClient`
+# named before the first span): the client starts once that module is complete.
+_SDK_CLIENT = "traceroot._sdk_client"
 
 
 def __getattr__(name: str) -> Any:
@@ -239,6 +242,7 @@ def auto_initialize(*, deferred: bool = False) -> TraceRootClient | None:
                         import_hooks.when_imported(module, _activate_on_import)
                 lifecycle.SigtermFlush(_flush_quietly).install()
                 import_hooks.when_imported(_OTEL_API, _start_on_api_import)
+                import_hooks.when_imported(_SDK_CLIENT, _start_on_api_import)
             if not deferred:
                 _start_deferred()
             return _client
@@ -363,6 +367,8 @@ def _started_provider() -> Any:
 
 
 def _start_on_api_import() -> None:
+    if _SDK_CLIENT in sys.modules and not import_hooks.imported(_SDK_CLIENT):
+        return  # the client's module is loading: this runs again once it is complete
     # Without blocking: the thread starting the client may be waiting for this very import.
     if _starting or not _lock.acquire(blocking=False):
         return
