@@ -260,3 +260,224 @@ def test_an_instrumented_import_does_not_wait_for_a_start_under_way(
     assert "first" in names
     llm = [s for s in receiver.spans if s.attributes.get("openinference.span.kind") == "LLM"]
     assert len(llm) == 1, names
+
+
+# Loaded by nothing the hook needs: each costs a process that never traces milliseconds.
+HEAVY = (
+    "typing",
+    "logging",
+    "dataclasses",
+    "inspect",
+    "re",
+    "urllib.parse",
+    "threading",
+    "signal",
+    "enum",
+    "weakref",
+    "importlib.util",
+    "importlib.metadata",
+    "click",
+    "traceroot._config",
+    "traceroot._integrations",
+    "opentelemetry",
+)
+MODULES = "import sys; print(' '.join(sorted(sys.modules)))"
+
+
+def bare_modules(env: dict[str, str], cwd: Path) -> set[str]:
+    """What this interpreter loads for `python -c` without the hook."""
+    bare = subprocess.run(
+        [sys.executable, "-c", MODULES],
+        env=clean_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return set(bare.stdout.split())
+
+
+def test_a_process_that_makes_no_span_loads_nothing_but_the_hook(
+    traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The launcher found the modules to watch and checked the configuration once: the
+    # program's process reads neither again, and installs its hooks with what Python has.
+    result = launch(MODULES, traceroot_env, tmp_path)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    added = set(result.stdout.split()) - bare_modules(traceroot_env, tmp_path)
+    assert {m for m in added if not m.startswith("traceroot")} <= {
+        "sitecustomize",
+        "atexit",
+        "__future__",
+    }
+    assert not added & set(HEAVY), sorted(added & set(HEAVY))
+
+
+def test_the_launcher_runs_a_program_without_loading_click(
+    traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = clean_env(traceroot_env)
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "traceroot.cli", sys.executable, "-c", "pass"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "traceroot.cli.main" in imported  # the launcher's own imports are listed
+    assert not imported & {"click", "traceroot._sdk_client", "opentelemetry.sdk"}
+
+
+@pytest.mark.parametrize("watch", [None, "a stale key|json"])
+def test_a_process_with_only_the_hook_on_its_path_finds_what_to_watch_itself(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path, watch: str | None
+) -> None:
+    # An inherited PYTHONPATH (no launcher), or what a launcher found for another
+    # environment: the process lists the instrumented libraries itself, as it used to.
+    pytest.importorskip("openai")
+    from traceroot.cli.main import HOOK_DIR
+
+    env = clean_env(traceroot_env)
+    env["PYTHONPATH"] = HOOK_DIR
+    if watch is not None:
+        env["TRACEROOT_WATCH"] = watch
+    code = """
+        import openai
+        import traceroot
+        from traceroot import _integrations as integrations
+
+        @traceroot.observe(name="unlaunched")
+        def work():
+            return integrations.status()["openai"]
+
+        print(work())
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout == "instrumented\n"
+    (span,) = receiver.spans
+    assert span.name == "unlaunched"
+
+
+CHILDREN = """
+    import subprocess, sys
+    import traceroot
+
+    @traceroot.observe(name="parent")
+    def parent():
+        for _ in range(2):
+            subprocess.run([sys.executable, "-c", {child!r}], check=True)
+
+    parent()
+    """
+CHILD = "import traceroot; traceroot.observe(name='child')(lambda: 1)()"
+
+
+def test_a_bad_setting_is_reported_once_not_by_every_process(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_MAX_QUEUE_SIZE": "many"}
+    result = launch(CHILDREN.format(child=CHILD), env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    # Said by the launcher, naming the variable, the value and the fix; not by the three
+    # processes that read the configuration after it.
+    assert result.stderr.count("traceroot: invalid TRACEROOT_MAX_QUEUE_SIZE='many'") == 1
+    assert "Fix or unset TRACEROOT_MAX_QUEUE_SIZE" in result.stderr
+    assert sorted(span.name for span in receiver.spans) == ["child", "child", "parent"]
+
+
+def test_without_the_launcher_the_first_process_reports_a_bad_setting(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    from traceroot.cli.main import HOOK_DIR
+
+    env = clean_env({**traceroot_env, "TRACEROOT_MAX_QUEUE_SIZE": "many"})
+    env["PYTHONPATH"] = HOOK_DIR
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(CHILDREN.format(child=CHILD))],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("traceroot: invalid TRACEROOT_MAX_QUEUE_SIZE='many'") == 1
+    assert sorted(span.name for span in receiver.spans) == ["child", "child", "parent"]
+
+
+def test_sigterm_flushes_a_program_that_never_imports_signal(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The hook sets the handler without loading `signal`; the program dies by the signal
+    # all the same, its span delivered first.
+    result = launch(
+        """
+        import os, sys, time
+        import traceroot
+
+        traceroot.observe(name="before_sigterm")(lambda: 1)()
+        print("signal" in sys.modules, flush=True)
+        os.kill(os.getpid(), 15)
+        time.sleep(30)
+        """,
+        traceroot_env,
+        tmp_path,
+    )
+    assert result.returncode == -15, result.stderr
+    assert result.stdout == "False\n"  # tracing ran without `signal` loaded
+    assert [span.name for span in receiver.spans] == ["before_sigterm"]
+
+
+def test_signal_imported_later_sees_what_it_would_without_us(
+    traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    code = """
+        import signal
+        print(repr(signal.getsignal(signal.SIGTERM)))
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(repr(previous), repr(signal.getsignal(signal.SIGTERM)))
+        """
+    bare = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=clean_env(traceroot_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    result = launch(code, traceroot_env, tmp_path)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout == bare.stdout
+    assert "SIG_DFL" in bare.stdout
+
+
+def test_naming_the_client_class_before_any_span_starts_tracing_cleanly(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The class's module imports the OpenTelemetry API as it loads: tracing starts once that
+    # module is complete, not half-way through it (which failed, and said so twice).
+    result = launch(
+        """
+        import traceroot
+
+        print(traceroot.TraceRootClient.__name__)
+        traceroot.observe(name="after_the_class")(lambda: 1)()
+        """,
+        traceroot_env,
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout == "TraceRootClient\n"
+    assert [span.name for span in receiver.spans] == ["after_the_class"]

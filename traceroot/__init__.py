@@ -14,10 +14,13 @@ only for what they touch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import sys
 
 from traceroot.version import __version__
+
+# Not `typing.TYPE_CHECKING`: the start-up hook imports this package in every traced
+# process, and `typing` costs milliseconds to import.
+TYPE_CHECKING = False
 
 _EXPORTS = {
     "TraceRootClient": "traceroot._client",
@@ -59,6 +62,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from traceroot._client import (
         TraceRootClient,
         TracerootClient,
@@ -85,7 +90,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'traceroot' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    __import__(module)  # not importlib.import_module: `importlib` loads `warnings`
+    value = getattr(sys.modules[module], name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -1,37 +1,56 @@
 """The process-wide client, made on first need.
 
 Under ``traceroot-run`` the start-up hook calls ``auto_initialize(deferred=True)``: it
-reads the configuration and installs import hooks, nothing more. The client itself (the
-OpenTelemetry SDK, our export pipeline, the instrumentors) starts when the process makes
-its first span, imports an instrumented library or the OpenTelemetry API, or calls
-``initialize()``; a process that never traces never loads them.
+takes a copy of the environment, installs the SIGTERM handler, the fork and exit hooks and
+one import hook watching a fixed set of modules, nothing more. The configuration is read
+and the integrations are activated at the first import of one of those modules (an
+instrumented library, the OpenTelemetry API); the client itself (the OpenTelemetry SDK, our
+export pipeline, the instrumentors) starts at the first span, such an import, or
+``initialize()``. A process that never traces loads none of it.
+
+This module is imported by that hook: at import it loads nothing Python has not loaded by
+then (no `threading`, `logging`, `typing`, `dataclasses`).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+import _thread
+import os
+import sys
 
+from traceroot import _compat as compat
 from traceroot import _import_hooks as import_hooks
-from traceroot import _integrations as integrations
 from traceroot import _lifecycle as lifecycle
 from traceroot import _propagation as propagation
-from traceroot._config import Config, load_config
-from traceroot._integrations.activation import DeferredProvider, provider_ready
+from traceroot import _settings as settings
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
+    from collections.abc import Mapping, Sequence
+    from typing import Any
+
+    from traceroot._config import Config
     from traceroot._export import Redact
+    from traceroot._integrations import Integration
     from traceroot._sdk_client import Mode, TraceRootClient
     from traceroot._sdk_client import TracerootClient as TracerootClient
 
-logger = logging.getLogger("traceroot")
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("traceroot")
+
 
 # Importing it means the program is about to ask for a tracer: ours must be the global
 # provider by then (a tracer taken from OpenTelemetry's proxy provider follows it).
 _OTEL_API = "opentelemetry.trace"
+# Importing it (`--check`, `traceroot.Integration`) asks what is activated: activate first.
+_ACTIVATION = "traceroot._integrations.activation"
+# The client's own module imports the OpenTelemetry API as it loads (`traceroot.TraceRootClient`
+# named before the first span): the client starts once that module is complete.
+_SDK_CLIENT = "traceroot._sdk_client"
 
 
 def __getattr__(name: str) -> Any:
@@ -51,13 +70,50 @@ def _new_client(config: Config, redact: Redact | None, mode: Mode) -> TraceRootC
     return TraceRootClient(config, redact, mode=mode)
 
 
-_lock = threading.RLock()
+class _Prepared:
+    """What auto_initialize(deferred=True) took at start-up, until the client starts from it:
+    the environment and the program's name as they were then, and their configuration once
+    read (with its warnings shown once: not again where the launcher showed them)."""
+
+    def __init__(self, environ: dict[str, str], argv0: str | None) -> None:
+        self.environ = environ
+        self.argv0 = argv0
+        self.config: Config | None = None
+        self.watched: list[str] = []
+
+    def load(self) -> Config:
+        config = self.config
+        if config is None:
+            from traceroot._config import load_config
+
+            digest = settings.configuration_digest(self.environ)
+            checked = self.environ.get(settings.CHECKED_VARIABLE) == digest
+            config = load_config(environ=self.environ, argv0=self.argv0, quiet=checked)
+            if not checked and _alone():
+                # Shown here: the processes this one starts need not show them again.
+                os.environ[settings.CHECKED_VARIABLE] = digest
+            self.config = config
+            _debug_log(config)
+        return config
+
+
+def _alone() -> bool:
+    """Whether this is the only Python thread: changing `os.environ` (C's setenv) while
+    another thread may read the environment is unsafe."""
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1
+
+
+_lock = compat.rlock()
 _client: TraceRootClient | None = None
-# What auto_initialize(deferred=True) read, until the client starts from it.
-_deferred: Config | None = None
+_deferred: _Prepared | None = None
 _starting = False  # the client is being made (its own imports must not start another)
 _shut_down = False
 _exit_hooked = False
+# Integrations are activated once, from the deferred start-up.
+_activation_lock = _thread.allocate_lock()
+_activated = False
+_activating: int | None = None  # the thread activating them
 
 
 _debug_handler: logging.Handler | None = None
@@ -68,6 +124,9 @@ def _debug_log(config: Config) -> None:
     global _debug_handler
     if not config.debug or _debug_handler is not None:
         return
+    import logging
+
+    logger = _logger()
     _debug_handler = logging.StreamHandler()  # stderr, where our warnings go too
     _debug_handler.setLevel(logging.DEBUG)
     _debug_handler.addFilter(_not_shown_elsewhere)
@@ -80,6 +139,8 @@ def _debug_log(config: Config) -> None:
 def _not_shown_elsewhere(record: logging.LogRecord) -> bool:
     # A program that set up its own logging shows our records there (the level is DEBUG
     # now); shown here too, they would print twice.
+    import logging
+
     return not logging.getLogger().handlers
 
 
@@ -97,7 +158,7 @@ def initialize(
     batch_size: int | None = None,
     timeout: float | None = None,
     enabled: bool | None = None,
-    integrations: Sequence[integrations.Integration | str] | None = None,
+    integrations: Sequence[Integration | str] | None = None,
     git_repo: str | None = None,
     git_ref: str | None = None,
     redact: Redact | None = None,
@@ -109,10 +170,12 @@ def initialize(
     initialization (by `traceroot-run` or a first `@observe` call), which it takes over.
     """
     global _client, _shut_down
+    from traceroot._config import load_config
+
     with _lock:
         _start_deferred()  # an explicit initialize() takes over from the automatic one
         if _client is not None and _client.mode == "explicit" and not _shut_down:
-            logger.warning(
+            _logger().warning(
                 "traceroot: initialize() was called more than once; keeping the first "
                 "configuration. Call traceroot.shutdown() first to re-initialize."
             )
@@ -146,51 +209,123 @@ def auto_initialize(*, deferred: bool = False) -> TraceRootClient | None:
     """Initialize as `traceroot-run` does: from the environment, integrations auto-detected,
     SIGTERM flushed. Idempotent; a later explicit `initialize()` takes over. Never raises.
 
-    ``deferred=True`` (the start-up hook): read the configuration and install the import
-    hooks only; the client starts at the first span, at the import of an instrumented
-    library or of the OpenTelemetry API, or at `initialize()`. Returns None until then.
+    ``deferred=True`` (the start-up hook): install the hooks only; the configuration is read
+    and the integrations activated at the first import of an instrumented library (or of
+    the OpenTelemetry API), the client started then, at the first span or at
+    `initialize()`. Returns None until then.
     """
     global _client, _deferred
     try:
         with _lock:
             if _client is None and _deferred is None:
-                config = load_config()
-                _debug_log(config)
-                if not config.enabled:
-                    _client = _new_client(config, None, "auto")
+                environ = dict(os.environ)
+                argv = getattr(sys, "argv", None) or [""]
+                prepared = _Prepared(environ, argv[0])
+                if settings.tracing_disabled(environ):
+                    _client = _new_client(prepared.load(), None, "auto")
                     _install_exit_hooks()
                     return _client
+                if settings.BY_FIELD["debug"].parse(environ.get("TRACEROOT_DEBUG", "")):
+                    prepared.load()  # the debug log starts now, with the configuration
                 # Before any thread exists: it may make the parent's context the process default.
                 propagation.install()
-                _deferred = config
+                _deferred = prepared
                 _install_exit_hooks()
-                later = DeferredProvider(_started_provider)
-                integrations.activate(config.integrations, later, explicit=False)
-                if config.otel_instrumentors:
-                    integrations.activate_otel_instrumentors(later)
+                if hasattr(os, "register_at_fork"):
+                    os.register_at_fork(after_in_child=_after_fork_in_child)
+                watched = handed_down_watch(environ)
+                if watched is None:  # not computed by the launcher: activate now
+                    _activate(wait=True)
+                else:
+                    prepared.watched = [*watched, _ACTIVATION]
+                    for module in prepared.watched:
+                        import_hooks.when_imported(module, _activate_on_import)
                 lifecycle.SigtermFlush(_flush_quietly).install()
                 import_hooks.when_imported(_OTEL_API, _start_on_api_import)
+                import_hooks.when_imported(_SDK_CLIENT, _start_on_api_import)
             if not deferred:
                 _start_deferred()
             return _client
     except Exception as exc:
-        logger.warning("traceroot: could not start tracing (%r); the program runs untraced.", exc)
+        _logger().warning(
+            "traceroot: could not start tracing (%r); the program runs untraced.", exc
+        )
         return None
+
+
+def _after_fork_in_child() -> None:
+    global _activation_lock, _activating
+    if _activating is not None:
+        # Forked while another thread was activating: that thread does not exist here, and
+        # the lock it held would stay held for ever.
+        _activation_lock = _thread.allocate_lock()
+        _activating = None
+
+
+def _activate_on_import() -> None:
+    # Never waits: a thread activating may be importing the very module this thread is
+    # inside; its activation instruments that module once its import is over.
+    _activate(wait=False)
+
+
+def _activate(*, wait: bool) -> None:
+    """Activate the integrations of the deferred start-up, once, with a provider made when
+    first needed: import hooks for their libraries, instrumenting those already imported."""
+    global _activated, _activating
+    prepared = _deferred
+    if prepared is None:
+        return
+    if _activated:
+        if wait and _activating not in (None, _thread.get_ident()):
+            with _activation_lock:  # another thread is activating: wait for it
+                pass
+        return
+    if not _activation_lock.acquire(blocking=wait):
+        return
+    try:
+        if _activated:
+            return
+        _activated = True
+        _activating = _thread.get_ident()
+        config = prepared.load()
+        # The modules themselves, not the package: this may run as the package imports them.
+        from traceroot._integrations import activation, entry_points
+
+        later = activation.DeferredProvider(_started_provider)
+        activation.activate(config.integrations, later, explicit=False)
+        if config.otel_instrumentors:
+            entry_points.activate_otel_instrumentors(later)
+    except Exception as exc:  # never break the host program (nor the import under way)
+        _logger().warning(
+            "traceroot: could not activate the integrations (%s: %s); the program runs on "
+            "untraced by them",
+            type(exc).__name__,
+            exc,
+        )
+    finally:
+        _activating = None
+        _activation_lock.release()
+    for module in prepared.watched:
+        import_hooks.forget(module, _activate_on_import)
 
 
 def _start_deferred() -> TraceRootClient | None:
     """Start the client `auto_initialize(deferred=True)` prepared, if it has not started."""
     global _client, _deferred, _starting
     with _lock:
-        config = _deferred
-        if config is None or _client is not None or _starting:
+        prepared = _deferred
+        if prepared is None or _client is not None or _starting:
             return _client
         _starting = True
         try:
+            _activate(wait=True)
+            config = prepared.load()
             try:
                 client = _new_client(config, None, "auto")
             except Exception as exc:  # never break the host program
-                logger.warning(
+                from dataclasses import replace
+
+                _logger().warning(
                     "traceroot: could not start tracing (%s: %s); the program runs untraced.",
                     type(exc).__name__,
                     exc,
@@ -202,6 +337,8 @@ def _start_deferred() -> TraceRootClient | None:
             _starting = False
     provider = client.tracer_provider
     if provider is not None:
+        from traceroot._integrations.activation import provider_ready
+
         provider_ready(provider)
     return client
 
@@ -209,24 +346,29 @@ def _start_deferred() -> TraceRootClient | None:
 def _started_provider() -> Any:
     """Our provider, starting the client for it (an instrumented library was imported).
 
-    None while another thread is starting the client: this thread is inside an import
-    (the hook runs there), and the starting thread may be waiting for that very module;
-    waiting for it here would deadlock. The integration is instrumented once it has started.
+    None while the client is being started (by this thread or another): this thread is
+    inside an import (the hook runs there), and a starting thread may be waiting for that
+    very module; waiting for it here would deadlock. The integration is instrumented once
+    it has started.
     """
     while True:
         client = _client
         if client is not None:
             return client.tracer_provider
+        if _starting:
+            return None
         if _lock.acquire(timeout=0.05):
             try:
+                if _starting:
+                    return None
                 return get_client().tracer_provider
             finally:
                 _lock.release()
-        if _starting:
-            return None
 
 
 def _start_on_api_import() -> None:
+    if _SDK_CLIENT in sys.modules and not import_hooks.imported(_SDK_CLIENT):
+        return  # the client's module is loading: this runs again once it is complete
     # Without blocking: the thread starting the client may be waiting for this very import.
     if _starting or not _lock.acquire(blocking=False):
         return
@@ -253,6 +395,8 @@ def get_client() -> TraceRootClient:
             if started is not None:
                 return started
         if _client is None:
+            from traceroot._config import load_config
+
             config = load_config()
             _debug_log(config)
             _client = _new_client(config, None, "lazy")
@@ -276,6 +420,8 @@ def shutdown() -> None:
         client = _client
         _shut_down = True
     if client is not None:
+        from traceroot import _integrations as integrations
+
         client.shutdown()
         integrations.deactivate()
 
@@ -289,3 +435,65 @@ def _shutdown_at_exit() -> None:
 
 def _flush_quietly() -> None:
     flush()
+
+
+# -- what the launcher works out once for the processes it starts -----------------------
+
+
+def _watch_key(environ: Mapping[str, str], path: Sequence[str]) -> str:
+    """What the modules to watch depend on: the folders distributions are found in (and
+    their times), and the variables choosing integrations and instrumentors."""
+    from traceroot import _distributions as distributions
+
+    entries = [
+        entry
+        for entry in path
+        if entry
+        and not (
+            os.path.basename(entry) == "sitecustomize"
+            and os.path.basename(os.path.dirname(entry)) == "traceroot"
+        )  # the hook's own folder: on the program's path, not on the launcher's
+    ]
+    chosen = [
+        environ.get(variable, "")
+        for field in ("integrations", "otel_instrumentors")
+        for variable in settings.BY_FIELD[field].variables
+    ]
+    chosen.append(environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", ""))
+    return distributions.path_key(entries) + "|" + ";".join(chosen)
+
+
+def handed_down_watch(environ: Mapping[str, str]) -> list[str] | None:
+    """The modules to watch as the launcher found them for this environment, if it did
+    (and it still holds: same folders, same times, same variables)."""
+    value = environ.get(settings.WATCH_VARIABLE)
+    if not value:
+        return None
+    key, _, modules = value.rpartition("|")
+    if key != _watch_key(environ, sys.path):
+        return None
+    return [module for module in modules.split(",") if module]
+
+
+def launcher_variables(environ: Mapping[str, str]) -> dict[str, str]:
+    """For `traceroot-run`: check the configuration of ``environ`` once (its warnings are
+    shown now) and find the modules to watch; the variables that hand both to the program's
+    processes. Never raises."""
+    found: dict[str, str] = {}
+    try:
+        from traceroot._config import load_config
+
+        config = load_config(environ=environ)
+        found[settings.CHECKED_VARIABLE] = settings.configuration_digest(environ)
+        if not config.enabled:
+            return found
+        from traceroot._integrations.activation import modules_to_watch
+
+        modules = modules_to_watch(config.integrations, config.otel_instrumentors, environ)
+        if modules is not None:
+            # The launcher's own folder (sys.path[0]) is not on the program's path.
+            path = sys.path if getattr(sys.flags, "safe_path", False) else sys.path[1:]
+            found[settings.WATCH_VARIABLE] = _watch_key(environ, path) + "|" + ",".join(modules)
+    except Exception as exc:  # the program runs all the same; each process finds its own
+        _logger().debug("traceroot: could not prepare the start-up hook: %r", exc)
+    return found

@@ -8,13 +8,13 @@ until then the fallback keeps the program (and tracing) running.
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Callable
-from contextvars import ContextVar
-from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # imported where used: the start-up hook loads this module before them
+    from collections.abc import Callable
+    from types import FrameType, ModuleType
+    from typing import Any
+
     from opentelemetry.context import Context
     from opentelemetry.trace import SpanContext
     from opentelemetry.util import types
@@ -88,6 +88,9 @@ def set_process_default_context(ctx: Context) -> bool:
     of the old variable would not reset on the new one), on the main thread. False
     when it cannot be done; the caller then attaches to this thread instead.
     """
+    import threading
+    from contextvars import ContextVar
+
     from opentelemetry import context as otel_context
 
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
@@ -152,3 +155,34 @@ def simple_queue_get(queue: Any, slice_seconds: float) -> Any:
     finally:
         rlock.release()
     return ForkingPickler.loads(data)  # after releasing the lock, as SimpleQueue.get does
+
+
+def signal_module() -> Any:
+    """The functions and constants of `signal`, without importing it when it is not loaded.
+
+    The `signal` module builds its enums at import (it loads `enum`), which the start-up
+    hook should not pay for; CPython's `_signal` holds the same functions and constants
+    (plain integers instead of enum members). Where there is no `_signal`, `signal` itself.
+    """
+    loaded = sys.modules.get("signal")
+    if loaded is not None:
+        return loaded
+    try:
+        import _signal
+    except ImportError:
+        import signal
+
+        return signal
+    return _signal
+
+
+def rlock() -> Any:
+    """A reentrant lock without importing `threading` (the C lock `threading.RLock` makes)."""
+    import _thread
+
+    make = getattr(_thread, "RLock", None)
+    if make is None:  # not CPython: threading's own
+        import threading
+
+        return threading.RLock()
+    return make()

@@ -7,13 +7,10 @@ once, naming the variable, the value (masked when secret) and the default used.
 
 from __future__ import annotations
 
-import logging
+import _thread
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from traceroot._otlp_config import OTLPSettings, parse_headers, resolve_otlp
 from traceroot._settings import (
@@ -23,16 +20,30 @@ from traceroot._settings import (
     PROGRAM_NAME_VARIABLE,
     Resolver,
     has_control_characters,
+    logger,
     parse_bool,
+    tracing_disabled,
 )
 from traceroot.version import SDK_NAME, __version__
 
-logger = logging.getLogger("traceroot")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` and `logging` load when needed, not with the launcher
+    import logging
+    from collections.abc import Mapping
+    from typing import Any, Literal
 
 DEFAULT_MAX_BATCH_SIZE = 1000
 TRACES_PATH = "/api/v1/public/traces"
 
-__all__ = ["DEFAULT_HOST_URL", "Config", "Destination", "load_config", "mask_secret", "safe_url"]
+__all__ = [
+    "DEFAULT_HOST_URL",
+    "Config",
+    "Destination",
+    "load_config",
+    "mask_secret",
+    "safe_url",
+    "tracing_disabled",
+]
 
 
 def mask_secret(secret: str | None) -> str:
@@ -49,6 +60,8 @@ def safe_url(url: str | None) -> str:
     if not url:
         return "<not set>"
     try:
+        from urllib.parse import urlsplit
+
         parts = urlsplit(url)
     except ValueError:
         return "<an unreadable URL>"
@@ -58,6 +71,8 @@ def safe_url(url: str | None) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.password is not None else "***@"
+    from urllib.parse import urlunsplit
+
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
@@ -183,12 +198,13 @@ class Config:
         return self.console
 
 
-def _program_name() -> str:
-    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+def _program_name(environ: Mapping[str, str], argv0: str | None = None) -> str:
+    if argv0 is None:
+        argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
     if argv0 in ("", "-c", "-m"):
         # A spawned worker (`python -c`), or `-m` before runpy names the module: the
         # program traceroot-run started, when it did.
-        return os.environ.get(PROGRAM_NAME_VARIABLE, "").strip() or "python"
+        return environ.get(PROGRAM_NAME_VARIABLE, "").strip() or "python"
     name = os.path.basename(argv0)
     if name == "__main__.py":
         name = os.path.basename(os.path.dirname(argv0)) or name
@@ -200,6 +216,8 @@ def _resource_service_name(environ: Mapping[str, str]) -> str | None:
     for item in (environ.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
         key, sep, value = item.partition("=")
         if sep and key.strip() == "service.name" and value.strip():
+            from urllib.parse import unquote
+
             return unquote(value.strip())
     return None
 
@@ -238,20 +256,52 @@ def load_config(
     git_repo: str | None = None,
     git_ref: str | None = None,
     environ: Mapping[str, str] | None = None,
+    argv0: str | None = None,
+    quiet: bool = False,
 ) -> Config:
-    """Resolve the configuration: arguments win over the variables over the defaults."""
-    r = Resolver(environ)
+    """Resolve the configuration: arguments win over the variables over the defaults.
+
+    ``argv0``: the program's ``sys.argv[0]`` as it was when ``environ`` was taken (the
+    default service name comes from it). ``quiet``: the warnings about these values have
+    been shown already (by the launcher): this thread's are not shown again.
+    """
+    if not quiet:
+        return _load_config(locals())
+    quieted = _ThisThreadOnly()
+    logger.addFilter(quieted)
+    try:
+        return _load_config(locals())
+    finally:
+        logger.removeFilter(quieted)
+
+
+class _ThisThreadOnly:
+    """A logging filter: drops the records this thread logs (other threads' go through)."""
+
+    def __init__(self) -> None:
+        self._thread = _thread.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self._thread
+
+
+def _load_config(given: dict[str, Any]) -> Config:
+    host_url, batch_size = given["host_url"], given["batch_size"]
+    r = Resolver(given["environ"])
     arguments: dict[str, Any] = {
-        "api_key": api_key,
-        "host_url": host_url,
-        "flush_interval": flush_interval,
-        "flush_at": batch_size,
-        "timeout": timeout,
-        "enabled": enabled,
-        "environment": environment,
-        "git_repo": git_repo,
-        "git_ref": git_ref,
+        name: given[name]
+        for name in (
+            "api_key",
+            "host_url",
+            "flush_interval",
+            "timeout",
+            "enabled",
+            "environment",
+            "git_repo",
+            "git_ref",
+        )
     }
+    arguments["flush_at"] = batch_size
     values = {name: r.value(s, arguments.get(name)) for name, s in BY_FIELD.items()}
     host = BY_FIELD["host_url"]
     host_refused = None
@@ -267,7 +317,9 @@ def load_config(
     headers = r.raw(OTLP["headers"])  # the TRACES_ variable, else the generic one
     flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
     values["service_name"] = (
-        values["service_name"] or _resource_service_name(r.environ) or _program_name()
+        values["service_name"]
+        or _resource_service_name(r.environ)
+        or _program_name(r.environ, given["argv0"])
     )
     return Config(
         **values,
@@ -277,13 +329,6 @@ def load_config(
         otlp=otlp,
         refused=host_refused if values["api_key"] else otlp_refused,
     )
-
-
-def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether `TRACEROOT_ENABLED` turns tracing off (read without warnings, for hot paths)."""
-    setting = BY_FIELD["enabled"]
-    found = Resolver(environ).raw(setting)
-    return found is not None and setting.parse(found[1]) is False
 
 
 def sdk_disabled_problem(environ: Mapping[str, str] | None = None) -> str | None:

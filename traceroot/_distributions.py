@@ -7,11 +7,12 @@ listing of `sys.path` answers them all here (the first entry wins, as for import
 
 from __future__ import annotations
 
-import functools
-import importlib
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def normalize(name: str) -> str:
@@ -106,6 +107,8 @@ class EntryPoint:
 
     def load(self) -> Any:
         """Import the module and return the object the entry point names."""
+        import importlib
+
         target = self.value.split("[", 1)[0].strip()
         module_name, _, attribute = target.partition(":")
         loaded: Any = importlib.import_module(module_name.strip())
@@ -114,8 +117,12 @@ class EntryPoint:
         return loaded
 
 
-@functools.cache
+_listing: list[dict[str, str]] = []
+
+
 def _folders() -> dict[str, str]:
+    if _listing:
+        return _listing[0]
     found: dict[str, str] = {}
     for entry in sys.path:
         folder = entry or os.curdir
@@ -129,7 +136,24 @@ def _folders() -> dict[str, str]:
                 key = normalize(name.rsplit(".", 1)[0].split("-", 1)[0])
                 if key not in found:
                     found[key] = prefix + name
+    _listing.append(found)
     return found
+
+
+def path_key(entries: list[str]) -> str:
+    """`entries` (folders of `sys.path`) with their modification times, as one string.
+
+    Installing or removing a distribution changes its folder's time: two processes with the
+    same key see the same distributions, so one may use what the other found.
+    """
+    parts = []
+    for entry in entries:
+        try:
+            stamp = os.stat(entry or os.curdir).st_mtime_ns
+        except OSError:
+            stamp = -1
+        parts.append(f"{entry}={stamp}")
+    return os.pathsep.join(parts)
 
 
 def find(name: str) -> Distribution | None:

@@ -2,24 +2,32 @@
 
 Integrations instrument a library this way, and propagation patches `subprocess` and
 `multiprocessing` this way, so a program pays only for the modules it imports.
+
+The start-up hook of every traced process loads this module: it imports nothing beyond
+what Python itself has loaded by then (no `threading`, `logging` or `typing`).
 """
 
 from __future__ import annotations
 
-import logging
+import _thread
 import sys
-import threading
-from collections.abc import Callable, Sequence
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
 
 from traceroot import _compat as compat
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import importlib.abc
     import importlib.machinery
+    import logging
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
+    from typing import Any
 
-logger = logging.getLogger("traceroot")
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("traceroot")
 
 
 def when_imported(module: str, callback: Callable[[], None]) -> None:
@@ -63,18 +71,27 @@ class _PostImportFinder:
 
     def __init__(self) -> None:
         self._callbacks: dict[str, list[Callable[[], None]]] = {}
-        self._lock = threading.Lock()
-        self._local = threading.local()
+        self._lock = _thread.allocate_lock()
+        # Modules whose body has run and whose callbacks have been taken (they may still
+        # count as initializing for a moment): a callback added now runs at once.
+        self._fired: set[str] = set()
+        # Per thread (by ident): the callbacks a running hook's imports queued.
+        self._queues: dict[int, list[tuple[str, Callable[[], None]]]] = {}
 
     def watch(self, module: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` when ``module`` is imported: now if it already is."""
-        if imported(module):
-            callback()
-            return
         with self._lock:
-            self._callbacks.setdefault(module, []).append(callback)
-            if self not in sys.meta_path:
-                sys.meta_path.insert(0, self)
+            now = imported(module)
+            if not now:
+                self._callbacks.setdefault(module, []).append(callback)
+                if self not in sys.meta_path:
+                    sys.meta_path.insert(0, self)
+        if now:
+            callback()
+
+    def fired(self) -> set[str]:
+        """The watched modules whose body has run (the callbacks taken)."""
+        return self._fired
 
     def unwatch(self, module: str, callback: Callable[[], None]) -> None:
         with self._lock:
@@ -87,32 +104,36 @@ class _PostImportFinder:
                 sys.meta_path.remove(self)
 
     def fire(self, module: str) -> None:
+        thread = _thread.get_ident()
         with self._lock:
             callbacks = self._callbacks.pop(module, [])
+            self._fired.add(module)
             if not self._callbacks and self in sys.meta_path:
                 sys.meta_path.remove(self)
-        queue: list[tuple[str, Callable[[], None]]] | None = getattr(self._local, "queue", None)
-        if queue is not None:
-            # A hook is running on this thread and its instrumentor is importing a watched
-            # module; instrumenting that now could see the instrumentor half-imported.
-            queue.extend((module, callback) for callback in callbacks)
-            return
-        queue = self._local.queue = [(module, callback) for callback in callbacks]
+            queue = self._queues.get(thread)
+            if queue is not None:
+                # A hook is running on this thread and its instrumentor is importing a
+                # watched module; instrumenting that now could see the instrumentor
+                # half-imported.
+                queue.extend((module, callback) for callback in callbacks)
+                return
+            queue = self._queues[thread] = [(module, callback) for callback in callbacks]
         try:
             while queue:
                 name, callback = queue.pop(0)
                 try:
                     callback()
                 except Exception as exc:  # an import must never fail because of tracing
-                    logger.warning(
+                    _logger().warning(
                         "traceroot: import hook for %s failed (%s: %s); the import goes on",
                         name,
                         type(exc).__name__,
                         exc,
                     )
-                    logger.debug("traceroot: import hook failure", exc_info=exc)
+                    _logger().debug("traceroot: import hook failure", exc_info=exc)
         finally:
-            self._local.queue = None
+            with self._lock:
+                self._queues.pop(thread, None)
 
     def find_spec(
         self,
@@ -120,6 +141,7 @@ class _PostImportFinder:
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
+        self._fired.discard(fullname)  # imported (again): its body has not run yet
         if fullname not in self._callbacks:
             return None
         try:
@@ -140,11 +162,15 @@ class _PostImportFinder:
 
 
 def imported(module: str) -> bool:
-    """Whether `module` has been imported and has finished executing."""
+    """Whether `module` has been imported and has finished executing.
+
+    A module whose body has run counts from the moment its callbacks are taken, though
+    importlib still marks it initializing until the callbacks are over.
+    """
     found = sys.modules.get(module)
     if found is None:
         return False
-    return not compat.module_initializing(found)
+    return not compat.module_initializing(found) or module in _finder.fired()
 
 
 _finder = _PostImportFinder()

@@ -9,35 +9,49 @@ A pool worker (`multiprocessing.Pool`) is ended by SIGTERM when the pool is term
 which `with Pool(...)` does on leaving the block: while a worker waits for its next task
 (its tasks' spans may still be queued), SIGTERM delivers them before the worker dies by the
 signal, as it would have; while it runs a task, SIGTERM keeps its default, immediate effect.
+
+The start-up hook of every traced process sets all this up, so at import this module loads
+nothing Python has not loaded already: not `threading`, `logging`, `weakref`, `mmap`, nor
+`signal` itself (its enums load `enum`; `_compat.signal_module()` gives the functions).
 """
 
 from __future__ import annotations
 
 import atexit
-import functools
-import logging
-import mmap
 import os
-import signal
-import struct
 import sys
-import threading
-import weakref
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
 
 from traceroot import _compat as compat
 from traceroot import _import_hooks as import_hooks
 from traceroot import _propagation as propagation
 
-logger = logging.getLogger("traceroot")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    import mmap
+    import threading
+    import weakref
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any
 
-Handler = Callable[[int, FrameType | None], Any] | int | None
+    Handler = Callable[[int, FrameType | None], Any] | int | None
 
-# The functions themselves: SigtermFlush.install() replaces the module's attributes.
-_real_signal = signal.signal
-_real_getsignal = signal.getsignal
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("traceroot")
+
+
+_signals = compat.signal_module()
+SIGTERM: int = _signals.SIGTERM
+SIG_DFL: Any = _signals.SIG_DFL
+SIG_IGN: Any = _signals.SIG_IGN
+# The functions themselves: SigtermFlush replaces the `signal` module's attributes (once it
+# is imported) and these follow the module's own, which give enums as without us.
+_real_signal: Callable[..., Any] = _signals.signal
+_real_getsignal: Callable[[int], Any] = _signals.getsignal
 _WRAPPED = "__traceroot_wrapped__"
 # How much longer than the allowance a SIGTERM waits for the shutdown it started in a thread
 # (which could be stuck behind a lock the interrupted code holds).
@@ -65,8 +79,10 @@ class ExitAllowance:
         self._wasted_by_workers: mmap.mmap | None = None
 
     def share_with_workers(self) -> None:
-        """Called in the parent before any worker forks."""
+        """Called in the parent before any worker forks (before every fork)."""
         if self._wasted_by_workers is None:
+            import mmap
+
             try:
                 self._wasted_by_workers = mmap.mmap(-1, 8)  # anonymous, shared with children
             except (OSError, ValueError):  # no shared memory: each worker has its own limit
@@ -100,10 +116,14 @@ class ExitAllowance:
 
 
 def _read_seconds(memory: mmap.mmap) -> float:
+    import struct
+
     return float(struct.unpack_from("d", memory)[0])
 
 
 def _write_seconds(memory: mmap.mmap, value: float) -> None:
+    import struct
+
     struct.pack_into("d", memory, 0, value)
 
 
@@ -137,11 +157,14 @@ def _hold_sigterm_over_fork() -> None:
     arrives once the child unblocks it (after_in_child runs after that reset).
     """
     global _mask_over_fork
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or not callable(_real_getsignal(signal.SIGTERM)):
+    if _state.hooked:
+        exit_allowance.share_with_workers()
+    signals = compat.signal_module()
+    mask = getattr(signals, "pthread_sigmask", None)
+    if mask is None or not callable(_real_getsignal(SIGTERM)):
         return
     try:
-        _mask_over_fork = mask(signal.SIG_BLOCK, {signal.SIGTERM})
+        _mask_over_fork = mask(signals.SIG_BLOCK, {SIGTERM})
     except (OSError, ValueError):
         _mask_over_fork = None
 
@@ -150,7 +173,8 @@ def _release_sigterm_after_fork() -> None:
     global _mask_over_fork
     previous, _mask_over_fork = _mask_over_fork, None
     if previous is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signals = compat.signal_module()
+        signals.pthread_sigmask(signals.SIG_SETMASK, previous)
 
 
 def _after_fork_in_child() -> None:
@@ -174,7 +198,7 @@ def on_exit(shutdown: Callable[[], None]) -> None:
         return
     _state.hooked = True
     atexit.register(run_exit_shutdown)
-    exit_allowance.share_with_workers()
+    # The account pool workers share is made before the first fork (_hold_sigterm_over_fork).
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(
             before=_hold_sigterm_over_fork,
@@ -205,12 +229,12 @@ def run_exit_shutdown() -> None:
             try:
                 shutdown()
             except Exception as exc:
-                logger.debug("traceroot: shutdown at exit failed: %r", exc)
+                _logger().debug("traceroot: shutdown at exit failed: %r", exc)
     finally:
         _state.running = False
     # Only the main thread may touch signal handlers; a shutdown run for a SIGTERM in a
     # thread leaves the dying to the handler that started it.
-    if _state.deferred_signal is not None and threading.current_thread() is threading.main_thread():
+    if _state.deferred_signal is not None and _on_main_thread():
         signum, _state.deferred_signal = _state.deferred_signal, None
         _die_by(signum)
 
@@ -221,6 +245,8 @@ def _exit_by_signal(signum: int) -> None:
     The shutdown runs in a thread, joined for at most the allowance: the code the signal
     interrupted may hold a lock the shutdown needs, and the exit must stay bounded.
     """
+    import threading
+
     exit_allowance.begin()
     if _state.running:  # our shutdown is what the signal interrupted: let it finish first
         _state.deferred_signal = signum
@@ -249,21 +275,29 @@ def start_thread(thread: threading.Thread) -> None:
     (a pool worker waiting for its next task): the untraced program dies by the signal,
     the traced one would hang. Blocked here, the signal goes to the main thread.
     """
-    mask = getattr(signal, "pthread_sigmask", None)
+    signals = compat.signal_module()
+    mask = getattr(signals, "pthread_sigmask", None)
     if mask is None:
         thread.start()
         return
-    blocked = {s for s in signal.valid_signals() if getattr(s, "name", "") not in _SYNCHRONOUS}
-    previous = mask(signal.SIG_BLOCK, blocked)  # the new thread inherits this mask
+    synchronous = {getattr(signals, name) for name in _SYNCHRONOUS if hasattr(signals, name)}
+    blocked = set(signals.valid_signals()) - synchronous
+    previous = mask(signals.SIG_BLOCK, blocked)  # the new thread inherits this mask
     try:
         thread.start()
     finally:
-        mask(signal.SIG_SETMASK, previous)
+        mask(signals.SIG_SETMASK, previous)
 
 
 def _die_by(signum: int) -> None:
-    _real_signal(signum, signal.SIG_DFL)
+    _real_signal(signum, SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def _on_main_thread() -> bool:
+    threading = sys.modules.get("threading")
+    # Without `threading` loaded no thread of Python's making exists: this is the main one.
+    return threading is None or threading.current_thread() is threading.main_thread()
 
 
 _fork_callbacks: list[weakref.WeakMethod[Callable[[], None]]] = []
@@ -277,6 +311,8 @@ def after_fork_in_child(callback: Callable[[], None]) -> None:
     re-initialized client does not leave its old pipelines registered and alive.
     """
     global _fork_hooked
+    import weakref
+
     _fork_callbacks[:] = [ref for ref in _fork_callbacks if ref() is not None]
     _fork_callbacks.append(weakref.WeakMethod(callback))  # type: ignore[arg-type]
     if not _fork_hooked and hasattr(os, "register_at_fork"):
@@ -292,7 +328,7 @@ def _run_fork_callbacks() -> None:
         try:
             callback()
         except Exception as exc:  # the child must start, whatever happens to our state
-            logger.warning(
+            _logger().warning(
                 "traceroot: resetting tracing after fork failed (%s)", type(exc).__name__
             )
 
@@ -332,14 +368,14 @@ def _on_sigterm_in_pool_worker(signum: int, frame: FrameType | None) -> None:
 
 def _worker_waiting() -> None:
     """The worker has no task: a SIGTERM now should deliver its spans first."""
-    if _real_getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        _real_signal(signal.SIGTERM, _on_sigterm_in_pool_worker)
+    if _real_getsignal(SIGTERM) == SIG_DFL:
+        _real_signal(SIGTERM, _on_sigterm_in_pool_worker)
 
 
 def _worker_busy() -> None:
     """The worker runs a task: SIGTERM ends it at once, as without us."""
-    if _real_getsignal(signal.SIGTERM) is _on_sigterm_in_pool_worker:
-        _real_signal(signal.SIGTERM, signal.SIG_DFL)
+    if _real_getsignal(SIGTERM) is _on_sigterm_in_pool_worker:
+        _real_signal(SIGTERM, SIG_DFL)
 
 
 class _Inbox:
@@ -376,6 +412,8 @@ class _Outbox:
 
 
 def _patch_pool_worker() -> None:
+    import functools
+    import threading
     from multiprocessing import pool as mp_pool
 
     original = mp_pool.worker  # type: ignore[attr-defined]
@@ -399,7 +437,7 @@ def _guarded(patch: Callable[[], None]) -> Callable[[], None]:
         try:
             patch()
         except Exception as exc:
-            logger.warning(
+            _logger().warning(
                 "traceroot: spans of multiprocessing pool workers may be lost (%s failed: %s)",
                 patch.__name__,
                 exc,
@@ -418,40 +456,52 @@ class SigtermFlush:
 
     def __init__(self, flush: Callable[[], None]) -> None:
         self._flush = flush
-        self._user_handler: Handler = signal.SIG_DFL
-        self._original_signal = _real_signal
-        self._original_getsignal = _real_getsignal
+        self._user_handler: Handler = SIG_DFL
 
     def install(self) -> None:
-        """Only on the main thread, and only when the handler is still the default."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        current = signal.getsignal(signal.SIGTERM)
-        if current not in (signal.SIG_DFL, None):
+        """Only on the main thread, and only when the handler is still the default.
+
+        The `signal` module's `signal()` and `getsignal()` are replaced now, or when it is
+        imported if it is not yet (the start-up hook sets the handler without loading it).
+        """
+        current = _real_getsignal(SIGTERM)
+        if current not in (SIG_DFL, None):
             self._user_handler = current
-        self._original_signal(signal.SIGTERM, self._handle)
+        try:
+            _real_signal(SIGTERM, self._handle)
+        except ValueError:  # not the main thread (of the main interpreter)
+            self._user_handler = SIG_DFL
+            return
+        import_hooks.when_imported("signal", self._patch_signal_module)
+
+    def _patch_signal_module(self) -> None:
+        global _real_signal, _real_getsignal
+        import signal
+
+        if signal.signal != self._signal:
+            _real_signal, _real_getsignal = signal.signal, signal.getsignal
         signal.signal = self._signal  # type: ignore[assignment]
         signal.getsignal = self._getsignal  # type: ignore[assignment]
 
     def _signal(self, signum: int, handler: Handler) -> Handler:
-        if signum != signal.SIGTERM:
-            return self._original_signal(signum, handler)  # type: ignore[arg-type]
+        if signum != SIGTERM:
+            return _real_signal(signum, handler)  # type: ignore[no-any-return]
         previous = self._user_handler
         self._user_handler = handler
-        if handler == signal.SIG_IGN:
-            self._original_signal(signum, handler)
+        if handler == SIG_IGN:
+            _real_signal(signum, handler)
         else:
-            self._original_signal(signum, self._handle)
-        return previous
+            _real_signal(signum, self._handle)
+        return _as_handler(previous)
 
     def _getsignal(self, signum: int) -> Handler:
-        if signum == signal.SIGTERM:
-            return self._user_handler
-        return self._original_getsignal(signum)
+        if signum == SIGTERM:
+            return _as_handler(self._user_handler)
+        return _real_getsignal(signum)  # type: ignore[no-any-return]
 
     def _handle(self, signum: int, frame: FrameType | None) -> Any:
         handler = self._user_handler
-        if not callable(handler) and handler != signal.SIG_IGN:
+        if not callable(handler) and handler != SIG_IGN:
             _exit_by_signal(signum)  # the default disposition: the process ends here
             return None
         if callable(handler):
@@ -460,7 +510,19 @@ class SigtermFlush:
             try:
                 self._flush()
             except Exception as exc:  # the program's shutdown matters more than our spans
-                logger.debug("traceroot: flush on SIGTERM failed: %r", exc)
+                _logger().debug("traceroot: flush on SIGTERM failed: %r", exc)
         if callable(handler):
             return handler(signum, frame)
         return None
+
+
+def _as_handler(value: Handler) -> Handler:
+    """SIG_DFL / SIG_IGN as the `signal` module gives them (enum members), once it is loaded."""
+    signal = sys.modules.get("signal")
+    handlers = getattr(signal, "Handlers", None)
+    if handlers is not None and isinstance(value, int) and not isinstance(value, handlers):
+        try:
+            return handlers(value)  # type: ignore[no-any-return]
+        except ValueError:
+            return value
+    return value

@@ -7,19 +7,18 @@ variable and the fix, and the default is used.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
-from urllib.parse import unquote, urlsplit
 
-from traceroot._settings import OTLP, Resolver, has_control_characters
+from traceroot._settings import OTLP, Resolver, has_control_characters, logger
 
-logger = logging.getLogger("traceroot")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` is not loaded by the launcher
+    from collections.abc import Mapping
+    from typing import Literal
 
-Protocol = Literal["http/protobuf", "grpc"]
-Compression = Literal["gzip", "none"]
+    Protocol = Literal["http/protobuf", "grpc"]
+    Compression = Literal["gzip", "none"]
 
 _PREFIX = "OTEL_EXPORTER_OTLP_"
 _warned: set[tuple[str, str]] = set()
@@ -84,6 +83,8 @@ def parse_headers(raw: str, variable: str) -> dict[str, str]:
                 "separated by commas).",
             )
             continue
+        from urllib.parse import unquote
+
         name, text = unquote(key.strip()), unquote(value.strip())
         if has_control_characters(name + text):
             _warn_once(
@@ -145,6 +146,8 @@ def resolve_otlp(
         url = raw.rstrip("/") if name == f"{_PREFIX}ENDPOINT" else raw
         if protocol == "http/protobuf" and name == f"{_PREFIX}ENDPOINT":
             url += "/v1/traces"  # the generic variable names the base URL (specification)
+        from urllib.parse import urlsplit
+
         parts = urlsplit(url)
         if parts.scheme in ("http", "https") and parts.hostname:
             endpoint = url

@@ -9,24 +9,27 @@ children inherit the context in memory and need nothing. A task given to a
 ``multiprocessing`` pool (``apply_async``, ``map``, ``imap``, ``starmap``...) carries
 the span that submitted it, so its spans nest under that span whenever the pool's
 workers were started (and however often they are replaced).
+
+`install()` runs in the start-up hook of every traced process: this module loads nothing at
+import that Python has not loaded already, and OpenTelemetry only once there is a context.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
+import _thread
 import os
 import sys
-import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
 
 from traceroot import _compat as compat
 from traceroot import _import_hooks as import_hooks
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
     import subprocess
+    from collections.abc import Callable, Mapping
     from multiprocessing import process as mp_process
+    from typing import Any
 
     from opentelemetry.context import Context
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -38,7 +41,12 @@ __all__ = [
     "install",
 ]
 
-logger = logging.getLogger("traceroot")
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("traceroot")
+
 
 TRACEPARENT = "TRACEPARENT"
 TRACESTATE = "TRACESTATE"
@@ -51,7 +59,7 @@ _CONTEXT_MODULE = "opentelemetry.context"
 _PROCESS_ATTR = "_traceroot_carrier"
 _WRAPPED = "__traceroot_wrapped__"
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _installed = False
 _parent_attached = False
 _warned: set[str] = set()
@@ -60,14 +68,18 @@ _warned: set[str] = set()
 def _warn_once(key: str, message: str, *args: object) -> None:
     if key not in _warned:
         _warned.add(key)
-        logger.warning(message, *args)
+        _logger().warning(message, *args)
 
 
-@functools.cache
+_made: list[TraceContextTextMapPropagator] = []
+
+
 def _propagator() -> TraceContextTextMapPropagator:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    if not _made:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    return TraceContextTextMapPropagator()
+        _made.append(TraceContextTextMapPropagator())
+    return _made[0]
 
 
 def current_carrier() -> dict[str, str]:
@@ -106,7 +118,7 @@ def attach_parent_from_environment() -> None:
             return
         ctx = _extract({TRACEPARENT: value, TRACESTATE: os.environ.get(TRACESTATE, "")})
         if ctx is None:
-            logger.warning(
+            _logger().warning(
                 "traceroot: TRACEPARENT=%r is not a W3C traceparent "
                 "(00-<32 hex>-<16 hex>-<2 hex>); ignored, this process starts its own traces. "
                 "Unset TRACEPARENT or fix its value.",
@@ -115,7 +127,9 @@ def attach_parent_from_environment() -> None:
             return
         _set_process_default(ctx)
     except Exception as exc:  # never break the host program
-        logger.warning("traceroot: could not continue the parent's trace from TRACEPARENT: %r", exc)
+        _logger().warning(
+            "traceroot: could not continue the parent's trace from TRACEPARENT: %r", exc
+        )
 
 
 def _set_process_default(ctx: Context) -> None:
@@ -128,6 +142,8 @@ def _set_process_default(ctx: Context) -> None:
 
 def _env_with_carrier(env: Any, carrier: Mapping[str, str]) -> Any:
     """A copy of the child's ``env`` (``None``: ours) carrying ``carrier``; never mutated."""
+    from collections.abc import Mapping
+
     if env is None:
         env = os.environ
     elif not isinstance(env, Mapping):
@@ -150,14 +166,13 @@ def _env_with_carrier(env: Any, carrier: Mapping[str, str]) -> Any:
 
 
 def _patch_popen() -> None:
-    import inspect
+    import functools
     import subprocess
 
     original = subprocess.Popen.__init__
     if getattr(original, _WRAPPED, False):
         return
-    # Position of ``env`` among Popen's positional parameters, after ``self``.
-    env_index = list(inspect.signature(original).parameters).index("env") - 1
+    env_index = _positional_index(original, "env") - 1  # after ``self``
 
     @functools.wraps(original)
     def __init__(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
@@ -180,7 +195,25 @@ def _patch_popen() -> None:
     subprocess.Popen.__init__ = __init__  # type: ignore[method-assign]
 
 
+def _positional_index(function: Callable[..., Any], name: str) -> int:
+    """Where parameter `name` stands among `function`'s positional parameters.
+
+    Read from the code object where it can be: `inspect` would add its import to every
+    program that imports subprocess.
+    """
+    inner = function
+    while hasattr(inner, "__wrapped__"):
+        inner = inner.__wrapped__
+    code = getattr(inner, "__code__", None)
+    if code is not None and name in code.co_varnames[: code.co_argcount]:
+        return list(code.co_varnames[: code.co_argcount]).index(name)
+    import inspect
+
+    return list(inspect.signature(function).parameters).index(name)
+
+
 def _patch_multiprocessing() -> None:
+    import functools
     from multiprocessing import process as mp_process
 
     process_cls = mp_process.BaseProcess
@@ -316,6 +349,8 @@ def _patch_pool() -> None:
 
 
 def _submitting(original: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
     @functools.wraps(original)
     def submit(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -336,7 +371,7 @@ def _guarded(patch: Callable[[], None]) -> Callable[[], None]:
         try:
             patch()
         except Exception as exc:
-            logger.warning(
+            _logger().warning(
                 "traceroot: child processes will not join this trace (%s failed: %r)",
                 patch.__name__,
                 exc,

@@ -7,19 +7,40 @@ the launcher's options, `--check`'s printout and the README's configuration
 table are all made from these rows.
 
 This module imports nothing of traceroot and nothing outside the standard
-library, so the launcher can read it before deciding to load anything else.
+library, and at import time nothing but `os`: the launcher and the start-up hook of
+every traced process read it before deciding to load anything else.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import sys
 
-logger = logging.getLogger("traceroot")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` and `collections` are not loaded at start-up
+    import logging
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+
+class _LazyLogger:
+    """The `traceroot` logger, `logging` imported at its first use (most runs never log)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("debug", "info") and "logging" not in sys.modules:
+            # Nothing has configured logging yet, so the level is WARNING: dropped anyway.
+            return _ignore
+        import logging
+
+        return getattr(logging.getLogger("traceroot"), name)
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+logger: logging.Logger = _LazyLogger()  # type: ignore[assignment]
+
 
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
@@ -40,34 +61,78 @@ def has_control_characters(value: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in value)
 
 
-@dataclass(frozen=True)
+# A plain class rather than a dataclass: `dataclasses` (and the `inspect` it loads) would
+# cost every traced process several milliseconds of start-up.
 class Setting:
-    """One setting: where it is read from, what it may be, what it means."""
+    """One setting: where it is read from, what it may be, what it means.
 
-    field: str
-    """The `Config` attribute."""
-    variables: tuple[str, ...]
-    """Environment variables, the first set one winning."""
-    kind: str
-    """text | secret | bool | int | float | url | list"""
-    default: Any
-    help: str
-    argument: str | None = None
-    """The `initialize()` parameter, when there is one."""
-    option: str | None = None
-    """The `traceroot-run` option, when there is one."""
-    minimum: float | None = None
-    maximum: float | None = None
-    above_minimum: bool = False
-    """The minimum itself is not allowed (`> minimum`, not `>=`)."""
-    default_text: str | None = None
-    """How the default reads in docs, when the value alone does not say it."""
-    when_invalid: str | None = None
-    """What an invalid value leads to, when it is not "using the default"."""
-    choices: tuple[str, ...] = ()
-    """The values a `choice` setting may take (any case)."""
-    scope: str = "config"
-    """`config`: a `Config` field; `otlp`: a field of the OTLP exporter settings."""
+    `field`: the `Config` attribute. `variables`: environment variables, the first set one
+    winning. `kind`: text | secret | bool | int | float | url | list | choice. `argument`:
+    the `initialize()` parameter, `option`: the `traceroot-run` option, when there is one.
+    `above_minimum`: the minimum itself is not allowed (`>`, not `>=`). `default_text`: how
+    the default reads in docs, when the value alone does not say it. `when_invalid`: what an
+    invalid value leads to, when it is not "using the default". `choices`: the values a
+    `choice` setting may take (any case). `scope`: `config` (a `Config` field) or `otlp` (a
+    field of the OTLP exporter settings).
+    """
+
+    __slots__ = (
+        "field",
+        "variables",
+        "kind",
+        "default",
+        "help",
+        "argument",
+        "option",
+        "minimum",
+        "maximum",
+        "above_minimum",
+        "default_text",
+        "when_invalid",
+        "choices",
+        "scope",
+    )
+
+    def __init__(
+        self,
+        field: str,
+        variables: tuple[str, ...],
+        kind: str,
+        default: Any,
+        help: str,
+        argument: str | None = None,
+        option: str | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        above_minimum: bool = False,
+        default_text: str | None = None,
+        when_invalid: str | None = None,
+        choices: tuple[str, ...] = (),
+        scope: str = "config",
+    ) -> None:
+        self.field = field
+        self.variables = variables
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.argument = argument
+        self.option = option
+        self.minimum = minimum
+        self.maximum = maximum
+        self.above_minimum = above_minimum
+        self.default_text = default_text
+        self.when_invalid = when_invalid
+        self.choices = choices
+        self.scope = scope
+
+    def __repr__(self) -> str:
+        return f"Setting({self.field!r}, {self.variables!r}, {self.kind!r})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Frozen, as the table's rows are shared by the whole process.
+        if hasattr(self, name):
+            raise AttributeError(f"Setting.{name} is read-only")
+        object.__setattr__(self, name, value)
 
     @property
     def variable(self) -> str:
@@ -128,6 +193,8 @@ def _bool(setting: Setting, raw: str) -> bool | None:
 
 
 def _number(setting: Setting, raw: str) -> int | float | None:
+    import math
+
     text = raw.strip()
     try:
         value: int | float = int(text) if setting.kind == "int" else float(text)
@@ -183,6 +250,13 @@ DEFAULT_MAX_MB = 512
 # processes default to, for those whose command line does not say it (multiprocessing
 # spawn children run `python -c ...`: `uvicorn --workers 2` would name its workers "python").
 PROGRAM_NAME_VARIABLE = "TRACEROOT_PROGRAM_NAME"
+# Not user settings either: what traceroot-run (or the first process that read the
+# configuration) found once, handed to the processes that inherit the environment.
+# The modules whose import starts tracing, with the key of what they were found from:
+WATCH_VARIABLE = "TRACEROOT_WATCH"
+# The digest of the variables whose warnings have been shown (the configuration checked):
+CHECKED_VARIABLE = "TRACEROOT_CONFIG_CHECKED"
+_NOT_CONFIGURATION = (PROGRAM_NAME_VARIABLE, WATCH_VARIABLE, CHECKED_VARIABLE)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -599,6 +673,31 @@ class Resolver:
             outcome,
             fix,
         )
+
+
+def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `TRACEROOT_ENABLED` turns tracing off (read without warnings, for hot paths)."""
+    setting = BY_FIELD["enabled"]
+    found = Resolver(environ).raw(setting)
+    return found is not None and setting.parse(found[1]) is False
+
+
+def configuration_digest(environ: Mapping[str, str]) -> str:
+    """A digest of every `TRACEROOT_*` and `OTEL_*` variable: equal digests, equal warnings.
+
+    A checksum, not a cryptographic hash: it only tells two environments apart, and
+    `hashlib` would load OpenSSL in the launcher.
+    """
+    import zlib
+
+    items = sorted(
+        (k, v)
+        for k, v in environ.items()
+        if k.startswith(("TRACEROOT_", "OTEL_")) and k not in _NOT_CONFIGURATION
+    )
+    text = "\0".join(f"{k}={v}" for k, v in items)
+    data = text.encode("utf-8", "surrogateescape")
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
 
 
 def _quoted(raw: str) -> str:

@@ -7,26 +7,29 @@ import hook; the library is instrumented the moment its module finishes executin
 
 from __future__ import annotations
 
-import importlib
-import logging
+import _thread
 import sys
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
+from traceroot import _compat as compat
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
 from traceroot._integrations import entry_points
 from traceroot._integrations.registry import REGISTRY, Integration, pip_hint
+from traceroot._settings import logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing`, `logging`, `threading` are not loaded by the launcher
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import Any
 
 if TYPE_CHECKING:  # OpenTelemetry and the duplicates table load with the first instrumentor
     from opentelemetry.trace import TracerProvider
 
-logger = logging.getLogger("traceroot")
-
 
 def _load_object(target: str) -> Any:
     module, _, name = target.partition(":")
+    import importlib
+
     return getattr(importlib.import_module(module), name)
 
 
@@ -40,7 +43,7 @@ class DeferredProvider:
 
     def __init__(self, make: Callable[[], TracerProvider | None]) -> None:
         self._make = make
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._provider: TracerProvider | None = None
         self._waiting: list[Callable[[TracerProvider], None]] = []
 
@@ -82,7 +85,7 @@ class _State:
     """What has been requested, hooked and instrumented in this process."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = compat.rlock()
         self.provider: TracerProvider | DeferredProvider | None = None
         self.duplicates_pending = False  # decided when a deferred provider is made
         self.explicit = False
@@ -100,7 +103,7 @@ _state = _State()
 
 
 def _parse(
-    requested: Sequence[Integration | str] | str | None, source: str
+    requested: Sequence[Integration | str] | str | None, source: str, warn: bool = True
 ) -> list[Integration] | None:
     """The integrations ``requested`` names; None for "every one installed"."""
     if requested is None:
@@ -125,6 +128,8 @@ def _parse(
         try:
             chosen.append(Integration(key))
         except ValueError:
+            if not warn:  # said by activation, in the process that activates
+                continue
             valid = ", ".join(member.value for member in Integration)
             logger.warning(
                 "traceroot: unknown integration %r in %s; valid values: %s, all, none",
@@ -275,6 +280,31 @@ def _request(integration: Integration, *, named: bool) -> bool:
     _state.hooks[integration] = hook
     import_hooks.when_imported(spec.module, hook)
     return False
+
+
+def modules_to_watch(
+    requested: str | None, otel_instrumentors: bool, environ: Mapping[str, str]
+) -> list[str] | None:
+    """The modules whose import should start activation: the libraries of the requested
+    integrations that are installed, and those of the OpenTelemetry instrumentors found by
+    entry point (with ``otel_instrumentors``). None when activation cannot wait for an
+    import (an instrumentor that needs none). Reads metadata only; never raises."""
+    try:
+        chosen = _parse(requested, "TRACEROOT_INTEGRATIONS", warn=False)
+        modules = [
+            spec.module
+            for integration, spec in REGISTRY.items()
+            if (chosen is None or integration in chosen)
+            and any(distributions.installed(dist) for dist in spec.dists)
+        ]
+        if otel_instrumentors:
+            others = entry_points.modules_to_watch(environ)
+            if others is None:
+                return None
+            modules.extend(others)
+    except Exception:
+        return None
+    return list(dict.fromkeys(modules))
 
 
 def _withdraw_hook(integration: Integration) -> None:

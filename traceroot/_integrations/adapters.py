@@ -12,7 +12,6 @@ from typing import Any
 
 import wrapt
 from opentelemetry import context as otel_context
-from opentelemetry import propagate
 from opentelemetry.trace import Span, Tracer, TracerProvider, get_current_span, use_span
 
 logger = logging.getLogger("traceroot")
@@ -385,6 +384,10 @@ async def _propagate_to_mcp_server(wrapped: Any, instance: Any, args: Any, kwarg
         if isinstance(params, dict) and span.get_span_context().is_valid:
             meta = params.setdefault("_meta", {})
             if isinstance(meta, dict) and "traceparent" not in meta:
+                # Imported here: `opentelemetry.propagate` reads every distribution's entry
+                # points when it loads, which each program importing openai would pay for.
+                from opentelemetry import propagate
+
                 propagate.inject(meta)
                 _propagated[span.get_span_context().span_id] = span
     except Exception:

@@ -7,37 +7,36 @@ integrations already traces that library (it would make a second span per call).
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import re
-import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Union
 
+from traceroot import _compat as compat
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
 from traceroot._integrations.registry import OI, REGISTRY, Integration
+from traceroot._settings import logger
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing`, `logging` and `threading` are not loaded by the launcher
     import importlib.metadata
+    import re
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
     from opentelemetry.trace import TracerProvider
 
     from traceroot._integrations.activation import DeferredProvider
 
-logger = logging.getLogger("traceroot")
+    # Ours at start-up; importlib's when opentelemetry-instrument hands one to the distro.
+    AnyEntryPoint = distributions.EntryPoint | importlib.metadata.EntryPoint
 
 ENTRY_POINT_GROUP = "opentelemetry_instrumentor"
-
-# Ours at start-up; importlib's when opentelemetry-instrument hands one to the distro.
-AnyEntryPoint = Union[distributions.EntryPoint, "importlib.metadata.EntryPoint"]
 
 
 class _Seen:
     """Entry points handled, their pending import hooks, and the instrumentors made."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = compat.rlock()
         self.otel_seen: set[str] = set()
         self.otel_hooks: list[tuple[str, Callable[[], None]]] = []
         self.otel_instrumented: list[Any] = []
@@ -64,12 +63,17 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvid
     For the launcher path (which skips it when ``TRACEROOT_OTEL_INSTRUMENTORS`` is false); honours
     ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. Never raises.
     """
+    for entry_point in _enabled_entry_points(os.environ):
+        activate_otel_entry_point(entry_point, tracer_provider)
+
+
+def _enabled_entry_points(environ: Mapping[str, str]) -> list[distributions.EntryPoint]:
+    """The installed entry points ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` leaves on."""
     disabled = {
-        name.strip()
-        for name in os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
+        name.strip() for name in environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "").split(",")
     }
     if "*" in disabled:
-        return
+        return []
     try:
         entry_points = distributions.entry_points(ENTRY_POINT_GROUP)
     except Exception as exc:
@@ -78,10 +82,42 @@ def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvid
             type(exc).__name__,
             exc,
         )
-        return
-    for entry_point in entry_points:
-        if entry_point.name not in disabled:
-            activate_otel_entry_point(entry_point, tracer_provider)
+        return []
+    return [entry_point for entry_point in entry_points if entry_point.name not in disabled]
+
+
+def modules_to_watch(environ: Mapping[str, str]) -> list[str] | None:
+    """The modules whose import would activate an entry point; None when one needs none
+    (its instrumentor is activated at once). Never raises."""
+    modules: list[str] = []
+    for entry_point in _enabled_entry_points(environ):
+        try:
+            waits_for = _waits_for(entry_point)
+        except Exception:
+            return None  # activation itself will say what is wrong
+        if waits_for == []:
+            return None
+        modules.extend(waits_for or ())
+    return list(dict.fromkeys(modules))
+
+
+def _waits_for(entry_point: AnyEntryPoint) -> list[str] | None:
+    """The modules whose import activates the entry point: [] for "none, at once", None
+    for "never" (an LLM integration covers it, or its library is not installed)."""
+    # OpenInference's own entry points are ours already: no need to read their metadata.
+    libraries = (
+        [] if entry_point.value.startswith(OI + ".") else instrumented_libraries(entry_point)
+    )
+    if covered_by_registry(entry_point, set(libraries)):
+        logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
+        return None
+    modules = [
+        m for lib in libraries if distributions.installed(lib) for m in _top_level_modules(lib)
+    ]
+    if libraries and not modules:
+        logger.debug("traceroot: %s skipped: its library is not installed", entry_point.name)
+        return None
+    return modules
 
 
 @functools.cache
@@ -115,19 +151,11 @@ def activate_otel_entry_point(
             if entry_point.name in _seen.otel_seen:
                 return
             _seen.otel_seen.add(entry_point.name)
-        # OpenInference's own entry points are ours already: no need to read their metadata.
-        libraries = (
-            [] if entry_point.value.startswith(OI + ".") else instrumented_libraries(entry_point)
-        )
-        if covered_by_registry(entry_point, set(libraries)):
-            logger.debug("traceroot: %s left to the LLM integrations", entry_point.value)
+        modules = _waits_for(entry_point)
+        if modules is None:
             return
-        modules = [
-            m for lib in libraries if distributions.installed(lib) for m in _top_level_modules(lib)
-        ]
-        if libraries and not modules:
-            logger.debug("traceroot: %s skipped: its library is not installed", entry_point.name)
-            return
+        import threading
+
         done = threading.Event()
 
         def hook() -> None:
@@ -188,8 +216,15 @@ def _warn_failed(entry_point: AnyEntryPoint, exc: Exception) -> None:
     logger.debug("traceroot: instrumentor %s failure", entry_point.name, exc_info=exc)
 
 
-_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
-_INSTRUMENTS_EXTRA = re.compile(r"""extra\s*==\s*["']instruments(-any)?["']""")
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A requirement line (name; marker), and the `instruments` extra in a marker."""
+    import re  # compiled on first need: most environments have no entry point to read
+
+    return (
+        re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$"),
+        re.compile(r"""extra\s*==\s*["']instruments(-any)?["']"""),
+    )
 
 
 def instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
@@ -202,9 +237,10 @@ def instrumented_libraries(entry_point: AnyEntryPoint) -> list[str]:
     if dist is None:
         return []
     libraries: list[str] = []
+    requirement, instruments_extra = _patterns()
     for line in dist.requires or []:
-        match = _REQUIREMENT.match(line)
-        if match is not None and _INSTRUMENTS_EXTRA.search(match.group(2)):
+        match = requirement.match(line)
+        if match is not None and instruments_extra.search(match.group(2)):
             libraries.append(match.group(1))
     return libraries
 

@@ -1,5 +1,5 @@
 """``python -m traceroot.cli``: the same as ``traceroot-run``."""
 
-from traceroot.cli.main import main
+from traceroot.cli.main import run
 
-main()
+run()

@@ -4,28 +4,37 @@ The launcher only prepares the environment: it puts the folder holding
 traceroot's ``sitecustomize`` first on ``PYTHONPATH`` and replaces itself with
 the program (same PID, signals and exit code). Each Python process that
 inherits that environment then initializes tracing at start-up.
+
+The common case, ``traceroot-run PROGRAM [ARGS]...``, runs without loading click (or
+anything else the launcher does not need): every option, ``--help`` and ``--check`` go
+through the click command, `main`, made on first use.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import re
-import stat
 import sys
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from pathlib import Path
-from typing import NoReturn
 
-import click
-
-from traceroot._config import tracing_disabled
-from traceroot._settings import PROGRAM_NAME_VARIABLE, SETTINGS
+from traceroot._settings import (
+    CHECKED_VARIABLE,
+    PROGRAM_NAME_VARIABLE,
+    SETTINGS,
+    WATCH_VARIABLE,
+    tracing_disabled,
+)
 from traceroot.version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, MutableMapping, Sequence
+    from pathlib import Path
+    from typing import Any, NoReturn
 
 PROG = "traceroot-run"
 # Where sitecustomize.py lives; the only thing this folder contributes to sys.path.
-HOOK_DIR = str(Path(__file__).resolve().parent.parent / "sitecustomize")
+HOOK_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.realpath(__file__))), "sitecustomize"
+)
 # Tells the program's processes which interpreter traceroot-run runs on, for the
 # warning when theirs cannot import traceroot.
 LAUNCHER_PYTHON_VAR = "TRACEROOT_LAUNCHER_PYTHON"
@@ -33,13 +42,26 @@ LAUNCHER_PYTHON_VAR = "TRACEROOT_LAUNCHER_PYTHON"
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 
-_PYTHON_NAME = re.compile(r"python[0-9.]*[a-z]?(\.exe)?$")
 # Python flags that keep sitecustomize from running: -S skips site, -E ignores
 # PYTHONPATH, -I implies -E.
 _SITE_BLOCKING = "IES"
 
 
+def _is_python_name(name: str) -> bool:
+    """Whether a program's file name is a Python interpreter's: python, python3.12, pythont..."""
+    if name.endswith(".exe"):
+        name = name[:-4]
+    if not name.startswith("python"):
+        return False
+    rest = name[len("python") :]
+    if rest and rest[-1].isalpha() and rest[-1].islower():
+        rest = rest[:-1]  # python3.13t, python3.11d
+    return all(c.isdigit() or c == "." for c in rest)
+
+
 def _integrations_value(_ctx: object, _param: object, value: str | None) -> str | None:
+    import click
+
     if value is None:
         return None
     text = value.strip().lower()
@@ -88,6 +110,8 @@ class LaunchError(Exception):
 
 def resolve_program(program: str, path: str | None) -> str:
     """The file ``program`` names, found on ``path`` as ``execvp`` does; else LaunchError."""
+    import stat
+
     if os.sep in program or (os.altsep and os.altsep in program):
         candidates = [program]
     else:
@@ -114,7 +138,7 @@ def resolve_program(program: str, path: str | None) -> str:
 
 def _python_command_line(executable: str, args: Sequence[str]) -> list[str] | None:
     """The interpreter options in effect when ``executable args`` runs Python, else None."""
-    if _PYTHON_NAME.match(os.path.basename(executable)):
+    if _is_python_name(os.path.basename(executable)):
         return list(args)
     try:
         with open(executable, "rb") as f:
@@ -128,7 +152,7 @@ def _python_command_line(executable: str, args: Sequence[str]) -> list[str] | No
         words = [w for w in words[1:] if not w.startswith("-")][:1] + [
             w for w in words[2:] if w.startswith("-")
         ]
-    if not words or not _PYTHON_NAME.match(os.path.basename(words[0])):
+    if not words or not _is_python_name(os.path.basename(words[0])):
         return None
     return words[1:]
 
@@ -159,7 +183,7 @@ def program_name(program: str, args: Sequence[str]) -> str | None:
     """The service name ``program args`` goes by: the script or module a Python command
     runs (None for ``-c`` or stdin), else the program's own name."""
     name = os.path.basename(program)
-    if _PYTHON_NAME.match(name):
+    if _is_python_name(name):
         script = _python_target(args)
         if script is None or script.startswith("-m"):
             return script[2:] if script else None
@@ -216,14 +240,25 @@ def prepare_environment(
         env[PROGRAM_NAME_VARIABLE] = name
     else:
         env.pop(PROGRAM_NAME_VARIABLE, None)  # an outer launch's name is not this program's
+    # Worked out once here rather than in each of the program's processes: the
+    # configuration is checked (its warnings shown now, not by every process) and the
+    # modules whose import starts tracing are found.
+    from traceroot._client import launcher_variables
+
+    for variable in (CHECKED_VARIABLE, WATCH_VARIABLE):
+        env.pop(variable, None)  # an outer launch's findings are not this program's
+    env.update(launcher_variables(env))
 
 
 def _notice(message: str) -> None:
-    click.echo(message, err=True)
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 def exec_program(program: str, args: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Replace this process with ``program``; exit 126/127 with one line if impossible."""
+    import errno
+
     try:
         executable = resolve_program(program, env.get("PATH"))
     except LaunchError as exc:
@@ -249,8 +284,59 @@ def exec_program(program: str, args: Sequence[str], env: Mapping[str, str]) -> N
         sys.exit(code)
 
 
+def _read_env_file(env: dict[str, str], env_file: Path | None) -> None:
+    """Read ``env_file``, or ``./.env`` when there is one, into ``env`` (never overriding)."""
+    path = str(env_file) if env_file is not None else ".env"
+    if env_file is None and not os.path.isfile(path):
+        return
+    # python-dotenv loads only when there is a file to read: start-up stays fast.
+    from pathlib import Path
+
+    from traceroot.cli._envfile import EnvFileError, load_env_file
+
+    try:
+        for problem in load_env_file(Path(path), env):
+            _notice(f"{PROG}: warning: {problem}")
+    except EnvFileError as exc:
+        _notice(f"{PROG}: warning: {exc}; continuing without it")
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """The ``traceroot-run`` command: ``PROGRAM [ARGS]...`` at once, anything else by `main`."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or words[0].startswith("-"):
+        __getattr__("main")(words, prog_name=PROG)
+        return
+    program, args = words[0], words[1:]
+    env = dict(os.environ)
+    _read_env_file(env, None)
+    prepare_environment(env, program, args)
+    exec_program(program, args, env)
+
+
+def _version_message() -> str:
+    return f"{PROG} {__version__} (Python {sys.version.split()[0]}, {sys.executable})"
+
+
+EPILOG = f"""\b
+Examples:
+  {PROG} python app.py
+  {PROG} --environment production uvicorn app:app --port 8000
+  {PROG} gunicorn -w 4 app:app
+  {PROG} --check
+
+\b
+Every option sets the variable it names in the program's environment; without
+the option the variable is passed on as it is. A .env file in the current
+directory is read first (like `flask run`), never overriding variables already
+set. Everything after PROGRAM, or after `--`, goes to the program.
+"""
+
+
 def _setting_options(func: Callable[..., None]) -> Callable[..., None]:
     """One option per setting that has one in the settings table, each setting its variable."""
+    import click
+
     for setting in reversed(SETTINGS):
         if setting.option is None:
             continue
@@ -301,85 +387,77 @@ def _option_variables(options: Mapping[str, object]) -> dict[str, str]:
     return values
 
 
-def _version_message() -> str:
-    return f"{PROG} {__version__} (Python {sys.version.split()[0]}, {sys.executable})"
+_made: list[Any] = []
 
 
-EPILOG = f"""\b
-Examples:
-  {PROG} python app.py
-  {PROG} --environment production uvicorn app:app --port 8000
-  {PROG} gunicorn -w 4 app:app
-  {PROG} --check
-
-\b
-Every option sets the variable it names in the program's environment; without
-the option the variable is passed on as it is. A .env file in the current
-directory is read first (like `flask run`), never overriding variables already
-set. Everything after PROGRAM, or after `--`, goes to the program.
-"""
+def __getattr__(name: str) -> Any:
+    # The click command, made (and click imported) only when an option is given.
+    if name != "main":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _made:
+        _made.append(_command())
+    return _made[0]
 
 
-@click.command(
-    name=PROG,
-    epilog=EPILOG,
-    context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
-)
-@_setting_options
-@click.option(
-    "--env-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    metavar="PATH",
-    help="Read variables from PATH instead of ./.env.",
-)
-@click.option("--no-env-file", is_flag=True, help="Do not read any .env file.")
-@click.option(
-    "--check",
-    is_flag=True,
-    help="Print the resolved configuration, the integrations and the versions, send one "
-    "test span, and exit 0 only when all is well.",
-)
-@click.version_option(__version__, message=_version_message())
-@click.argument("program", required=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def main(
-    env_file: Path | None,
-    no_env_file: bool,
-    check: bool,
-    program: str | None,
-    args: tuple[str, ...],
-    **options: object,
-) -> None:
-    """Run PROGRAM [ARGS]... with tracing in every Python process it starts.
+def _command() -> Any:
+    """The click command behind every option, `--help` and `--check`."""
+    from pathlib import Path
 
-    PROGRAM is any command on PATH: python, uvicorn, gunicorn, celery, flask,
-    pytest... No change to its code is needed.
-    """
-    if env_file is not None and no_env_file:
-        raise click.UsageError("--env-file and --no-env-file contradict each other.")
-    if program is None and not check:
-        raise click.UsageError("Missing PROGRAM: the command to run, e.g. python app.py.")
-    env = dict(os.environ)
-    if not no_env_file:
-        path = env_file if env_file is not None else Path(".env")
-        if env_file is not None or path.is_file():
-            # python-dotenv loads only when there is a file to read: start-up stays fast.
-            from traceroot.cli._envfile import EnvFileError, load_env_file
+    import click
 
-            try:
-                for problem in load_env_file(path, env):
-                    _notice(f"{PROG}: warning: {problem}")
-            except EnvFileError as exc:
-                _notice(f"{PROG}: warning: {exc}; continuing without it")
-    env.update(_option_variables(options))
-    if check:
-        from traceroot.cli._check import run_check
+    @click.command(
+        name=PROG,
+        epilog=EPILOG,
+        context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
+    )
+    @_setting_options
+    @click.option(
+        "--env-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        metavar="PATH",
+        help="Read variables from PATH instead of ./.env.",
+    )
+    @click.option("--no-env-file", is_flag=True, help="Do not read any .env file.")
+    @click.option(
+        "--check",
+        is_flag=True,
+        help="Print the resolved configuration, the integrations and the versions, send one "
+        "test span, and exit 0 only when all is well.",
+    )
+    @click.version_option(__version__, message=_version_message())
+    @click.argument("program", required=False)
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def main(
+        env_file: Path | None,
+        no_env_file: bool,
+        check: bool,
+        program: str | None,
+        args: tuple[str, ...],
+        **options: object,
+    ) -> None:
+        """Run PROGRAM [ARGS]... with tracing in every Python process it starts.
 
-        sys.exit(run_check(env))
-    assert program is not None
-    prepare_environment(env, program, args)
-    exec_program(program, args, env)
+        PROGRAM is any command on PATH: python, uvicorn, gunicorn, celery, flask,
+        pytest... No change to its code is needed.
+        """
+        if env_file is not None and no_env_file:
+            raise click.UsageError("--env-file and --no-env-file contradict each other.")
+        if program is None and not check:
+            raise click.UsageError("Missing PROGRAM: the command to run, e.g. python app.py.")
+        env = dict(os.environ)
+        if not no_env_file:
+            _read_env_file(env, env_file)
+        env.update(_option_variables(options))
+        if check:
+            from traceroot.cli._check import run_check
+
+            sys.exit(run_check(env))
+        assert program is not None
+        prepare_environment(env, program, args)
+        exec_program(program, args, env)
+
+    return main
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -72,11 +72,19 @@ def _initialize() -> None:
         _warn(f"tracing could not start ({exc!r}); the program runs untraced.")
 
 
+def _path_finder():  # type: ignore[no-untyped-def]
+    # The import system's own path finder, from sys.meta_path: importing importlib.machinery
+    # would load `importlib` (and `warnings`) in every process.
+    for finder in sys.meta_path:
+        if getattr(finder, "__name__", None) == "PathFinder" and hasattr(finder, "find_spec"):
+            return finder
+    import importlib.machinery
+
+    return importlib.machinery.PathFinder
+
+
 def _run_user_sitecustomize() -> None:
     """Import the ``sitecustomize`` Python would have imported without us."""
-    import importlib.machinery
-    import importlib.util
-
     here = os.path.normcase(os.path.realpath(os.path.dirname(os.path.abspath(__file__))))
 
     def is_ours(entry: str) -> bool:
@@ -85,12 +93,14 @@ def _run_user_sitecustomize() -> None:
     try:
         ours = [i for i, entry in enumerate(sys.path) if is_ours(entry)]
         rest = [e for e in sys.path[ours[0] + 1 :] if not is_ours(e)] if ours else []
-        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+        spec = _path_finder().find_spec("sitecustomize", rest)
     except Exception as exc:
         _warn(f"could not look for your own sitecustomize ({exc!r}); it was not run.")
         return
     if spec is None or spec.loader is None:
         return
+    import importlib.util
+
     this = sys.modules.get("sitecustomize")
     module = importlib.util.module_from_spec(spec)
     sys.modules["sitecustomize"] = module
