@@ -290,8 +290,9 @@ def _activate(*, wait: bool) -> None:
         config = prepared.load()
         # The modules themselves, not the package: this may run as the package imports them.
         from traceroot._integrations import activation, entry_points
+        from traceroot._integrations.deferred import DeferredProvider
 
-        later = activation.DeferredProvider(_started_provider)
+        later = DeferredProvider(_started_provider)
         activation.activate(config.integrations, later, explicit=False)
         if config.otel_instrumentors:
             entry_points.activate_otel_instrumentors(later)

@@ -7,14 +7,14 @@ import hook; the library is instrumented the moment its module finishes executin
 
 from __future__ import annotations
 
-import _thread
 import sys
 
 from traceroot import _compat as compat
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
 from traceroot._integrations import entry_points
-from traceroot._integrations.registry import REGISTRY, Integration, pip_hint
+from traceroot._integrations.deferred import DeferredProvider, resolve
+from traceroot._integrations.registry import REGISTRY, Integration, parse_requested, pip_hint
 from traceroot._settings import logger
 
 TYPE_CHECKING = False
@@ -31,54 +31,6 @@ def _load_object(target: str) -> Any:
     import importlib
 
     return getattr(importlib.import_module(module), name)
-
-
-class DeferredProvider:
-    """A provider not made yet: ``get()`` makes it, starting tracing, on first need.
-
-    The start-up hook activates integrations with one, so the OpenTelemetry SDK loads only
-    when an instrumented library is imported. Whoever makes the provider calls
-    `provider_ready` with it as soon as it exists; that runs the `when_made` callbacks.
-    """
-
-    def __init__(self, make: Callable[[], TracerProvider | None]) -> None:
-        self._make = make
-        self._lock = _thread.allocate_lock()
-        self._provider: TracerProvider | None = None
-        self._waiting: list[Callable[[TracerProvider], None]] = []
-
-    def get(self) -> TracerProvider | None:
-        """The provider, made now if need be.
-
-        None when tracing is off, or when another thread is making it: that thread may be
-        waiting for an import this one is inside, so this one must not wait for it. Use
-        `when_made` then.
-        """
-        return self._provider or self._make()
-
-    def when_made(self, callback: Callable[[TracerProvider], None]) -> None:
-        """Run ``callback(provider)`` once the provider is made: now, if it is."""
-        with self._lock:
-            provider = self._provider
-            if provider is None:
-                self._waiting.append(callback)
-                return
-        callback(provider)
-
-    def made(self, provider: TracerProvider) -> None:
-        """The provider exists: run what waited for it."""
-        with self._lock:
-            if self._provider is not None:
-                return
-            self._provider = provider
-            waiting, self._waiting = self._waiting, []
-        for callback in waiting:
-            callback(provider)
-
-
-def resolve(provider: TracerProvider | DeferredProvider | None) -> TracerProvider | None:
-    """The provider itself, made now if it is deferred (None while another thread makes it)."""
-    return provider.get() if isinstance(provider, DeferredProvider) else provider
 
 
 class _State:
@@ -100,44 +52,6 @@ class _State:
 
 
 _state = _State()
-
-
-def _parse(
-    requested: Sequence[Integration | str] | str | None, source: str, warn: bool = True
-) -> list[Integration] | None:
-    """The integrations ``requested`` names; None for "every one installed"."""
-    if requested is None:
-        return None
-    if isinstance(requested, str):
-        text = requested.strip().lower()
-        if text in ("", "auto", "all"):
-            return None
-        if text == "none":
-            return []
-        names: Iterable[Integration | str] = text.split(",")
-    else:
-        names = requested
-    chosen: list[Integration] = []
-    for name in names:
-        if isinstance(name, Integration):
-            chosen.append(name)
-            continue
-        key = str(name).strip().lower().replace("-", "_")
-        if not key:
-            continue
-        try:
-            chosen.append(Integration(key))
-        except ValueError:
-            if not warn:  # said by activation, in the process that activates
-                continue
-            valid = ", ".join(member.value for member in Integration)
-            logger.warning(
-                "traceroot: unknown integration %r in %s; valid values: %s, all, none",
-                str(name).strip(),
-                source,
-                valid,
-            )
-    return list(dict.fromkeys(chosen))
 
 
 def activate(
@@ -175,7 +89,7 @@ def _activate(
     explicit: bool,
 ) -> None:
     source = "initialize(integrations=...)" if explicit else "TRACEROOT_INTEGRATIONS"
-    chosen = _parse(requested, source)
+    chosen = parse_requested(requested, source)
     if explicit and chosen is None:
         return
     with _state.lock:
@@ -290,7 +204,7 @@ def modules_to_watch(
     entry point (with ``otel_instrumentors``). None when activation cannot wait for an
     import (an instrumentor that needs none). Reads metadata only; never raises."""
     try:
-        chosen = _parse(requested, "TRACEROOT_INTEGRATIONS", warn=False)
+        chosen = parse_requested(requested, "TRACEROOT_INTEGRATIONS", warn=False)
         modules = [
             spec.module
             for integration, spec in REGISTRY.items()
@@ -445,11 +359,3 @@ def current_provider() -> TracerProvider | None:
     """The provider integrations were last activated with, if any (and made yet)."""
     provider = _state.provider
     return None if isinstance(provider, DeferredProvider) else provider
-
-
-def requested_integrations(requested: str | None) -> list[Integration] | None:
-    """The integrations ``TRACEROOT_INTEGRATIONS=requested`` names; None for every installed.
-
-    Unknown names are warned about, as at start-up.
-    """
-    return _parse(requested, "TRACEROOT_INTEGRATIONS")

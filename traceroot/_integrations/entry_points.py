@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # `typing`, `logging` and `threading` are not loaded by the l
 
     from opentelemetry.trace import TracerProvider
 
-    from traceroot._integrations.activation import DeferredProvider
+    from traceroot._integrations.deferred import DeferredProvider
 
     # Ours at start-up; importlib's when opentelemetry-instrument hands one to the distro.
     AnyEntryPoint = distributions.EntryPoint | importlib.metadata.EntryPoint
@@ -162,7 +162,7 @@ def activate_otel_entry_point(
             if done.is_set():
                 return
             done.set()
-            from traceroot._integrations.activation import DeferredProvider, resolve
+            from traceroot._integrations.deferred import DeferredProvider, resolve
 
             provider = resolve(tracer_provider)  # a deferred one starts tracing now
             if provider is None and isinstance(tracer_provider, DeferredProvider):

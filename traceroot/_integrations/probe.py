@@ -22,8 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from traceroot import _distributions as distributions
 from traceroot._integrations import entry_points
-from traceroot._integrations.activation import requested_integrations
-from traceroot._integrations.registry import OI, REGISTRY, Integration, pip_hint
+from traceroot._integrations.registry import OI, REGISTRY, Integration, parse_requested, pip_hint
 
 WOULD_INSTRUMENT = "would instrument"
 NOT_INSTALLED = "library not installed"
@@ -261,7 +260,7 @@ def version_advice(integration: Integration) -> str:
 
 def probe_integrations(requested: str | None) -> dict[Integration, Finding]:
     """Every integration's finding for ``TRACEROOT_INTEGRATIONS=requested``."""
-    chosen = requested_integrations(requested)
+    chosen = parse_requested(requested, "TRACEROOT_INTEGRATIONS")
     findings: dict[Integration, Finding] = {}
     for integration in Integration:
         finding = probe(integration)

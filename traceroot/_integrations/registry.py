@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from traceroot._settings import logger
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 OI = "openinference.instrumentation"
 
 
@@ -195,3 +201,41 @@ def pip_hint(integration: Integration) -> str:
     if spec.extra is not None:
         return f"pip install 'traceroot[{spec.extra}]'"
     return f"pip install {spec.instrumentor_dist}"
+
+
+def parse_requested(
+    requested: Sequence[Integration | str] | str | None, source: str, warn: bool = True
+) -> list[Integration] | None:
+    """The integrations ``requested`` names; None for "every one installed"."""
+    if requested is None:
+        return None
+    if isinstance(requested, str):
+        text = requested.strip().lower()
+        if text in ("", "auto", "all"):
+            return None
+        if text == "none":
+            return []
+        names: Iterable[Integration | str] = text.split(",")
+    else:
+        names = requested
+    chosen: list[Integration] = []
+    for name in names:
+        if isinstance(name, Integration):
+            chosen.append(name)
+            continue
+        key = str(name).strip().lower().replace("-", "_")
+        if not key:
+            continue
+        try:
+            chosen.append(Integration(key))
+        except ValueError:
+            if not warn:  # said by activation, in the process that activates
+                continue
+            valid = ", ".join(member.value for member in Integration)
+            logger.warning(
+                "traceroot: unknown integration %r in %s; valid values: %s, all, none",
+                str(name).strip(),
+                source,
+                valid,
+            )
+    return list(dict.fromkeys(chosen))

@@ -114,9 +114,10 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
 def _print_integrations(config: Config, env: Mapping[str, str], problems: list[str]) -> None:
     """Each integration's fate, judged from metadata: no instrumented library is imported."""
     from traceroot._integrations import probe
+    from traceroot._integrations.registry import parse_requested
 
     click.echo("Integrations")
-    named = probe.requested_integrations(config.integrations)
+    named = parse_requested(config.integrations, "TRACEROOT_INTEGRATIONS")
     for integration, finding in probe.probe_integrations(config.integrations).items():
         _line(integration.value, finding.state)
         if finding.state.startswith("version not supported"):
