@@ -15,7 +15,6 @@ import math
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal
 from pathlib import PurePath
 from types import ModuleType
 from typing import Any
@@ -24,6 +23,13 @@ from opentelemetry.util.types import AttributeValue
 
 from traceroot import _compat as compat
 from traceroot._media import MEDIA_MIN_LENGTH, media_placeholder
+
+
+def _is_decimal(value: Any) -> bool:
+    # Looked up, not imported: a program that never loaded `decimal` (3 ms) holds none.
+    decimal = sys.modules.get("decimal")
+    return decimal is not None and isinstance(value, decimal.Decimal)
+
 
 CYCLE = "<cycle>"
 _MAX_DEPTH = 32
@@ -127,7 +133,7 @@ def _convert(value: Any, limit: int, active: _Walk, depth: int) -> Any:
         return value.isoformat()
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
-    if isinstance(value, uuid.UUID | Decimal | PurePath):
+    if isinstance(value, uuid.UUID | PurePath) or _is_decimal(value):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         # Only what the bound can let through is decoded (UTF-8: at most 4 bytes a character).
