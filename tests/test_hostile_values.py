@@ -248,3 +248,21 @@ def test_media_in_an_argument_becomes_a_placeholder() -> None:
     # Long text that is not base64 is cut as before; a long hex digest is not media.
     assert to_output_value("word " * 1000, 100).startswith("word word")  # type: ignore[union-attr]
     assert to_output_value("ab12" * 500) == "ab12" * 500
+
+
+def test_a_failure_is_told_in_words_never_as_a_raw_repr() -> None:
+    from traceroot._errors import in_words
+
+    class Loud(Exception):
+        def __str__(self) -> str:
+            return "line one\nline two\x00" + "x" * 1000
+
+    class Broken(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no words")
+
+    words = in_words(Loud())
+    assert words.startswith("Loud: line one line two") and words.endswith("...")
+    assert "\n" not in words and "\x00" not in words and len(words) < 320
+    assert in_words(Broken()) == "Broken"
+    assert in_words(ValueError()) == "ValueError"

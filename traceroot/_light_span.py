@@ -154,7 +154,13 @@ class LightSpan(trace_api.Span, ReadableSpan):
             return
         cleaned = clean_value(value)
         if cleaned is None or not key:
-            logger.warning("traceroot: invalid attribute %r=%r dropped", key, value)
+            # The value is not shown: it may be large, or a secret.
+            logger.warning(
+                "traceroot: attribute %r dropped: its value, of type %s, is not a valid "
+                "attribute value (str, bool, int, float, or a sequence of one of them)",
+                key,
+                type(value).__name__,
+            )
             return
         values = self._values
         limits = self._tracer.limits

@@ -22,6 +22,7 @@ import sys
 
 from traceroot import _compat as compat
 from traceroot import _import_hooks as import_hooks
+from traceroot._errors import in_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -188,7 +189,11 @@ def _patch_popen() -> None:
                 else:
                     kwargs["env"] = _env_with_carrier(kwargs.get("env"), carrier)
         except Exception as exc:  # the child still starts, just without our context
-            _warn_once("popen", "traceroot: could not pass the trace context to a child: %r", exc)
+            _warn_once(
+                "popen",
+                "traceroot: could not pass the trace context to a child (%s)",
+                in_words(exc),
+            )
         original(self, *args, **kwargs)
 
     setattr(__init__, _WRAPPED, True)
@@ -229,7 +234,9 @@ def _patch_multiprocessing() -> None:
             if carrier:
                 setattr(self, _PROCESS_ATTR, carrier)
         except Exception as exc:
-            _warn_once("mp-start", "traceroot: could not pass the trace context on: %r", exc)
+            _warn_once(
+                "mp-start", "traceroot: could not pass the trace context on (%s)", in_words(exc)
+            )
         original_start(self)
 
     @functools.wraps(original_bootstrap)
@@ -245,7 +252,9 @@ def _patch_multiprocessing() -> None:
                 if ctx is not None:
                     token = otel_context.attach(ctx)
         except Exception as exc:
-            _warn_once("mp-child", "traceroot: could not continue the parent's trace: %r", exc)
+            _warn_once(
+                "mp-child", "traceroot: could not continue the parent's trace (%s)", in_words(exc)
+            )
         try:
             return original_bootstrap(self, *args, **kwargs)
         finally:
@@ -313,7 +322,9 @@ class _TaskInContext:
             if ctx is not None:
                 token = otel_context.attach(ctx)
         except Exception as exc:  # the task still runs, just outside the caller's trace
-            _warn_once("pool-task", "traceroot: could not continue the caller's trace: %r", exc)
+            _warn_once(
+                "pool-task", "traceroot: could not continue the caller's trace (%s)", in_words(exc)
+            )
         try:
             return self.func(*args, **kwargs)
         finally:
@@ -359,7 +370,9 @@ def _submitting(original: Callable[..., Any]) -> Callable[..., Any]:
             elif "func" in kwargs:
                 kwargs["func"] = _in_current_context(self, kwargs["func"])
         except Exception as exc:  # the task still runs, just outside the caller's trace
-            _warn_once("pool", "traceroot: could not pass the trace context to a pool: %r", exc)
+            _warn_once(
+                "pool", "traceroot: could not pass the trace context to a pool (%s)", in_words(exc)
+            )
         return original(self, *args, **kwargs)
 
     setattr(submit, _WRAPPED, True)

@@ -28,6 +28,7 @@ from traceroot import _integrations as integrations
 from traceroot import _sampling as sampling
 from traceroot import _threads as threads
 from traceroot._config import Config, sdk_disabled_problem
+from traceroot._errors import in_words
 from traceroot._export import ExportPipeline, Redact
 from traceroot._light_span import LightSpan, LightTracer
 from traceroot._sampling import RateSampler
@@ -217,7 +218,7 @@ class TraceRootClient:
         try:
             integrations.activate(requested, self._provider, explicit=explicit)
         except Exception as exc:  # the registry never raises; this guards the program anyway
-            logger.warning("traceroot: enabling integrations failed: %r", exc)
+            logger.warning("traceroot: enabling integrations failed (%s)", in_words(exc))
 
     def unsampled_child(self, parent: trace.Span | None = None) -> trace.Span | None:
         """A bare non-recording span when the parent (default: the current span) is

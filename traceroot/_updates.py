@@ -9,6 +9,7 @@ from opentelemetry import trace
 
 from traceroot import _attributes as attr
 from traceroot._client import get_client
+from traceroot._errors import in_words
 from traceroot._serialize import to_json, to_output_value
 
 logger = logging.getLogger("traceroot")
@@ -60,7 +61,7 @@ def update_current_span(
         if cost is not None:
             span.set_attribute(attr.LLM_COST_TOTAL, float(cost))
     except Exception as exc:  # a bad value must not break the traced code
-        logger.warning("traceroot: update_current_span() failed: %r", exc)
+        logger.warning("traceroot: update_current_span() failed (%s)", in_words(exc))
 
 
 def update_current_trace(
@@ -85,7 +86,7 @@ def update_current_trace(
         if tags is not None:
             span.set_attribute(attr.TRACE_TAGS, [str(t) for t in tags])
     except Exception as exc:
-        logger.warning("traceroot: update_current_trace() failed: %r", exc)
+        logger.warning("traceroot: update_current_trace() failed (%s)", in_words(exc))
 
 
 def get_current_trace_id() -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from traceroot._errors import in_words
 from traceroot._lifecycle import start_thread
 
 logger = logging.getLogger("traceroot")
@@ -260,7 +261,7 @@ class Batcher:
             result = self._exporter.export(batch)
         except Exception as exc:  # an exporter bug must not kill the worker
             self._last_export_ok = False
-            logger.warning("traceroot: exporting %d span(s) failed: %r", len(batch), exc)
+            logger.warning("traceroot: exporting %d span(s) failed (%s)", len(batch), in_words(exc))
             return
         if result is SpanExportResult.SUCCESS:
             self.delivered += len(batch)

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from traceroot import _lifecycle as lifecycle
 from traceroot._config import Config
+from traceroot._errors import in_words
 from traceroot._export.batcher import Batcher
 from traceroot._export.exporters import make_exporter
 from traceroot._export.finisher import Redact, SpanFinisher
@@ -98,7 +99,7 @@ class ExportPipeline:
             if self._store is not None:
                 self._store.add(finished)
         except Exception as exc:  # never let the pipeline break the traced program
-            logger.warning("traceroot: could not process a finished span: %r", exc)
+            logger.warning("traceroot: could not process a finished span (%s)", in_words(exc))
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         if self._closed:

@@ -69,7 +69,7 @@ def _initialize() -> None:
         else:
             auto_initialize()
     except Exception as exc:  # auto_initialize() should never raise; be sure anyway
-        _warn(f"tracing could not start ({exc!r}); the program runs untraced.")
+        _warn(f"tracing could not start ({type(exc).__name__}: {exc}); the program runs untraced.")
 
 
 def _path_finder():  # type: ignore[no-untyped-def]
@@ -95,7 +95,10 @@ def _run_user_sitecustomize() -> None:
         rest = [e for e in sys.path[ours[0] + 1 :] if not is_ours(e)] if ours else []
         spec = _path_finder().find_spec("sitecustomize", rest)
     except Exception as exc:
-        _warn(f"could not look for your own sitecustomize ({exc!r}); it was not run.")
+        _warn(
+            f"could not look for your own sitecustomize ({type(exc).__name__}: {exc}); "
+            "it was not run."
+        )
         return
     if spec is None or spec.loader is None:
         return
