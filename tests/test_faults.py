@@ -281,3 +281,19 @@ def test_burst_with_the_backend_down_drops_counted_after_one_bounded_wait(
     assert lost == 50_000, done.stderr
     (dropped,) = [int(n) for n in re.findall(r"(\d+) dropped on a full queue", done.stderr)]
     assert dropped >= 50_000 - 1000 - 1000, done.stderr  # the queue, and a batch in flight
+
+
+@pytest.mark.parametrize("mode", ["launcher", "initialize"])
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_process_pool_executor_tasks_nest_under_the_submitting_span(
+    receiver: OTLPReceiver, traceroot_env: dict, tmp_path: Path, start: str, mode: str
+) -> None:
+    # The workers are started by a first task outside the span: map() and submit() from
+    # inside it must still put each task's span under it, in its trace.
+    done = run_app(mode, "process_pool.py", [start], traceroot_env, tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done 190\n", "")
+    spans = receiver.wait_for_spans(21, timeout=15)
+    (parent,) = [s for s in spans if s.name == "parent"]
+    tasks = [s for s in spans if s.name == "task"]
+    assert sorted(s.attributes["traceroot.span.output"] for s in tasks) == list(range(20))
+    assert {(s.trace_id, s.parent_span_id) for s in tasks} == {(parent.trace_id, parent.span_id)}

@@ -292,6 +292,7 @@ def carry_context_into_pools() -> None:
     Idempotent; never raises; patches ``multiprocessing.pool`` when it is imported.
     """
     import_hooks.when_imported("multiprocessing.pool", _guarded(_patch_pool))
+    import_hooks.when_imported("concurrent.futures.process", _guarded(_patch_process_pool))
 
 
 class _TaskInContext:
@@ -359,6 +360,15 @@ def _patch_pool() -> None:
         setattr(mp_pool.Pool, name, _submitting(original))
 
 
+def _patch_process_pool() -> None:
+    from concurrent.futures import process
+
+    # map() submits through submit(); the task (fn) travels pickled to a worker process.
+    original = process.ProcessPoolExecutor.submit
+    if not getattr(original, _WRAPPED, False):
+        process.ProcessPoolExecutor.submit = _submitting(original)  # type: ignore[method-assign]
+
+
 def _submitting(original: Callable[..., Any]) -> Callable[..., Any]:
     import functools
 
@@ -367,7 +377,7 @@ def _submitting(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             if args:
                 args = (_in_current_context(self, args[0]), *args[1:])
-            elif "func" in kwargs:
+            elif "func" in kwargs and not _is_process_pool_executor(self):
                 kwargs["func"] = _in_current_context(self, kwargs["func"])
         except Exception as exc:  # the task still runs, just outside the caller's trace
             _warn_once(
@@ -379,15 +389,21 @@ def _submitting(original: Callable[..., Any]) -> Callable[..., Any]:
     return submit
 
 
+def _is_process_pool_executor(pool: Any) -> bool:
+    # Its submit(fn, /, *args, **kwargs): a keyword "func" is the task's own argument.
+    process = sys.modules.get("concurrent.futures.process")
+    return process is not None and isinstance(pool, process.ProcessPoolExecutor)
+
+
 def _guarded(patch: Callable[[], None]) -> Callable[[], None]:
     def run() -> None:
         try:
             patch()
         except Exception as exc:
             _logger().warning(
-                "traceroot: child processes will not join this trace (%s failed: %r)",
+                "traceroot: child processes will not join this trace (%s failed: %s)",
                 patch.__name__,
-                exc,
+                in_words(exc),
             )
 
     return run
