@@ -23,6 +23,7 @@ from traceroot import _import_hooks as import_hooks
 from traceroot import _lifecycle as lifecycle
 from traceroot import _propagation as propagation
 from traceroot import _settings as settings
+from traceroot._errors import in_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -298,10 +299,9 @@ def _activate(*, wait: bool) -> None:
             entry_points.activate_otel_instrumentors(later)
     except Exception as exc:  # never break the host program (nor the import under way)
         _logger().warning(
-            "traceroot: could not activate the integrations (%s: %s); the program runs on "
+            "traceroot: could not activate the integrations (%s); the program runs on "
             "untraced by them",
-            type(exc).__name__,
-            exc,
+            in_words(exc),
         )
     finally:
         _activating = None
@@ -327,9 +327,8 @@ def _start_deferred() -> TraceRootClient | None:
                 from dataclasses import replace
 
                 _logger().warning(
-                    "traceroot: could not start tracing (%s: %s); the program runs untraced.",
-                    type(exc).__name__,
-                    exc,
+                    "traceroot: could not start tracing (%s); the program runs untraced.",
+                    in_words(exc),
                 )
                 client = _new_client(replace(config, enabled=False), None, "auto")
             _client = client

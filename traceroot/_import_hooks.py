@@ -13,6 +13,7 @@ import _thread
 import sys
 
 from traceroot import _compat as compat
+from traceroot._errors import in_words
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,10 +126,9 @@ class _PostImportFinder:
                     callback()
                 except Exception as exc:  # an import must never fail because of tracing
                     _logger().warning(
-                        "traceroot: import hook for %s failed (%s: %s); the import goes on",
+                        "traceroot: import hook for %s failed (%s); the import goes on",
                         name,
-                        type(exc).__name__,
-                        exc,
+                        in_words(exc),
                     )
                     _logger().debug("traceroot: import hook failure", exc_info=exc)
         finally:

@@ -12,6 +12,7 @@ import sys
 from traceroot import _compat as compat
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
+from traceroot._errors import in_words
 from traceroot._integrations import entry_points
 from traceroot._integrations.deferred import DeferredProvider, resolve
 from traceroot._integrations.registry import REGISTRY, Integration, parse_requested, pip_hint
@@ -74,10 +75,8 @@ def activate(
         _activate(requested, tracer_provider, explicit=explicit)
     except Exception as exc:
         logger.warning(
-            "traceroot: could not activate integrations (%s: %s); the program runs on untraced "
-            "by them",
-            type(exc).__name__,
-            exc,
+            "traceroot: could not activate integrations (%s); the program runs on untraced by them",
+            in_words(exc),
         )
         logger.debug("traceroot: activation failure", exc_info=exc)
 
@@ -300,10 +299,9 @@ def _fail(integration: Integration, exc: BaseException) -> None:
     with _state.lock:
         _state.failed[integration] = f"failed: {type(exc).__name__}"
     logger.warning(
-        "traceroot: instrumenting %s failed (%s: %s); other integrations are unaffected",
+        "traceroot: instrumenting %s failed (%s); other integrations are unaffected",
         integration.value,
-        type(exc).__name__,
-        exc,
+        in_words(exc),
     )
     logger.debug("traceroot: instrumenting %s failure", integration.value, exc_info=exc)
 

@@ -12,6 +12,7 @@ import os
 from traceroot import _compat as compat
 from traceroot import _distributions as distributions
 from traceroot import _import_hooks as import_hooks
+from traceroot._errors import in_words
 from traceroot._integrations.registry import OI, REGISTRY, Integration
 from traceroot._settings import logger
 
@@ -78,9 +79,8 @@ def _enabled_entry_points(environ: Mapping[str, str]) -> list[distributions.Entr
         entry_points = distributions.entry_points(ENTRY_POINT_GROUP)
     except Exception as exc:
         logger.warning(
-            "traceroot: could not list OpenTelemetry instrumentors (%s: %s)",
-            type(exc).__name__,
-            exc,
+            "traceroot: could not list OpenTelemetry instrumentors (%s)",
+            in_words(exc),
         )
         return []
     return [entry_point for entry_point in entry_points if entry_point.name not in disabled]
@@ -207,11 +207,9 @@ def _instrument_entry_point(
 
 def _warn_failed(entry_point: AnyEntryPoint, exc: Exception) -> None:
     logger.warning(
-        "traceroot: the OpenTelemetry instrumentor %s failed (%s: %s); the program runs on "
-        "without it",
+        "traceroot: the OpenTelemetry instrumentor %s failed (%s); the program runs on without it",
         entry_point.name,
-        type(exc).__name__,
-        exc,
+        in_words(exc),
     )
     logger.debug("traceroot: instrumentor %s failure", entry_point.name, exc_info=exc)
 
