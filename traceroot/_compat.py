@@ -119,6 +119,35 @@ def is_valid_link(context: SpanContext | None, attributes: types.Attributes) -> 
     return bool(_is_valid_link(context, attributes))
 
 
+def add_valid_attributes(span: Any, attributes: dict[str, Any]) -> None:
+    """Add to a just-started SDK span attributes that are valid already (strings, tuples
+    of strings) without the SDK's per-value check (its `BoundedAttributes._dict`).
+
+    The check copies and inspects every tuple element, and most of a stamped span's
+    start is spent there. The store is written directly only when nothing it does
+    would change the outcome: it is mutable, bounds no value's length, and has room for
+    all of them; otherwise, and on any other SDK layout, `set_attributes` runs.
+    """
+    store = getattr(span, "_attributes", None)
+    inner = getattr(store, "_dict", None)
+    lock = getattr(store, "_lock", None)
+    if (
+        type(inner) is dict
+        and lock is not None
+        and getattr(store, "_immutable", True) is False
+        and getattr(store, "max_value_len", 0) is None
+        and getattr(span, "end_time", 0) is None
+    ):
+        maxlen = getattr(store, "maxlen", 0)
+        with lock:
+            if maxlen is None or len(inner) + len(attributes) <= maxlen:
+                for key in attributes.keys() & inner.keys():
+                    del inner[key]  # a set key moves to the end, as the SDK's own setter does
+                inner.update(attributes)
+                return
+    span.set_attributes(attributes)
+
+
 def start_span_as(tracer: Any, proxy: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     """Run `tracer`'s own `method` with `proxy` as self (the SDK `Tracer`'s internals).
 

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _attributes as attr
+from traceroot._compat import add_valid_attributes
 from traceroot._trace_attributes import context_attributes
 
 # The most open spans whose paths are kept; a program that leaks unended spans starts it over.
@@ -60,6 +61,14 @@ class Stamper:
         self, name: str, parent_context: context_api.Context, parent: trace.Span
     ) -> tuple[dict[str, AttributeValue], Path]:
         """`attributes_for`, with the span's path (names, ids of its ancestors) beside it."""
+        stamped, path = self._made(name, parent)
+        found = context_attributes(parent_context)
+        if found:
+            stamped.update(found)
+        return stamped, path
+
+    def _made(self, name: str, parent: trace.Span) -> tuple[dict[str, AttributeValue], Path]:
+        """What we stamp ourselves (valid attribute values all), with the span's path."""
         stamped = self._static.copy()
         path: Path
         parent_ctx = None if parent is trace.INVALID_SPAN else parent.get_span_context()
@@ -87,9 +96,6 @@ class Stamper:
                     else:  # a remote parent (another process) or one from another SDK
                         path = ((name,), (parent_id,))
         stamped[attr.SPAN_PATH], stamped[attr.SPAN_IDS_PATH] = path
-        found = context_attributes(parent_context)
-        if found:
-            stamped.update(found)
         return stamped, path
 
     def remember(self, span_id: int, path: Path) -> None:
@@ -111,9 +117,17 @@ class Stamper:
 
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
         # Decorator spans arrive stamped already (one attribute pass instead of two).
-        if attr.SPAN_PATH not in (span.attributes or {}):
-            span.set_attributes(self.attributes_for(span.name, parent_context))
-        self.opened(span.context.span_id, span.attributes or {})
+        if attr.SPAN_PATH in (span.attributes or {}):
+            self.opened(span.context.span_id, span.attributes or {})
+            return
+        if parent_context is None:
+            parent_context = context_api.get_current()
+        made, path = self._made(span.name, trace.get_current_span(parent_context))
+        add_valid_attributes(span, made)
+        found = context_attributes(parent_context)
+        if found:  # the program's values: the SDK checks them
+            span.set_attributes(found)
+        self.remember(span.context.span_id, path)
 
     def on_end(self, span: ReadableSpan) -> None:
         """Forget an ended span's path: its children now read it from the span, if at all."""
