@@ -96,6 +96,55 @@ def test_otel_sdk_disabled_is_one_warning_and_a_problem_in_the_check(
     assert code == 1 and "OTEL_SDK_DISABLED=true" in out.split("Problems")[1], out
 
 
+POOL_PROGRAM = """
+import multiprocessing, sys
+import traceroot
+from traceroot import observe
+
+if sys.argv[1] == "initialize":
+    traceroot.initialize()
+
+@observe()
+def work(i):
+    return i * 2
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        print(pool.map(work, range(6)))
+"""
+
+
+@pytest.mark.parametrize("how", ["launcher", "initialize"])
+def test_a_pool_of_workers_warns_about_the_configuration_once(
+    tmp_path: Path, receiver: OTLPReceiver, traceroot_env: dict[str, str], how: str
+) -> None:
+    # Every spawned worker starts traceroot again, from the same environment: a server's or
+    # a pool's workers must not each repeat what the first process said.
+    program = tmp_path / "pool.py"
+    program.write_text(POOL_PROGRAM)
+    env = program_env(
+        {
+            **traceroot_env,
+            "TRACEROOT_FLUSH_INTERVAL": "soon",  # a configuration warning
+            "TRACEROOT_INTEGRATIONS": "openai,bogus",  # the integrations' (launcher) warning
+            "OTEL_SDK_DISABLED": "true",  # the SDK's, found again by each process
+        }
+    )
+    argv = ["python", str(program), how]
+    if how == "launcher":
+        result = launch(argv, env, tmp_path)
+    else:
+        result = subprocess.run(
+            [sys.executable, str(program), how], env=env, cwd=tmp_path,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "[0, 2, 4, 6, 8, 10]\n"), result.stderr
+    assert result.stderr.count("invalid TRACEROOT_FLUSH_INTERVAL") == 1, result.stderr
+    assert result.stderr.count("OTEL_SDK_DISABLED=true turns") == 1, result.stderr
+    # TRACEROOT_INTEGRATIONS is the launcher's: initialize() alone does not read it.
+    assert result.stderr.count("unknown integration 'bogus'") == (how == "launcher")
+
+
 def test_check_in_local_mode_keeps_the_test_span_in_the_local_store(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     code, out = check(program_env({"TRACEROOT_LOCAL_DIR": str(directory)}), tmp_path)

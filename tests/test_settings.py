@@ -34,7 +34,8 @@ def test_the_docs_hold_no_merge_conflict_markers() -> None:
 
 
 def test_every_config_field_is_a_setting_or_derived_from_one() -> None:
-    derived = {"max_batch_size", "otlp_endpoint", "otlp_headers", "otlp", "refused"}
+    # shown_before: whether TRACEROOT_CONFIG_CHECKED says its warnings were shown already.
+    derived = {"max_batch_size", "otlp_endpoint", "otlp_headers", "otlp", "refused", "shown_before"}
     fields = {f.name for f in dataclasses.fields(Config)}
     assert fields - derived == set(BY_FIELD)
 

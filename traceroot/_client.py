@@ -183,6 +183,13 @@ def initialize(
             if redact is not None and _client.redact is None:
                 _client.reconfigure(_client.config, redact, "explicit")
             return _client
+        given = (api_key, host_url, flush_interval, batch_size, timeout, enabled)
+        # Configured by the environment alone, as the launcher or a parent process (a spawned
+        # pool worker runs the same initialize()) may have checked it: warned once for all.
+        digest = None
+        if all(v is None for v in (*given, environment, git_repo, git_ref)):
+            digest = settings.configuration_digest(os.environ)
+        checked = digest is not None and os.environ.get(settings.CHECKED_VARIABLE) == digest
         config = load_config(
             api_key=api_key,
             host_url=host_url,
@@ -193,7 +200,10 @@ def initialize(
             environment=environment,
             git_repo=git_repo,
             git_ref=git_ref,
+            quiet=checked,
         )
+        if digest is not None and not checked and _alone():
+            os.environ[settings.CHECKED_VARIABLE] = digest
         _debug_log(config)
         if _client is not None:
             _client.reconfigure(config, redact, "explicit")
@@ -294,7 +304,9 @@ def _activate(*, wait: bool) -> None:
         from traceroot._integrations.deferred import DeferredProvider
 
         later = DeferredProvider(_started_provider)
-        activation.activate(config.integrations, later, explicit=False)
+        activation.activate(
+            config.integrations, later, explicit=False, warn=not config.shown_before
+        )
         if config.otel_instrumentors:
             entry_points.activate_otel_instrumentors(later)
     except Exception as exc:  # never break the host program (nor the import under way)
@@ -487,6 +499,15 @@ def launcher_variables(environ: Mapping[str, str]) -> dict[str, str]:
         found[settings.CHECKED_VARIABLE] = settings.configuration_digest(environ)
         if not config.enabled:
             return found
+        # The warnings each process would find again, said once here for all of them.
+        from traceroot._config import sdk_disabled_problem
+        from traceroot._integrations.registry import parse_requested
+
+        problem = sdk_disabled_problem(environ)
+        if problem is not None:
+            _logger().warning("traceroot: %s", problem)
+        if isinstance(config.integrations, str):
+            parse_requested(config.integrations, "TRACEROOT_INTEGRATIONS")
         from traceroot._integrations.activation import modules_to_watch
 
         modules = modules_to_watch(config.integrations, config.otel_instrumentors, environ)

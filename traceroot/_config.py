@@ -150,6 +150,10 @@ class Config:
     refused: str | None = None
     """Why nothing may be sent although a destination was configured."""
     otlp: OTLPSettings = field(default_factory=OTLPSettings)
+    shown_before: bool = field(default=False, compare=False)
+    """Whether its warnings were shown already, by the process that started this one: the
+    warnings each process would find again (unknown integration names, OTEL_SDK_DISABLED)
+    are then not repeated by every worker of a pool or a server."""
 
     def __repr__(self) -> str:
         # The key must never reach logs or tracebacks.
@@ -270,7 +274,7 @@ def load_config(
     quieted = _ThisThreadOnly()
     logger.addFilter(quieted)
     try:
-        return _load_config(locals())
+        return replace(_load_config(locals()), shown_before=True)
     finally:
         logger.removeFilter(quieted)
 

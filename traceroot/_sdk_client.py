@@ -123,7 +123,7 @@ class TraceRootClient:
 
     def _start(self) -> None:
         problem = sdk_disabled_problem()
-        if problem is not None:
+        if problem is not None and not self.config.shown_before:
             logger.warning("traceroot: %s", problem)
         self.git = git.detect(self.config.git_repo, self.config.git_ref)
         threads.install()  # work handed to other threads nests under the span that handed it

@@ -60,6 +60,7 @@ def activate(
     tracer_provider: TracerProvider | DeferredProvider,
     *,
     explicit: bool,
+    warn: bool = True,
 ) -> None:
     """Instrument the requested integrations on import, with ``tracer_provider``.
 
@@ -69,10 +70,11 @@ def activate(
     earlier automatic activation.
     ``explicit=False``: ``requested`` is ``TRACEROOT_INTEGRATIONS`` ("a,b", "all", "none")
     or None for every integration whose library is installed; ignored after an explicit
-    activation. Never raises; problems are logged on the ``traceroot`` logger.
+    activation; ``warn=False``: its unknown names were reported already (by the launcher
+    or the parent process). Never raises; problems are logged on the ``traceroot`` logger.
     """
     try:
-        _activate(requested, tracer_provider, explicit=explicit)
+        _activate(requested, tracer_provider, explicit=explicit, warn=warn or explicit)
     except Exception as exc:
         logger.warning(
             "traceroot: could not activate integrations (%s); the program runs on untraced by them",
@@ -86,9 +88,10 @@ def _activate(
     tracer_provider: TracerProvider | DeferredProvider,
     *,
     explicit: bool,
+    warn: bool,
 ) -> None:
     source = "initialize(integrations=...)" if explicit else "TRACEROOT_INTEGRATIONS"
-    chosen = parse_requested(requested, source)
+    chosen = parse_requested(requested, source, warn=warn)
     if explicit and chosen is None:
         return
     with _state.lock:
