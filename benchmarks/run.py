@@ -5,6 +5,8 @@
                                                  # the venvs (about 2 minutes more)
     python benchmarks/run.py --baseline-rev REV  # also traceroot at git revision REV
     python benchmarks/run.py --quick             # a smoke run: small, one repetition
+    python benchmarks/run.py --instructions      # also count instructions (valgrind),
+                                                 # about 12 minutes more
 
 1. Burst: 200 root calls x 100 child calls (20,200 spans), one thread, as fast as it can,
    each contender in its own process, all sending OTLP/HTTP to the same loopback receiver
@@ -18,6 +20,9 @@
 4. Server: a FastAPI app (an `@observe` agent, a tool, an OpenAI call to a loopback fake)
    under `traceroot-run uvicorn` against the same app under plain uvicorn, a steady load at
    concurrency 16: throughput, p50/p99 latency, RSS after the warm-up and at the end.
+5. Instructions (--instructions): the burst programs and the server's requests counted by
+   valgrind's callgrind, where timings on a shared machine are too noisy to tell two
+   revisions apart.
 
 Each contender has its own virtual environment under benchmarks/.venvs/ (built from scratch
 with `python -m venv` + pip, rebuilt when its requirements change): ours (this repository's
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import gzip
 import hashlib
 import io
@@ -61,6 +67,7 @@ PROGRAMS = HERE / "programs"
 VENVS = HERE / ".venvs"
 sys.path.insert(0, str(REPO / "tests"))
 
+import instructions  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
     ExportTraceServiceRequest,
 )
@@ -676,15 +683,10 @@ def server_cases(baseline: str | None) -> list[ServerCase]:
     return cases
 
 
-def run_server_once(
-    case: ServerCase,
-    venv: Venv,
-    rx: CountingReceiver,
-    openai_url: str,
-    warmup: float,
-    duration: float,
-    cwd: Path,
-) -> None:
+def server_command(
+    case: ServerCase, venv: Venv, rx: CountingReceiver, openai_url: str
+) -> tuple[list[str], dict[str, str], int]:
+    """The command line, environment and port of `case`'s server."""
     port = _free_port()
     uvicorn = [str(venv.bin / "uvicorn"), "server_app:app", "--app-dir", str(PROGRAMS),
                "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
@@ -694,11 +696,24 @@ def run_server_once(
         extra = {**extra, **traceroot_env(rx.url)}
     else:
         argv, extra = uvicorn, {**extra, "BENCH_UNTRACED": "1"}
+    return argv, clean_env(venv, extra), port
+
+
+def run_server_once(
+    case: ServerCase,
+    venv: Venv,
+    rx: CountingReceiver,
+    openai_url: str,
+    warmup: float,
+    duration: float,
+    cwd: Path,
+) -> None:
+    argv, env, port = server_command(case, venv, rx, openai_url)
     rx.reset()
     with tempfile.TemporaryFile() as err:
         # Both launchers exec the program: this pid is uvicorn's own.
         server = subprocess.Popen(
-            argv, env=clean_env(venv, extra), cwd=cwd, stdin=subprocess.DEVNULL,
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
         )  # fmt: skip
         try:
@@ -783,6 +798,74 @@ def run_server(
     return cases
 
 
+# --------------------------------------------------------------------------- instructions
+
+INSTRUCTION_BURSTS = ("traceroot", BASELINE, "otel-sized")
+SERVER_WARMUP_REQUESTS, SERVER_COUNTED_REQUESTS = 10, 100
+
+
+@dataclass
+class Instructions:
+    burst: dict[str, float] = field(default_factory=dict)  # contender key: per span
+    server: dict[str, float] = field(default_factory=dict)  # server case key: per request
+    requests: int = SERVER_COUNTED_REQUESTS  # the server's, counted
+
+
+def run_instructions(
+    venvs: dict[str, Venv],
+    rx: CountingReceiver,
+    cwd: Path,
+    baseline: str | None,
+    roots: int,
+    children: int,
+    requests: int,
+) -> Instructions:
+    found = Instructions(requests=requests)
+    sizes = {"BENCH_ROOTS": str(roots), "BENCH_CHILDREN": str(children)}
+    for c in contenders(rx.url, baseline):
+        if c.key not in INSTRUCTION_BURSTS:
+            continue
+        venv = venvs[c.venv]
+        rx.reset()
+        total = instructions.count(
+            [venv.python, str(PROGRAMS / c.program)], clean_env(venv, {**c.env, **sizes}), cwd
+        )
+        spans = roots * (1 + children)
+        if total is not None:
+            found.burst[c.key] = total / spans
+        print(f"  instructions: burst {c.key:<13} {_count(total, spans)}/span", flush=True)
+    fake = subprocess.Popen(
+        [sys.executable, str(PROGRAMS / "fake_openai.py")],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert fake.stdout is not None
+        openai_url = f"http://127.0.0.1:{int(fake.stdout.readline())}/v1"
+        for case in server_cases(baseline):
+            venv = venvs[case.venv]
+            argv, env, port = server_command(case, venv, rx, openai_url)
+            per = instructions.per_request(
+                argv, env, cwd, f"http://127.0.0.1:{port}/ask",
+                functools.partial(_ready_at, port),
+                SERVER_WARMUP_REQUESTS, requests,
+            )  # fmt: skip
+            if per is not None:
+                found.server[case.key] = per
+            print(f"  instructions: server {case.key:<10} {_count(per, 1)}/request", flush=True)
+    finally:
+        fake.terminate()
+        fake.wait(timeout=30)
+    return found
+
+
+def _ready_at(port: int, proc: subprocess.Popen[bytes]) -> bool:
+    return _wait_ready(port, proc, timeout=600)  # start-up under callgrind takes a while
+
+
+def _count(total: float | None, per: int) -> str:
+    return "failed" if total is None else f"{total / per / 1e6:.3f}M"
+
+
 # ------------------------------------------------------------------------------- report
 
 
@@ -863,6 +946,7 @@ class Report:
     children: int
     elapsed_s: float
     baseline: str | None
+    instructions: Instructions | None = None
 
 
 def _burst_numbers(r: BurstResult) -> dict[str, float]:
@@ -1003,6 +1087,26 @@ def summary(rep: Report) -> list[str]:
             ratios = _paired_ratios(case.rss_end, case.rss_start) if case else []
             growth.append((_median(ratios), ratios))
         row("server RSS, end of load / after warm-up", "levels off", growth, "{:.2f}x", False)
+    counted = rep.instructions
+    if counted is not None:
+
+        def counted_ratio(found: dict[str, float], key: str, versus: str) -> Cell:
+            if key not in found or versus not in found:
+                return nan, []
+            return found[key] / found[versus], []
+
+        row(
+            "burst instructions/span vs sized plain OTel (callgrind)",
+            "",
+            [counted_ratio(counted.burst, k, "otel-sized") for k in keys],
+            "{:.3f}x",
+        )
+        row(
+            "server instructions/request vs untraced (callgrind)",
+            "",
+            [counted_ratio(counted.server, k, "untraced") for k in keys],
+            "{:.3f}x",
+        )
     return lines
 
 
@@ -1159,6 +1263,42 @@ def report(rep: Report) -> str:
             )
         add("")
 
+    counted = rep.instructions
+    if counted is not None:
+        add("## 5. Instructions (valgrind's callgrind)")
+        add("")
+        add(
+            "Each program run once under callgrind (`PYTHONHASHSEED=0`), counting the "
+            "instructions of every thread of the process (the export thread's included; not "
+            "the kernel's work, nor time spent waiting). The same work gives the same count "
+            "within a fraction of a percent, where wall time on this shared machine moves by "
+            "tens of percent. Burst: the whole program (start-up, calls, export, exit) per "
+            f"span. Server: from after {SERVER_WARMUP_REQUESTS} warm-up requests to exit on "
+            f"SIGTERM (the final flush included), over {counted.requests} requests sent "
+            "one after another, per request."
+        )
+        add("")
+        add("| program | instructions | vs |")
+        add("|---|---:|---:|")
+        labels = {c.key: c.label for c in contenders("", rep.baseline)}
+        for key, value in counted.burst.items():
+            base_value = counted.burst.get("otel-sized")
+            compared = f"{_ratio(value, base_value)} of plain OTel (sized)" if base_value else ""
+            if key == BASELINE and "traceroot" in counted.burst:
+                compared += f"; this repo is {_ratio(counted.burst['traceroot'], value)} of it"
+            add(f"| burst: {labels.get(key, key)} | {value / 1e3:.1f} k/span | {compared} |")
+        server_labels = {c.key: c.label for c in server_cases(rep.baseline)}
+        for key, value in counted.server.items():
+            base_value = counted.server.get("untraced")
+            compared = "" if key == "untraced" or not base_value else _ratio(value, base_value)
+            if compared:
+                compared += " of untraced"
+            if key == BASELINE and "traceroot" in counted.server:
+                compared += f"; this repo is {_ratio(counted.server['traceroot'], value)} of it"
+            label = server_labels.get(key, key)
+            add(f"| server: {label} | {value / 1e6:.2f} M/request | {compared} |")
+        add("")
+
     if failures:
         add("Failed runs (not in the medians):")
         add("")
@@ -1185,6 +1325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "own venv), side by side with the working tree",
     )
     parser.add_argument("--no-server", action="store_true", help="skip the server benchmark")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count instructions under valgrind's callgrind (burst and server; about "
+        "12 minutes more)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small and short")
     parser.add_argument("--output", type=Path, default=HERE / "results.md")
     parser.add_argument("--setup-only", action="store_true", help="build the venvs and stop")
@@ -1216,6 +1362,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_server:
             print(f"server: {rounds} round(s) of {duration:.0f} s each", flush=True)
             server = run_server(venvs, rx, rounds, warmup, duration, cwd, baseline)
+        counted = None
+        if args.instructions:
+            if instructions.available():
+                print("instructions: under callgrind, one run each", flush=True)
+                requests = 10 if args.quick else SERVER_COUNTED_REQUESTS
+                counted = run_instructions(venvs, rx, cwd, baseline, roots, children, requests)
+            else:
+                print("instructions: valgrind not found; skipped", flush=True)
     command = " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
     text = report(
         Report(
@@ -1233,6 +1387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             children=children,
             elapsed_s=time.perf_counter() - started,
             baseline=baseline,
+            instructions=counted,
         )
     )
     print()

@@ -127,7 +127,8 @@ def is_sensitive_name(name: str) -> bool:
 
 
 # Cheap test before the name rules: no key name can be sensitive without one of these.
-_NAME_HINT = re.compile(r"(?i)pass|pwd|secret|token|auth|cookie|credential|key")
+# Searched in lower case: a case-insensitive alternation is several times slower.
+_NAME_HINT = re.compile(r"pass|pwd|secret|token|auth|cookie|credential|key")
 
 # `"name": value` in JSON, `'name': value` in a Python repr.
 _QUOTED_KEY = re.compile(r"""(["'])([A-Za-z0-9_.\- ]{1,64})\1\s*:\s*""")
@@ -204,7 +205,7 @@ def _scrub_quoted_pairs(text: str) -> str:
 
 
 def _scrub_names(text: str) -> str:
-    if _NAME_HINT.search(text) is None:
+    if _NAME_HINT.search(text.lower()) is None:
         return text
     if ":" in text:
         text = _scrub_quoted_pairs(text)
@@ -347,10 +348,18 @@ SHAPES: tuple[Shape, ...] = (
 _ANY_HINT = re.compile(
     "|".join(
         sorted({re.escape(h.lower()) for shape in SHAPES for h in shape.hint})
-        + [_NAME_HINT.pattern[4:]]
+        + [_NAME_HINT.pattern]
     )
 )
 _SHORT = 512
+
+
+def _contains_one(text: str, hints: tuple[str, ...]) -> bool:
+    # A loop, not any() over a generator: this runs for every rule on every text with a hint.
+    for hint in hints:
+        if hint in text:
+            return True
+    return False
 
 
 def _replace(shape: Shape, match: re.Match[str]) -> str:
@@ -379,7 +388,7 @@ class Scrubber:
         if len(text) <= _SHORT and _ANY_HINT.search(text.lower()) is None:
             return text
         for shape in SHAPES:
-            if shape.hint and not any(h in text for h in shape.hint):
+            if shape.hint and not _contains_one(text, shape.hint):
                 continue
             text = shape.pattern.sub(functools.partial(_replace, shape), text)
         return _scrub_names(text)
