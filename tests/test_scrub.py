@@ -88,6 +88,24 @@ def test_look_alikes_are_left_alone(text: str) -> None:
     assert Scrubber().text(text) == text
 
 
+def test_a_text_seen_before_comes_out_as_the_first_time() -> None:
+    # The scrubber remembers texts it has seen (prompts and schemas repeat on every call):
+    # a second look must give what the first gave, for texts with and without secrets.
+    scrubber = Scrubber()
+    texts = [f"key {CREDENTIALS[rule]} here" for rule in sorted(CREDENTIALS)]
+    texts += [before + secret + after for before, secret, after in IN_CONTEXT.values()]
+    texts += list(LOOK_ALIKES)
+    first = [scrubber.text(t) for t in texts]
+    assert first == [Scrubber().text(t) for t in texts]  # a fresh scrubber agrees
+    again = [scrubber.text("".join(t)) for t in texts]  # equal texts, other objects
+    assert again == first
+    for text in LOOK_ALIKES:  # nothing to scrub: the caller's own object back
+        copy = "".join(text)
+        assert scrubber.text(copy) is copy
+    long_text = "x" * 5000 + " " + CREDENTIALS[sorted(CREDENTIALS)[0]]  # too long to remember
+    assert scrubber.text(long_text) == scrubber.text(long_text) != long_text
+
+
 def test_sensitive_names() -> None:
     for name in (
         "api_key",

@@ -352,6 +352,11 @@ _ANY_HINT = re.compile(
     )
 )
 _SHORT = 512
+# The texts whose outcome is remembered: at most this many, of at most this length (a few
+# MB at most).
+_REMEMBERED_TEXTS = 4096
+_REMEMBERED_LENGTH = 1024
+_SAME = "\0unchanged"  # what a remembered text that needed no change maps to
 
 
 def _contains_one(text: str, hints: tuple[str, ...]) -> bool:
@@ -378,9 +383,27 @@ class Scrubber:
 
     def __init__(self, extra: tuple[tuple[str, re.Pattern[str]], ...] = ()) -> None:
         self._extra = extra
+        # Texts seen before, with what they became. Most texts a traced program sends
+        # repeat: system prompts, tool schemas, model names, paths, function names. (A
+        # dict, cleared when full: a lookup is all the common case should cost.)
+        self._seen: dict[str, str] = {}
 
     def text(self, text: str) -> str:
         """`text` with every credential replaced by its marker (the same object if none)."""
+        seen = self._seen
+        done = seen.get(text)
+        if done is not None:
+            return text if done is _SAME else done
+        scrubbed = self._scrub(text)
+        if scrubbed == text:
+            scrubbed = text  # the rules may rebuild an equal string: the caller's own, then
+        if len(text) <= _REMEMBERED_LENGTH:
+            if len(seen) >= _REMEMBERED_TEXTS:
+                seen.clear()
+            seen[text] = _SAME if scrubbed is text else scrubbed
+        return scrubbed
+
+    def _scrub(self, text: str) -> str:
         for rule, pattern in self._extra:
             text = pattern.sub(marker(rule), text)
         # The common case, a short text with nothing to scrub, in one search. (Over a long
