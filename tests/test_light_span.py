@@ -28,6 +28,7 @@ app_exporter = InMemorySpanExporter()
 if os.environ["MODE"] == "sdk":
     trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(app_exporter))
 span_types = set()
+lib_fail_start = []
 
 @observe(type="tool", metadata={"v": 1}, tags=["t1", "t2"])
 def tool(x, y=2):
@@ -38,8 +39,21 @@ def tool(x, y=2):
     span.set_attribute("custom.float", 1.5)
     span.add_event("checkpoint", {"step": 3, "ok": True})
     span.add_link(trace.SpanContext(0xABC, 0xDEF, is_remote=True), {"why": "retry"})
-    with trace.get_tracer("thirdparty.lib", "1.0").start_as_current_span("lib-call") as s:
+    # A library's spans (an instrumentor's): light ones too while ours is the only processor.
+    lib = trace.get_tracer("thirdparty.lib", "1.0", schema_url="https://example.com/schema")
+    retried = trace.Link(trace.SpanContext(0x123, 0x456, is_remote=True), {"attempt": 2})
+    with lib.start_as_current_span(
+        "lib-call", kind=trace.SpanKind.CLIENT, links=[retried],
+        attributes={"lib.start": "x", "lib.list": ["p", "q"], "traceroot.span.type": "llm"},
+    ) as s:  # fmt: skip
+        span_types.add("lib:" + type(s).__name__)
         s.set_attribute("lib.value", "v")
+    try:
+        with lib.start_as_current_span("lib-fail", start_time=1_700_000_000_000_000_000) as s:
+            lib_fail_start.append(s.start_time)
+            raise KeyError("missing")
+    except KeyError:
+        pass
     update_current_span(usage={"total_tokens": 7}, model="m-1", metadata={"k": "v"})
     return {"sum": x + y}
 
@@ -66,10 +80,11 @@ with using_attributes(user_id="u1", session_id="s1", tags=["ctx"], metadata={"m"
 print(json.dumps({
     "span_types": sorted(span_types),
     "app_spans": sorted(s.name for s in app_exporter.get_finished_spans()),
+    "lib_fail_start": lib_fail_start[0],
 }))
 """
 
-NAMES = ["agent", "lib-call", "numbers", "renamed-later", "tool"]
+NAMES = ["agent", "lib-call", "lib-fail", "numbers", "renamed-later", "tool"]
 
 
 def _comparable(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> dict[str, Any]:
@@ -139,10 +154,21 @@ def test_light_spans_send_what_sdk_spans_send(
     light_out, light = _run(run_with, receiver, traceroot_env, "light")
     sdk_out, sdk = _run(run_with, receiver, traceroot_env, "sdk")
 
-    assert light_out["span_types"] == ["LightSpan"]
-    assert sdk_out["span_types"] == ["_Span"]  # the SDK's own span class
+    assert light_out["span_types"] == ["LightSpan", "lib:LightSpan"]
+    assert sdk_out["span_types"] == ["_Span", "lib:_Span"]  # the SDK's own span class
     assert [s["name"] for s in light] == NAMES
     assert light == sdk
+
+    lib_call = next(s for s in light if s["name"] == "lib-call")
+    assert lib_call["kind"] == "CLIENT" and lib_call["parent"] == "tool"
+    assert lib_call["attributes"]["lib.list"] == ["p", "q"]
+    assert lib_call["attributes"]["traceroot.span.path"] == ["agent", "tool", "lib-call"]
+    assert lib_call["attributes"]["traceroot.span.type"] == "llm"  # the library's own kept
+    assert [link["attributes"] for link in lib_call["links"]] == [{"attempt": 2}]
+    lib_fail = next(s for s in light if s["name"] == "lib-fail")
+    assert lib_fail["status"] == ("ERROR", "KeyError: 'missing'")
+    assert lib_fail["events"][0][1]["exception.type"] == "KeyError"
+    assert light_out["lib_fail_start"] == sdk_out["lib_fail_start"] == 1_700_000_000_000_000_000
 
     tool = next(s for s in light if s["name"] == "tool")
     assert tool["attributes"]["custom.list"] == ["a", "b"]

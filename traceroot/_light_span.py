@@ -1,4 +1,5 @@
-"""A light recording span for `@observe` calls, when our processor is the only one.
+"""A light recording span for `@observe` calls and for the spans libraries make through our
+provider, when our processor is the only one.
 
 The OpenTelemetry SDK span validates every attribute under a lock, keeps bounded
 containers, and copies itself into a new object when it ends: together that is
@@ -74,6 +75,8 @@ class LightSpan(trace_api.Span, ReadableSpan):
         parent: SpanContext | None,
         attributes: dict[str, Any],
         tracer: LightTracer,
+        kind: trace_api.SpanKind = trace_api.SpanKind.INTERNAL,
+        start_time: int | None = None,
     ) -> None:
         limits = tracer.limits
         if len(attributes) >= limits.max_attributes or limits.value_length is not None:
@@ -97,8 +100,8 @@ class LightSpan(trace_api.Span, ReadableSpan):
             context=context,
             parent=parent,
             resource=tracer.resource,
-            kind=trace_api.SpanKind.INTERNAL,
-            start_time=time_ns(),
+            kind=kind,
+            start_time=time_ns() if start_time is None else start_time,
             instrumentation_scope=tracer.scope,
         )
 
@@ -321,14 +324,33 @@ class LightTracer:
         self._sample_bound = sample_bound
         self.scope = scope
         self.on_end = on_end
+        self._use_ids(id_generator)
+
+    def _use_ids(self, id_generator: IdGenerator) -> None:
+        self.id_generator = id_generator
         self._new_span_id = id_generator.generate_span_id
         self._new_trace_id = id_generator.generate_trace_id
         is_random = getattr(id_generator, "is_trace_id_random", None)
         random_flag = _RANDOM_FLAG if is_random is not None and is_random() else 0
         self._root_flags = TraceFlags(TraceFlags.SAMPLED | random_flag)
 
+    def sibling(self, scope: InstrumentationScope, id_generator: IdGenerator) -> LightTracer:
+        """A tracer like this one (resource, processor, limits, sampling) for a library's
+        `scope`, with the id generator its tracer uses (OpenInference's has its own)."""
+        twin = object.__new__(LightTracer)
+        twin.__dict__.update(self.__dict__)
+        twin.scope = scope
+        if id_generator is not self.id_generator:
+            twin._use_ids(id_generator)
+        return twin
+
     def start_span(
-        self, name: str, attributes: dict[str, Any], parent: SpanContext
+        self,
+        name: str,
+        attributes: dict[str, Any],
+        parent: SpanContext,
+        kind: trace_api.SpanKind = trace_api.SpanKind.INTERNAL,
+        start_time: int | None = None,
     ) -> trace_api.Span:
         """A span under `parent` (an invalid context: a root), non-recording when not sampled.
 
@@ -344,7 +366,7 @@ class LightTracer:
                 unsampled = SpanContext(trace_id, self._new_span_id(), False, flags)
                 return trace_api.NonRecordingSpan(unsampled)
             context = SpanContext(trace_id, self._new_span_id(), False, self._root_flags)
-            return LightSpan(name, context, None, attributes, self)
+            return LightSpan(name, context, None, attributes, self, kind, start_time)
         if not parent.trace_flags.sampled:
             return trace_api.NonRecordingSpan(
                 SpanContext(
@@ -358,7 +380,7 @@ class LightTracer:
         context = SpanContext(
             parent.trace_id, self._new_span_id(), False, parent.trace_flags, parent.trace_state
         )
-        return LightSpan(name, context, parent, attributes, self)
+        return LightSpan(name, context, parent, attributes, self, kind, start_time)
 
     def start_under(
         self, name: str, attributes: dict[str, Any], parent: trace_api.Span

@@ -19,10 +19,12 @@ from opentelemetry.sdk.trace import (
     Tracer,
     TracerProvider,
 )
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from traceroot import _attributes as attr
+from traceroot import _compat as compat
 from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _sampling as sampling
@@ -30,7 +32,7 @@ from traceroot import _threads as threads
 from traceroot._config import Config, sdk_disabled_problem
 from traceroot._errors import in_words
 from traceroot._export import ExportPipeline, Redact
-from traceroot._light_span import LightSpan, LightTracer
+from traceroot._light_span import LightSpan, LightTracer, clean_value
 from traceroot._sampling import RateSampler
 from traceroot._stamping import Path, Stamper
 from traceroot.version import SDK_NAME, __version__
@@ -64,8 +66,98 @@ class _SwitchableProcessor(SpanProcessor):
         return self.pipeline.force_flush(timeout_millis)
 
 
+class _LightingTracer(Tracer):
+    """An SDK tracer whose spans are light ones while light spans are on (see `_start`).
+
+    Instrumented libraries (FastAPI, OpenInference, LangChain...) take their tracers from
+    our provider: their spans then cost what `@observe`'s do, stamped here as our processor
+    would stamp them. When light spans are off (another processor, another sampler), or if
+    anything goes wrong here, the SDK tracer it wraps makes the span. Everything else is
+    that tracer's: attributes are read from it, and its own methods run on this one (or on
+    a tracer wrapping this one, as OpenInference's does), calling this `start_span`.
+    """
+
+    def __init__(
+        self, sdk: Tracer, scope: InstrumentationScope, light_for: Callable[..., Any]
+    ) -> None:  # the SDK's __init__ is not run: its state is the wrapped tracer's
+        self._sdk_tracer = sdk
+        self._light_scope = scope
+        self._light_for = light_for
+
+    def __getattr__(self, name: str) -> Any:  # sampler, resource, id_generator, ...
+        if name == "_sdk_tracer":
+            raise AttributeError(name)
+        return getattr(self._sdk_tracer, name)
+
+    def start_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Sequence[trace.Link] | None = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        found = self._light_for(self._light_scope, self.id_generator)
+        # A span given its own path is stamped already (ours, through the SDK): as it is.
+        if found is not None and not (attributes and attr.SPAN_PATH in attributes):
+            light, stamping = found
+            try:
+                return _light_span(
+                    light, stamping, name, context, kind, attributes, links, start_time
+                )
+            except Exception as exc:  # never break the program: the SDK's span instead
+                logger.debug("traceroot: a light span failed, an SDK span instead: %r", exc)
+        # The SDK's own method, on whichever tracer this runs as (OpenInference's runs it
+        # on itself, with its own id generator): it reads the SDK tracer's internals.
+        return compat.start_span_as(
+            self._sdk_tracer, self, "start_span", name, context, kind, attributes, links,
+            start_time, record_exception, set_status_on_exception,
+        )  # fmt: skip
+
+
+def _light_span(
+    light: LightTracer,
+    stamping: Stamper,
+    name: str,
+    context: context_api.Context | None,
+    kind: trace.SpanKind,
+    attributes: Any,
+    links: Sequence[trace.Link] | None,
+    start_time: int | None,
+) -> trace.Span:
+    """A library's span as a light one: its attributes checked as the SDK checks them, then
+    stamped (as `Stamper.on_start` stamps an SDK span, which moves a stamped key last)."""
+    parent_context = context_api.get_current() if context is None else context
+    parent = trace.get_current_span(parent_context)
+    stamped, path = stamping.stamp(name, parent_context, parent)
+    values: dict[str, Any] = {}
+    if attributes:
+        for key, value in attributes.items():
+            cleaned = clean_value(value)
+            if cleaned is None or not isinstance(key, str) or not key:
+                if value is not None:
+                    logger.warning(
+                        "traceroot: attribute %r dropped: its value, of type %s, is not a "
+                        "valid attribute value", key, type(value).__name__,
+                    )  # fmt: skip
+                continue
+            if key not in stamped:
+                values[key] = cleaned
+    values.update(stamped)
+    span = light.start_span(name, values, parent.get_span_context(), kind, start_time)
+    if type(span) is LightSpan:
+        stamping.remember(span.get_span_context().span_id, path)
+        for link in links or ():
+            span.add_link(link.context, link.attributes)
+    return span
+
+
 class _OwnProvider(TracerProvider):
-    """The provider we install; it notices when anyone else adds a processor to it."""
+    """The provider we install; it notices when anyone else adds a processor to it, and
+    gives light tracers (`_LightingTracer`)."""
 
     def __init__(
         self,
@@ -73,6 +165,7 @@ class _OwnProvider(TracerProvider):
         ours: SpanProcessor,
         on_foreign_processor: Callable[[], None],
         sampler: Sampler | None = None,
+        light_for: Callable[..., Any] | None = None,
     ) -> None:
         # The limits are read from the OTEL_*_LIMIT variables once, here, for SDK and
         # light spans alike. sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
@@ -85,6 +178,24 @@ class _OwnProvider(TracerProvider):
         )
         self._ours = ours
         self._on_foreign_processor = on_foreign_processor
+        self._light_for = light_for
+
+    def get_tracer(  # type: ignore[override]
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> trace.Tracer:
+        tracer = super().get_tracer(
+            instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+        )
+        if self._light_for is None or type(tracer) is not Tracer:
+            return tracer  # a no-op one (the SDK is disabled), or a subclass of someone's
+        scope = InstrumentationScope(
+            instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+        )
+        return _LightingTracer(tracer, scope, self._light_for)
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
@@ -104,6 +215,8 @@ class TraceRootClient:
         self._processor: _SwitchableProcessor | None = None
         self._provider: TracerProvider | None = None
         self._light: LightTracer | None = None
+        # Libraries' light tracers, by scope, with the decorator's light tracer they follow.
+        self._light_scopes: dict[tuple[Any, ...], tuple[LightTracer, LightTracer]] = {}
         self._closed = False
         if config.enabled:
             self._start()
@@ -134,7 +247,11 @@ class TraceRootClient:
             provider = existing  # join it: the app's own exporters keep working
         else:
             provider = _OwnProvider(
-                self._resource(), self._processor, self._stop_light_spans, sampling.sampler_for()
+                self._resource(),
+                self._processor,
+                self._stop_light_spans,
+                sampling.sampler_for(),
+                self._light_for,
             )
             trace.set_tracer_provider(provider)
         provider.add_span_processor(self._processor)
@@ -162,6 +279,23 @@ class TraceRootClient:
 
     def _stop_light_spans(self) -> None:
         self._light = None  # another processor must see every span: SDK spans from now on
+
+    def _light_for(
+        self, scope: InstrumentationScope, ids: IdGenerator
+    ) -> tuple[LightTracer, Stamper] | None:
+        """The light tracer for a library's `scope` (and its tracer's id generator) and the
+        stamper, while light spans are on."""
+        light, processor = self._light, self._processor
+        if light is None or processor is None or self._closed:
+            return None
+        key = (scope.name, scope.version, scope.schema_url, id(ids))
+        tracers = self._light_scopes
+        found = tracers.get(key)
+        if found is None or found[0] is not light:
+            if len(tracers) >= 1024:  # tracers made per call: nothing worth keeping
+                tracers.clear()
+            found = tracers[key] = (light, light.sibling(scope, ids))
+        return found[1], processor.stamping
 
     def _build_processors(self) -> tuple[Stamper, ExportPipeline]:
         static: dict[str, Any] = {attr.SDK_NAME: SDK_NAME, attr.SDK_VERSION: __version__}
