@@ -36,6 +36,7 @@ written to benchmarks/results.md (not by --quick).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import functools
 import gzip
@@ -56,7 +57,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -781,21 +782,27 @@ def run_server(
     baseline: str | None,
 ) -> list[ServerCase]:
     cases = server_cases(baseline)
+    with fake_openai() as openai_url:
+        for i in range(rounds):
+            order = cases[i % len(cases) :] + cases[: i % len(cases)]
+            for case in order:
+                run_server_once(case, venvs[case.venv], rx, openai_url, warmup, duration, cwd)
+    return cases
+
+
+@contextlib.contextmanager
+def fake_openai() -> Iterator[str]:
+    """The loopback OpenAI fake, running while in the block: its base URL."""
     fake = subprocess.Popen(
         [sys.executable, str(PROGRAMS / "fake_openai.py")],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     try:
         assert fake.stdout is not None
-        openai_url = f"http://127.0.0.1:{int(fake.stdout.readline())}/v1"
-        for i in range(rounds):
-            order = cases[i % len(cases) :] + cases[: i % len(cases)]
-            for case in order:
-                run_server_once(case, venvs[case.venv], rx, openai_url, warmup, duration, cwd)
+        yield f"http://127.0.0.1:{int(fake.stdout.readline())}/v1"
     finally:
         fake.terminate()
         fake.wait(timeout=30)
-    return cases
 
 
 # --------------------------------------------------------------------------- instructions
@@ -834,13 +841,7 @@ def run_instructions(
         if total is not None:
             found.burst[c.key] = total / spans
         print(f"  instructions: burst {c.key:<13} {_count(total, spans)}/span", flush=True)
-    fake = subprocess.Popen(
-        [sys.executable, str(PROGRAMS / "fake_openai.py")],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert fake.stdout is not None
-        openai_url = f"http://127.0.0.1:{int(fake.stdout.readline())}/v1"
+    with fake_openai() as openai_url:
         for case in server_cases(baseline):
             venv = venvs[case.venv]
             argv, env, port = server_command(case, venv, rx, openai_url)
@@ -852,9 +853,6 @@ def run_instructions(
             if per is not None:
                 found.server[case.key] = per
             print(f"  instructions: server {case.key:<10} {_count(per, 1)}/request", flush=True)
-    finally:
-        fake.terminate()
-        fake.wait(timeout=30)
     return found
 
 
