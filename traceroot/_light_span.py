@@ -60,6 +60,21 @@ def clean_value(value: Any) -> types.AttributeValue | None:
     return items  # type: ignore[return-value]
 
 
+def valid_value(key: Any, value: Any) -> types.AttributeValue | None:
+    """`value` as an attribute value under `key`; None, with a warning, when it cannot be."""
+    cleaned = clean_value(value)
+    if cleaned is None or not isinstance(key, str) or not key:
+        # The value is not shown: it may be large, or a secret.
+        logger.warning(
+            "traceroot: attribute %r dropped: its value, of type %s, is not a valid "
+            "attribute value (str, bool, int, float, or a sequence of one of them)",
+            key,
+            type(value).__name__,
+        )
+        return None
+    return cleaned
+
+
 class LightSpan(trace_api.Span, ReadableSpan):
     """A recording span whose finished form is itself: no copy when it ends.
 
@@ -155,15 +170,8 @@ class LightSpan(trace_api.Span, ReadableSpan):
         if self._light_end is not None:
             logger.debug("traceroot: set_attribute(%r) on an ended span; ignored", key)
             return
-        cleaned = clean_value(value)
-        if cleaned is None or not key:
-            # The value is not shown: it may be large, or a secret.
-            logger.warning(
-                "traceroot: attribute %r dropped: its value, of type %s, is not a valid "
-                "attribute value (str, bool, int, float, or a sequence of one of them)",
-                key,
-                type(value).__name__,
-            )
+        cleaned = valid_value(key, value)
+        if cleaned is None:
             return
         values = self._values
         limits = self._tracer.limits

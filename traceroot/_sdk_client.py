@@ -32,7 +32,7 @@ from traceroot import _threads as threads
 from traceroot._config import Config, sdk_disabled_problem
 from traceroot._errors import in_words
 from traceroot._export import ExportPipeline, Redact
-from traceroot._light_span import LightSpan, LightTracer, clean_value
+from traceroot._light_span import LightSpan, LightTracer, valid_value
 from traceroot._sampling import RateSampler
 from traceroot._stamping import Path, Stamper
 from traceroot.version import SDK_NAME, __version__
@@ -136,15 +136,10 @@ def _light_span(
     values: dict[str, Any] = {}
     if attributes:
         for key, value in attributes.items():
-            cleaned = clean_value(value)
-            if cleaned is None or not isinstance(key, str) or not key:
-                if value is not None:
-                    logger.warning(
-                        "traceroot: attribute %r dropped: its value, of type %s, is not a "
-                        "valid attribute value", key, type(value).__name__,
-                    )  # fmt: skip
-                continue
-            if key not in stamped:
+            if value is None:
+                continue  # the SDK drops it silently
+            cleaned = valid_value(key, value)
+            if cleaned is not None and key not in stamped:  # a stamped key is set below
                 values[key] = cleaned
     values.update(stamped)
     span = light.start_span(name, values, parent.get_span_context(), kind, start_time)
