@@ -120,20 +120,76 @@ def test_a_direct_opentelemetry_tracer_gets_our_provider(
 def test_an_instrumented_import_loads_its_instrumentor_with_the_sdk(
     traceroot_env: dict[str, str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("openai")
+    # Anthropic's instrumentor wraps methods below the client's one entry point: it is
+    # instrumented at the import. (The standard instrumentors are off: the test venv's
+    # httpx one would start tracing at httpx's import.)
+    pytest.importorskip("anthropic")
     result = launch(
         f"""
         import sys
         before = {loaded(("opentelemetry.sdk", "openinference."))}
-        import openai
+        import anthropic
         from traceroot import _integrations as integrations
-        print(before, "opentelemetry.sdk.trace" in sys.modules, integrations.status()["openai"])
+        print(before, "opentelemetry.sdk.trace" in sys.modules, integrations.status()["anthropic"])
         """,
-        traceroot_env,
+        {**traceroot_env, "TRACEROOT_OTEL_INSTRUMENTORS": "false"},
         tmp_path,
     )
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert result.stdout == "[] True instrumented\n"
+
+
+def test_openai_imported_is_instrumented_at_its_first_call(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Imported and given a client, openai loads nothing of tracing; the first calls, from
+    # three threads at once and from an async client, are each traced exactly once.
+    pytest.importorskip("openai")
+    from fake_providers import FakeProviders
+
+    with FakeProviders() as fake:
+        result = launch(
+            f"""
+            import asyncio, sys, threading
+            import openai
+            from traceroot import _integrations as integrations
+
+            client = openai.OpenAI(base_url={fake.url!r} + "/v1", api_key="k", max_retries=0)
+            print({loaded(("opentelemetry", "openinference.", "traceroot._export"))})
+            print(integrations.status()["openai"])
+
+            def call(model):
+                client.chat.completions.create(
+                    model=model, messages=[{{"role": "user", "content": "hi"}}]
+                )
+
+            threads = [threading.Thread(target=call, args=(f"m{{i}}",)) for i in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+            async def main():
+                aclient = openai.AsyncOpenAI(
+                    base_url={fake.url!r} + "/v1", api_key="k", max_retries=0
+                )
+                await aclient.chat.completions.create(
+                    model="async", messages=[{{"role": "user", "content": "hi"}}]
+                )
+
+            asyncio.run(main())
+            call("again")
+            print(integrations.status()["openai"])
+            """,
+            {**traceroot_env, "TRACEROOT_OTEL_INSTRUMENTORS": "false"},
+            tmp_path,
+        )
+        assert (result.returncode, result.stderr) == (0, ""), result.stderr
+        assert result.stdout.splitlines() == ["[]", "waiting for first call", "instrumented"]
+        spans = receiver.wait_for_spans(5)
+    models = sorted(s.attributes.get("llm.model_name") for s in spans)
+    assert models == ["again", "async", "m0", "m1", "m2"]
+    assert {s.scope_name for s in spans} == {"openinference.instrumentation.openai"}
 
 
 def test_a_child_forked_before_any_span_traces_on_its_own(

@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # `typing`, `logging`, `threading` are not loaded by the laun
 if TYPE_CHECKING:  # OpenTelemetry and the duplicates table load with the first instrumentor
     from opentelemetry.trace import TracerProvider
 
+    from traceroot._integrations.first_call import Armed
+
 
 def _load_object(target: str) -> Any:
     module, _, name = target.partition(":")
@@ -43,6 +45,8 @@ class _State:
         self.duplicates_pending = False  # decided when a deferred provider is made
         self.explicit = False
         self.hooks: dict[Integration, Callable[[], None]] = {}
+        # Imported, waiting for the first call to instrument (see `first_call`).
+        self.armed: dict[Integration, Armed] = {}
         self.instrumented: dict[Integration, Any] = {}
         self.in_progress: set[Integration] = set()
         self.failed: dict[Integration, str] = {}
@@ -104,7 +108,8 @@ def _activate(
         previous, _state.provider = _state.provider, tracer_provider
         if explicit and not _state.explicit:
             _state.explicit = True
-            for integration in [i for i in _state.hooks if i not in (chosen or [])]:
+            waiting = (*_state.hooks, *_state.armed)
+            for integration in [i for i in waiting if i not in (chosen or [])]:
                 _withdraw_hook(integration)
         named = chosen is not None
         ready = [
@@ -132,7 +137,7 @@ def _activate(
 def _yield_duplicates_on(tracer_provider: TracerProvider, ready: Iterable[Integration]) -> None:
     """Under the lock: give the provider yielding tracers when an active integration has
     duplicates to silence."""
-    active = {*ready, *_state.hooks, *_state.instrumented, *_state.in_progress}
+    active = {*ready, *_state.hooks, *_state.armed, *_state.instrumented, *_state.in_progress}
     if not active:
         return
     from traceroot._integrations.duplicates import DUPLICATES, yield_duplicates
@@ -227,16 +232,25 @@ def _withdraw_hook(integration: Integration) -> None:
     hook = _state.hooks.pop(integration, None)
     if hook is not None:
         import_hooks.forget(REGISTRY[integration].module, hook)
+    armed = _state.armed.pop(integration, None)
+    if armed is not None:
+        armed.disarm()
 
 
-def _instrument(integration: Integration) -> None:
-    """Instrument ``integration`` once; its library has just been imported."""
+def _instrument(integration: Integration, *, first_call: bool = False) -> None:
+    """Instrument ``integration`` once; its library has just been imported (or, with
+    ``first_call``, called for the first time)."""
     spec = REGISTRY[integration]
     with _state.lock:
         if integration in _state.instrumented or integration in _state.in_progress:
             return
-        _state.in_progress.add(integration)
         deferred = _state.provider
+        if not first_call and _arm(integration, deferred):
+            return
+        armed = _state.armed.pop(integration, None)
+        if armed is not None:  # instrumented now, by another way than its first call
+            armed.disarm()
+        _state.in_progress.add(integration)
     # Outside the lock: making a deferred provider starts tracing, which takes other locks.
     provider = resolve(deferred)
     if isinstance(deferred, DeferredProvider):
@@ -291,6 +305,34 @@ def _instrument(integration: Integration) -> None:
             _state.in_progress.discard(integration)
 
 
+def _arm(integration: Integration, provider: TracerProvider | DeferredProvider | None) -> bool:
+    """Under the lock: whether ``integration`` waits for its library's first call (armed now
+    or before). Only while tracing has not started (``provider`` deferred): once it has, the
+    instrumentor is all that is left to load."""
+    spec = REGISTRY[integration]
+    if integration in _state.armed:
+        return True
+    if not (spec.first_call and isinstance(provider, DeferredProvider)):
+        return False
+    if not distributions.installed(spec.instrumentor_dist):
+        return False  # instrumenting now says what is missing, at the import
+    from traceroot._integrations import first_call
+
+    armed = first_call.arm(spec.first_call, lambda: _first_called(integration))
+    if armed is None:
+        return False
+    _state.armed[integration] = armed
+    logger.debug("traceroot: %s is instrumented at its first call", integration.value)
+    return True
+
+
+def _first_called(integration: Integration) -> None:
+    with _state.lock:
+        if _state.armed.pop(integration, None) is None:
+            return  # disarmed meanwhile (deactivated, or left out by initialize())
+    _instrument(integration, first_call=True)
+
+
 def _note_incidental(before: set[str]) -> None:
     """Mark the integrations whose library was imported since ``before`` (by an instrumentor)."""
     new = set(sys.modules) - before
@@ -312,8 +354,8 @@ def _fail(integration: Integration, exc: BaseException) -> None:
 def status() -> dict[Integration, str]:
     """Each integration's state, for ``traceroot-run --check``.
 
-    One of "instrumented", "waiting for import", "not requested", "library not installed",
-    "instrumentor missing (pip install ...)" or "failed: <ExcType>".
+    One of "instrumented", "waiting for first call", "waiting for import", "not requested",
+    "library not installed", "instrumentor missing (pip install ...)" or "failed: <ExcType>".
     """
     result: dict[Integration, str] = {}
     with _state.lock:
@@ -326,6 +368,8 @@ def status() -> dict[Integration, str]:
                 result[integration] = "library not installed"
             elif not distributions.installed(spec.instrumentor_dist):
                 result[integration] = f"instrumentor missing ({pip_hint(integration)})"
+            elif integration in _state.armed:
+                result[integration] = "waiting for first call"
             elif integration in _state.hooks:
                 result[integration] = "waiting for import"
             else:
@@ -336,7 +380,7 @@ def status() -> dict[Integration, str]:
 def deactivate() -> None:
     """Uninstrument everything instrumented here and remove every pending import hook."""
     with _state.lock:
-        for integration in list(_state.hooks):
+        for integration in [*_state.hooks, *_state.armed]:
             _withdraw_hook(integration)
         instrumentors = [*_state.instrumented.values(), *entry_points.withdraw()]
         _state.instrumented.clear()

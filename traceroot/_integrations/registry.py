@@ -57,6 +57,10 @@ class Spec:
     checks_versions: bool = True
     """Whether the instrumentor declines library versions outside those it declares
     (OpenInference's do); the adapters that only switch on a library's own spans do not."""
+    first_call: tuple[str, ...] = ()
+    """``module:Class.method`` of every method the instrumentor wraps, when every call into
+    the library goes through one of them: while tracing has not started, the library is
+    instrumented at the first call of one (see `first_call`), not at its import."""
 
 
 OI = "openinference.instrumentation"
@@ -68,6 +72,8 @@ REGISTRY: dict[Integration, Spec] = {
         "openai",
         "openinference-instrumentation-openai",
         "traceroot._integrations.adapters:OpenAIInstrumentor",
+        # Every request of the clients (and of Azure's, their subclasses) goes through these.
+        first_call=("openai:OpenAI.request", "openai:AsyncOpenAI.request"),
     ),
     Integration.ANTHROPIC: Spec(
         ("anthropic",),
