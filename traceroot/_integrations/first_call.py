@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import _thread
 import functools
+import os
 import sys
 
 from traceroot import _compat as compat
@@ -35,6 +36,15 @@ class Armed:
         self._lock = compat.rlock()
         self._firing: int | None = None  # the thread instrumenting
         self.fired = False
+        if hasattr(os, "register_at_fork"):
+            # Forked while another thread instrumented: that thread and its hold on the lock
+            # do not exist in the child.
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        if self._firing not in (None, _thread.get_ident()):
+            self._lock = compat.rlock()
+            self._firing = None
 
     def disarm(self) -> None:
         """From now on the stand-ins only pass calls through (instrumented some other way)."""
