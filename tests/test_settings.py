@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import logging
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import traceroot
+from traceroot import _frozen as frozen
 from traceroot._config import Config, load_config, mask_secret, safe_url
 from traceroot._settings import BY_FIELD, SETTINGS, parse_bool, readme_table
 from traceroot.cli.main import main as launcher
@@ -36,7 +36,7 @@ def test_the_docs_hold_no_merge_conflict_markers() -> None:
 def test_every_config_field_is_a_setting_or_derived_from_one() -> None:
     # shown_before: whether TRACEROOT_CONFIG_CHECKED says its warnings were shown already.
     derived = {"max_batch_size", "otlp_endpoint", "otlp_headers", "otlp", "refused", "shown_before"}
-    fields = {f.name for f in dataclasses.fields(Config)}
+    fields = set(frozen.fields(Config))
     assert fields - derived == set(BY_FIELD)
 
 

@@ -336,7 +336,7 @@ def _start_deferred() -> TraceRootClient | None:
             try:
                 client = _new_client(config, None, "auto")
             except Exception as exc:  # never break the host program
-                from dataclasses import replace
+                from traceroot._frozen import replace
 
                 _logger().warning(
                     "traceroot: could not start tracing (%s); the program runs untraced.",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import _thread
 import os
 import sys
-from dataclasses import dataclass, field, replace
 
+from traceroot._frozen import field, record, replace
 from traceroot._otlp_config import OTLPSettings, parse_headers, resolve_otlp
 from traceroot._settings import (
     BY_FIELD,
@@ -76,7 +76,7 @@ def safe_url(url: str | None) -> str:
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
 
-@dataclass(frozen=True)
+@record
 class Destination:
     """Where finished spans go: TraceRoot, any OTLP/HTTP endpoint, or nowhere (local).
 
@@ -111,7 +111,7 @@ def _is_ours(header: str) -> bool:
     return header.lower().startswith("x-traceroot-sdk-")
 
 
-@dataclass(frozen=True)
+@record
 class Config:
     """The resolved configuration of one process (see `_settings.SETTINGS`)."""
 

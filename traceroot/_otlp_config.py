@@ -8,8 +8,8 @@ variable and the fix, and the default is used.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
+from traceroot._frozen import field, record
 from traceroot._settings import OTLP, Resolver, has_control_characters, logger
 
 TYPE_CHECKING = False
@@ -24,7 +24,7 @@ _PREFIX = "OTEL_EXPORTER_OTLP_"
 _warned: set[tuple[str, str]] = set()
 
 
-@dataclass(frozen=True)
+@record
 class OTLPSettings:
     """How to reach one OTLP destination (all fields optional; None means the default)."""
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
+from traceroot._frozen import record
 from traceroot._settings import logger
 
 TYPE_CHECKING = False
@@ -40,7 +40,7 @@ class Integration(str, Enum):
         return self.value
 
 
-@dataclass(frozen=True)
+@record
 class Spec:
     """How one integration is detected, hooked and instrumented."""
 
