@@ -61,7 +61,9 @@ class _Spec:
     __slots__ = ("compared", "defaults", "factories", "names")
 
     def __init__(self, cls: type) -> None:
-        self.names: tuple[str, ...] = tuple(vars(cls).get("__annotations__", {}))
+        # The class's own annotations, in order (from 3.14 they may be made on first read).
+        own = vars(cls).get("__annotations__")
+        self.names: tuple[str, ...] = tuple(own if own is not None else cls.__annotations__)
         self.defaults: dict[str, object] = {}
         self.factories: dict[str, Callable[[], object]] = {}
         compared = []
