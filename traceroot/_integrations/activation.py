@@ -247,9 +247,6 @@ def _instrument(integration: Integration, *, first_call: bool = False) -> None:
         deferred = _state.provider
         if not first_call and _arm(integration, deferred):
             return
-        armed = _state.armed.pop(integration, None)
-        if armed is not None:  # instrumented now, by another way than its first call
-            armed.disarm()
         _state.in_progress.add(integration)
     # Outside the lock: making a deferred provider starts tracing, which takes other locks.
     provider = resolve(deferred)
