@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import _thread
 import functools
-import os
 import sys
 
 from traceroot import _compat as compat
+from traceroot import _lifecycle as lifecycle
 from traceroot._settings import logger
 
 TYPE_CHECKING = False
@@ -36,10 +36,9 @@ class Armed:
         self._lock = compat.rlock()
         self._firing: int | None = None  # the thread instrumenting
         self.fired = False
-        if hasattr(os, "register_at_fork"):
-            # Forked while another thread instrumented: that thread and its hold on the lock
-            # do not exist in the child.
-            os.register_at_fork(after_in_child=self._after_fork)
+        # Forked while another thread instrumented: that thread and its hold on the lock
+        # do not exist in the child.
+        lifecycle.after_fork_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
         if self._firing not in (None, _thread.get_ident()):
