@@ -3,6 +3,7 @@
 - ``receiver``: a started loopback OTLP receiver (see ``otlp_receiver.py``).
 - ``traceroot_env``: env overrides pointing the SDK at ``receiver``.
 - ``run_python``: run ``sys.executable`` in a clean subprocess.
+- ``providers``: loopback fakes of the LLM providers' APIs (see ``fake_providers.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from fake_providers import FakeProviders
 from otlp_receiver import OTLPReceiver
 
 # Prefixes of variables stripped from the environment of child processes.
@@ -48,6 +50,13 @@ def receiver() -> Iterator[OTLPReceiver]:
     """A loopback OTLP/HTTP receiver, started for this test and stopped after."""
     with OTLPReceiver() as rx:
         yield rx
+
+
+@pytest.fixture
+def providers() -> Iterator[FakeProviders]:
+    """Loopback fakes of the provider APIs (OpenAI, Anthropic, ...), started for this test."""
+    with FakeProviders() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -29,12 +29,6 @@ from traceroot._integrations import REGISTRY, Integration, Spec
 LIBRARIES = ("openai", "anthropic", "langchain_core", "google.genai")
 
 
-@pytest.fixture
-def providers() -> Iterator[FakeProviders]:
-    with FakeProviders() as fake:
-        yield fake
-
-
 def _run(run_python: RunPython, script: str, env: dict[str, str], *args: str) -> str:
     result = run_python(textwrap.dedent(script), args=args, env=env)
     assert result.returncode == 0, result.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import clean_env
+from fake_providers import FakeProviders
 from otlp_receiver import OTLPReceiver
 
 # What must wait for the first span: the SDK, our export pipeline, any instrumentor.
@@ -140,53 +141,53 @@ def test_an_instrumented_import_loads_its_instrumentor_with_the_sdk(
 
 
 def test_openai_imported_is_instrumented_at_its_first_call(
-    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
+    tmp_path: Path,
+    providers: FakeProviders,
 ) -> None:
     # Imported and given a client, openai loads nothing of tracing; the first calls, from
     # three threads at once and from an async client, are each traced exactly once.
     pytest.importorskip("openai")
-    from fake_providers import FakeProviders
+    result = launch(
+        f"""
+        import asyncio, sys, threading
+        import openai
+        from traceroot import _integrations as integrations
 
-    with FakeProviders() as fake:
-        result = launch(
-            f"""
-            import asyncio, sys, threading
-            import openai
-            from traceroot import _integrations as integrations
+        client = openai.OpenAI(base_url={providers.url!r} + "/v1", api_key="k", max_retries=0)
+        print({loaded(("opentelemetry", "openinference.", "traceroot._export"))})
+        print(integrations.status()["openai"])
 
-            client = openai.OpenAI(base_url={fake.url!r} + "/v1", api_key="k", max_retries=0)
-            print({loaded(("opentelemetry", "openinference.", "traceroot._export"))})
-            print(integrations.status()["openai"])
+        def call(model):
+            client.chat.completions.create(
+                model=model, messages=[{{"role": "user", "content": "hi"}}]
+            )
 
-            def call(model):
-                client.chat.completions.create(
-                    model=model, messages=[{{"role": "user", "content": "hi"}}]
-                )
+        threads = [threading.Thread(target=call, args=(f"m{{i}}",)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
-            threads = [threading.Thread(target=call, args=(f"m{{i}}",)) for i in range(3)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+        async def main():
+            aclient = openai.AsyncOpenAI(
+                base_url={providers.url!r} + "/v1", api_key="k", max_retries=0
+            )
+            await aclient.chat.completions.create(
+                model="async", messages=[{{"role": "user", "content": "hi"}}]
+            )
 
-            async def main():
-                aclient = openai.AsyncOpenAI(
-                    base_url={fake.url!r} + "/v1", api_key="k", max_retries=0
-                )
-                await aclient.chat.completions.create(
-                    model="async", messages=[{{"role": "user", "content": "hi"}}]
-                )
-
-            asyncio.run(main())
-            call("again")
-            print(integrations.status()["openai"])
-            """,
-            {**traceroot_env, "TRACEROOT_OTEL_INSTRUMENTORS": "false"},
-            tmp_path,
-        )
-        assert (result.returncode, result.stderr) == (0, ""), result.stderr
-        assert result.stdout.splitlines() == ["[]", "waiting for first call", "instrumented"]
-        spans = receiver.wait_for_spans(5)
+        asyncio.run(main())
+        call("again")
+        print(integrations.status()["openai"])
+        """,
+        {**traceroot_env, "TRACEROOT_OTEL_INSTRUMENTORS": "false"},
+        tmp_path,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert result.stdout.splitlines() == ["[]", "waiting for first call", "instrumented"]
+    spans = receiver.wait_for_spans(5)
     models = sorted(s.attributes.get("llm.model_name") for s in spans)
     assert models == ["again", "async", "m0", "m1", "m2"]
     assert {s.scope_name for s in spans} == {"openinference.instrumentation.openai"}
@@ -230,86 +231,86 @@ def test_a_child_forked_before_any_span_traces_on_its_own(
 
 
 def test_an_instrumented_import_does_not_wait_for_a_start_under_way(
-    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
+    tmp_path: Path,
+    providers: FakeProviders,
 ) -> None:
     # Thread "starter" makes the first span; while it loads the SDK (held there by a
     # finder until the other import is over), thread "importer" imports openai. The
     # importer must not wait for the start (the starter may need a module the importer is
     # inside: a deadlock); openai is instrumented once tracing has started.
     pytest.importorskip("openai")
-    from fake_providers import FakeProviders
+    result = launch(
+        f"""
+        import sys, threading
+        import traceroot
 
-    with FakeProviders() as fake:
-        result = launch(
-            f"""
-            import sys, threading
-            import traceroot
+        loading = threading.Event()
+        imported = threading.Event()
+        waited = []
 
-            loading = threading.Event()
-            imported = threading.Event()
-            waited = []
+        class Held:
+            # Runs the SDK module only once the other import is over. (Not in
+            # find_spec: Python calls that under its global import lock.)
+            def __init__(self, loader):
+                self.loader = loader
 
-            class Held:
-                # Runs the SDK module only once the other import is over. (Not in
-                # find_spec: Python calls that under its global import lock.)
-                def __init__(self, loader):
-                    self.loader = loader
+            def create_module(self, spec):
+                return self.loader.create_module(spec)
 
-                def create_module(self, spec):
-                    return self.loader.create_module(spec)
+            def exec_module(self, module):
+                loading.set()
+                waited.append(imported.wait(20))
+                self.loader.exec_module(module)
 
-                def exec_module(self, module):
-                    loading.set()
-                    waited.append(imported.wait(20))
-                    self.loader.exec_module(module)
+        class Gate:
+            def find_spec(self, name, path=None, target=None):
+                if name != "opentelemetry.sdk.trace" or (
+                    threading.current_thread().name != "starter"
+                ):
+                    return None
+                from importlib.machinery import PathFinder
 
-            class Gate:
-                def find_spec(self, name, path=None, target=None):
-                    if name != "opentelemetry.sdk.trace" or (
-                        threading.current_thread().name != "starter"
-                    ):
-                        return None
-                    from importlib.machinery import PathFinder
+                spec = PathFinder.find_spec(name, path)
+                spec.loader = Held(spec.loader)
+                return spec
 
-                    spec = PathFinder.find_spec(name, path)
-                    spec.loader = Held(spec.loader)
-                    return spec
+        sys.meta_path.insert(0, Gate())
 
-            sys.meta_path.insert(0, Gate())
+        def first():
+            @traceroot.observe(name="first")  # here: it loads the OpenTelemetry API
+            def work():
+                return "ok"
 
-            def first():
-                @traceroot.observe(name="first")  # here: it loads the OpenTelemetry API
-                def work():
-                    return "ok"
+            work()
 
-                work()
-
-            def importer():
-                loading.wait(20)
-                import openai
-
-                imported.set()
-
-            threads = [
-                threading.Thread(target=first, name="starter"),
-                threading.Thread(target=importer, name="importer"),
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-
+        def importer():
+            loading.wait(20)
             import openai
 
-            client = openai.OpenAI(base_url={fake.url!r} + "/v1", api_key="k", max_retries=0)
-            client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}]
-            )
-            print(waited)
-            """,
-            traceroot_env,
-            tmp_path,
+            imported.set()
+
+        threads = [
+            threading.Thread(target=first, name="starter"),
+            threading.Thread(target=importer, name="importer"),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+        import openai
+
+        client = openai.OpenAI(base_url={providers.url!r} + "/v1", api_key="k", max_retries=0)
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{{"role": "user", "content": "hi"}}]
         )
+        print(waited)
+        """,
+        traceroot_env,
+        tmp_path,
+    )
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert result.stdout == "[True]\n"  # the import finished while the start was under way
     names = sorted(span.name for span in receiver.spans)
