@@ -266,3 +266,97 @@ def test_a_failure_is_told_in_words_never_as_a_raw_repr() -> None:
     assert "\n" not in words and "\x00" not in words and len(words) < 320
     assert in_words(Broken()) == "Broken"
     assert in_words(ValueError()) == "ValueError"
+
+
+# Strings UTF-8 cannot carry: a lone surrogate (JSON's "\ud83d" on its own, a file name decoded
+# with surrogateescape) and a pair as two code points. Protobuf and SQLite refuse them; one
+# such value once cost every span sent in the same request.
+SURROGATES = r"""
+import json, traceroot
+from traceroot import observe, update_current_span
+
+@observe(type="tool")
+def before():
+    return "ok"
+
+@observe(type="tool")
+def lone():
+    update_current_span(metadata={"file": "caf\udce9.txt"})
+    return "half \ud83d of an emoji"
+
+@observe(type="tool")
+def pair():
+    return "whole \ud83d\ude00"
+
+@observe(type="tool")
+def fails():
+    raise ValueError("bad byte \udcff")
+
+@observe(name="agent \udc80", type="agent")
+def agent():
+    before()
+    lone()
+    pair()
+    try:
+        fails()
+    except ValueError:
+        pass
+    return "done"
+
+print(agent())
+"""
+SURROGATE_SPANS = 5
+
+
+def _check_surrogates_replaced(spans: list[Any]) -> None:
+    by_name = {s.name: s for s in spans}
+    assert set(by_name) == {"agent \ufffd", "before", "lone", "pair", "fails"}
+    assert by_name["lone"].attributes["traceroot.span.output"] == "half \ufffd of an emoji"
+    assert "caf\\udce9" in by_name["lone"].attributes["traceroot.span.metadata"]  # JSON escape
+    assert by_name["pair"].attributes["traceroot.span.output"] == "whole \U0001f600"
+    failed = by_name["fails"]
+    assert failed.status_message == "ValueError: bad byte \ufffd"
+    assert failed.events[0].attributes["exception.message"] == "bad byte \ufffd"
+
+
+def test_a_string_utf8_cannot_carry_costs_no_span_over_otlp_http(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    proc, spans = run_traced(
+        run_python, receiver, traceroot_env, SURROGATES, expect=SURROGATE_SPANS
+    )
+    assert proc.stdout == "done\n" and proc.stderr == ""
+    assert {r.status for r in receiver.requests} == {200}
+    assert len(spans) == SURROGATE_SPANS
+    _check_surrogates_replaced(list(spans))
+
+
+def test_a_string_utf8_cannot_carry_costs_no_span_over_grpc(run_python: Any) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.grpc")
+    from net_servers import GRPCReceiver
+
+    with GRPCReceiver() as rx:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": rx.url,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "TRACEROOT_FLUSH_INTERVAL": "0.2",
+        }
+        proc = run_python(SURROGATES, env=env)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\n", "")
+        spans = rx.wait_for_spans(SURROGATE_SPANS)
+    assert len(spans) == SURROGATE_SPANS
+    _check_surrogates_replaced(spans)
+
+
+def test_a_string_utf8_cannot_carry_costs_no_span_in_the_local_store(
+    run_python: Any, tmp_path: Any
+) -> None:
+    import sqlite3
+
+    env = {"TRACEROOT_LOCAL_DIR": str(tmp_path), "TRACEROOT_CONSOLE": "false"}
+    proc = run_python(SURROGATES, env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\n", "")
+    with sqlite3.connect(tmp_path / "traces.db") as conn:
+        rows = dict(conn.execute("SELECT name, attributes FROM spans").fetchall())
+    assert set(rows) == {"agent \ufffd", "before", "lone", "pair", "fails"}
+    assert json.loads(rows["lone"])["traceroot.span.output"] == "half \ufffd of an emoji"

@@ -148,3 +148,28 @@ def test_a_large_batch_is_cut_into_requests_of_bounded_size() -> None:
         assert count == 1 or len(request) <= 100_000 + 1_000  # + resource and scope
     assert sum(groups, []) == [f"s{i}" for i in range(10)]  # in order
     assert ["s7"] in groups  # larger than the bound: alone
+
+
+def test_strings_utf8_cannot_carry_are_replaced_not_sent_broken() -> None:
+    # Protobuf refuses a string field that is not UTF-8 (the whole request with it): a lone
+    # surrogate anywhere becomes U+FFFD, a surrogate pair the character it stands for.
+    keep = _Keep()
+    provider = TracerProvider()
+    provider.add_span_processor(keep)
+    with provider.get_tracer("scope \udc80", "1.\ud800").start_as_current_span("name \ud83d") as s:
+        s.set_attributes({"key \udcff": "value \ud800", "pair": "\ud83d\ude00", "list": ["\udc00"]})
+        s.add_event("event \udce9", {"k": "v \udce9"})
+        s.set_status(Status(StatusCode.ERROR, "why \udcff"))
+    [(count, request)] = list(encode_requests(keep.spans, 1 << 30))
+    decoded = ExportTraceServiceRequest.FromString(request)  # upb checks UTF-8
+    scope_spans = decoded.resource_spans[0].scope_spans[0]
+    assert (scope_spans.scope.name, scope_spans.scope.version) == ("scope \ufffd", "1.\ufffd")
+    [span] = scope_spans.spans
+    assert span.name == "name \ufffd"
+    values = {kv.key: kv.value for kv in span.attributes}
+    assert values["key \ufffd"].string_value == "value \ufffd"
+    assert values["pair"].string_value == "\U0001f600"
+    assert [v.string_value for v in values["list"].array_value.values] == ["\ufffd"]
+    assert span.events[0].name == "event \ufffd"
+    assert span.events[0].attributes[0].value.string_value == "v \ufffd"
+    assert span.status.message == "why \ufffd"

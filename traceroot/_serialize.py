@@ -35,6 +35,15 @@ CYCLE = "<cycle>"
 _MAX_DEPTH = 32
 
 
+def well_formed(text: str) -> str:
+    """`text` as UTF-8 can carry it: a surrogate pair joined, a lone surrogate made U+FFFD.
+
+    Python strings may hold surrogates (a file name decoded with `surrogateescape`, JSON's
+    "\\ud83d" on its own); UTF-8, and so protobuf and SQLite, refuse them.
+    """
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def truncate(text: str, limit: int, already_cut: int = 0, unread: str = "") -> str:
     """Cut `text` to at most `limit` characters, ending in a marker saying how much went.
 

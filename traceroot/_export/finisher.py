@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import Status
+from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _attributes as attr
@@ -20,7 +20,7 @@ from traceroot._content import WITHHELD_CONTENT, capture_content_from_environmen
 from traceroot._export.scrub import NAME_RULE, Scrubber, marker, scrubber_from_environment
 from traceroot._light_span import LightSpan
 from traceroot._media import replace_media
-from traceroot._serialize import to_json, truncate
+from traceroot._serialize import to_json, truncate, well_formed
 
 logger = logging.getLogger("traceroot")
 
@@ -314,22 +314,93 @@ def _copy(
     attributes: dict[str, Any],
     events: tuple[Event, ...],
     status: Status,
+    *,
+    name: str | None = None,
+    links: tuple[Link, ...] | None = None,
 ) -> ReadableSpan:
     return FinishedSpan(
         (span.dropped_attributes, span.dropped_events, span.dropped_links),
-        name=span.name,
+        name=span.name if name is None else name,
         context=span.context,
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
         events=events,
-        links=tuple(span.links),
+        links=tuple(span.links) if links is None else links,
         kind=span.kind,
         status=status,
         start_time=span.start_time,
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+def with_valid_text(span: ReadableSpan) -> ReadableSpan:
+    """`span`, or a copy when one of its strings (name, keys, values, events, links, status)
+    is one UTF-8 cannot carry, made valid (see `well_formed`): for an encoder that would
+    refuse the span, or drop the value with a traceback on stderr."""
+    if _valid_text(span):
+        return span
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, well_formed(status.description))
+    return _copy(
+        span,
+        _valid_attributes(span.attributes),
+        tuple(
+            Event(well_formed(e.name), _valid_attributes(e.attributes), e.timestamp)
+            for e in span.events
+        ),
+        status,
+        name=well_formed(span.name),
+        links=tuple(Link(link.context, _valid_attributes(link.attributes)) for link in span.links),
+    )
+
+
+def _valid_text(span: ReadableSpan) -> bool:
+    if not _valid(span.name) or not _valid(span.status.description or ""):
+        return False
+    if not _valid_in(span.attributes):
+        return False
+    return all(_valid(e.name) and _valid_in(e.attributes) for e in span.events) and all(
+        _valid_in(link.attributes) for link in span.links
+    )
+
+
+def _valid_in(attributes: Mapping[str, Any] | None) -> bool:
+    for key, value in (attributes or {}).items():
+        if not _valid(key):
+            return False
+        if type(value) is str:
+            if not _valid(value):
+                return False
+        elif isinstance(value, tuple | list) and not all(
+            _valid(v) for v in value if isinstance(v, str)
+        ):
+            return False
+    return True
+
+
+def _valid(text: str) -> bool:
+    if text.isascii():  # known to the string itself: no scan
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _valid_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {well_formed(k): _valid_value(v) for k, v in (attributes or {}).items()}
+
+
+def _valid_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, tuple | list):
+        return tuple(well_formed(v) if isinstance(v, str) else v for v in value)
+    return value
 
 
 def _scrubbed(value: Any) -> bool:

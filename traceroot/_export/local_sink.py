@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from traceroot._export.batcher import Batcher
+from traceroot._export.finisher import with_valid_text
 from traceroot._local.settings import LocalSettings, local_settings
 
 if TYPE_CHECKING:
@@ -66,7 +67,12 @@ class StoreExporter(SpanExporter):
         rows = [row for row in map(from_sdk_span, spans) if row is not None]
         for attempt in range(_BUSY_RETRIES):
             try:
-                self.written += self._store.write(rows)
+                try:
+                    self.written += self._store.write(rows)
+                except UnicodeEncodeError:  # a string SQLite refuses: written again, made valid
+                    valid = map(from_sdk_span, map(with_valid_text, spans))
+                    rows = [row for row in valid if row is not None]
+                    self.written += self._store.write(rows)
                 return SpanExportResult.SUCCESS
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):

@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 
+from traceroot._serialize import well_formed
+
 _U64 = 0xFFFFFFFFFFFFFFFF
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
@@ -46,6 +48,18 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def _utf8(text: str) -> bytes:
+    """`text` in UTF-8; a surrogate, which UTF-8 cannot carry, replaced (see well_formed).
+
+    Protobuf strings must be valid UTF-8: a receiver refuses the whole request otherwise,
+    so one such value would cost every span sent with it.
+    """
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return well_formed(text).encode("utf-8")
+
+
 def _field(tag: bytes, payload: bytes) -> bytes:
     """A length-delimited field."""
     return tag + _varint(len(payload)) + payload
@@ -55,7 +69,7 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, bool):
         return b"\x10\x01" if value else b"\x10\x00"
     if isinstance(value, str):
-        return _field(b"\x0a", value.encode("utf-8", "surrogatepass"))
+        return _field(b"\x0a", _utf8(value))
     if isinstance(value, int):
         return b"\x18" + _varint(value & _U64)
     if isinstance(value, float):
@@ -72,7 +86,7 @@ def _any_value(value: Any) -> bytes:
 
 
 def _key_value(key: str, value: Any) -> bytes:
-    return _field(b"\x0a", key.encode("utf-8")) + _field(b"\x12", _any_value(value))
+    return _field(b"\x0a", _utf8(key)) + _field(b"\x12", _any_value(value))
 
 
 def _short_strings(values: tuple[Any, ...]) -> bool:
@@ -175,7 +189,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     if name is None:
         if len(_names) >= _CACHE_LIMIT:
             _names.clear()
-        name = _names[span.name] = _field(b"\x2a", span.name.encode("utf-8", "surrogatepass"))
+        name = _names[span.name] = _field(b"\x2a", _utf8(span.name))
     parts.append(name)
     kind = span.kind
     parts.append(_INTERNAL_FIELD if kind is SpanKind.INTERNAL else _KIND_FIELDS[kind])
@@ -186,7 +200,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     for event in span.events:
         event_parts = [
             b"\x09" + _pack_fixed64(event.timestamp),
-            _field(b"\x12", event.name.encode("utf-8")),
+            _field(b"\x12", _utf8(event.name)),
         ]
         event_parts.extend(_attributes(b"\x1a", event.attributes))
         if event.dropped_attributes:
@@ -204,7 +218,7 @@ def encode_span(span: ReadableSpan) -> bytes:
     else:
         status_parts = []
         if status.description:
-            description = status.description.encode("utf-8", "surrogatepass")
+            description = _utf8(status.description)
             status_parts.append(_field(b"\x12", description))
         if status.status_code.value:
             status_parts.append(b"\x18" + _varint(status.status_code.value))
@@ -216,9 +230,9 @@ def encode_span(span: ReadableSpan) -> bytes:
 def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope is None:
         return b""
-    parts = [_field(b"\x0a", scope.name.encode("utf-8"))]
+    parts = [_field(b"\x0a", _utf8(scope.name))]
     if scope.version:
-        parts.append(_field(b"\x12", scope.version.encode("utf-8")))
+        parts.append(_field(b"\x12", _utf8(scope.version)))
     parts.extend(_attributes(b"\x1a", scope.attributes))
     return b"".join(parts)
 
