@@ -268,11 +268,13 @@ def test_a_failure_is_told_in_words_never_as_a_raw_repr() -> None:
     assert in_words(ValueError()) == "ValueError"
 
 
-# Strings UTF-8 cannot carry: a lone surrogate (JSON's "\ud83d" on its own, a file name decoded
-# with surrogateescape) and a pair as two code points. Protobuf and SQLite refuse them; one
-# such value once cost every span sent in the same request.
-SURROGATES = r"""
+# What OTLP cannot carry as it is: strings UTF-8 cannot carry, a lone surrogate (JSON's "\ud83d"
+# on its own, a file name decoded with surrogateescape) or a pair as two code points, which
+# protobuf and SQLite refuse (one such value once cost every span sent in the same request);
+# integers beyond 64 bits, which once wrapped around (2**70 arrived as 0).
+UNCARRIED = r"""
 import json, traceroot
+from opentelemetry import trace
 from traceroot import observe, update_current_span
 
 @observe(type="tool")
@@ -292,11 +294,17 @@ def pair():
 def fails():
     raise ValueError("bad byte \udcff")
 
+@observe(type="tool")
+def huge():
+    trace.get_current_span().set_attribute("count", 2**70)
+    return -(2**64)
+
 @observe(name="agent \udc80", type="agent")
 def agent():
     before()
     lone()
     pair()
+    huge()
     try:
         fails()
     except ValueError:
@@ -305,12 +313,14 @@ def agent():
 
 print(agent())
 """
-SURROGATE_SPANS = 5
+UNCARRIED_SPANS = 6
 
 
-def _check_surrogates_replaced(spans: list[Any]) -> None:
+def _check_made_encodable(spans: list[Any]) -> None:
     by_name = {s.name: s for s in spans}
-    assert set(by_name) == {"agent \ufffd", "before", "lone", "pair", "fails"}
+    assert set(by_name) == {"agent \ufffd", "before", "lone", "pair", "huge", "fails"}
+    assert by_name["huge"].attributes["traceroot.span.output"] == str(-(2**64))
+    assert by_name["huge"].attributes["count"] == str(2**70)
     assert by_name["lone"].attributes["traceroot.span.output"] == "half \ufffd of an emoji"
     assert "caf\\udce9" in by_name["lone"].attributes["traceroot.span.metadata"]  # JSON escape
     assert by_name["pair"].attributes["traceroot.span.output"] == "whole \U0001f600"
@@ -319,19 +329,17 @@ def _check_surrogates_replaced(spans: list[Any]) -> None:
     assert failed.events[0].attributes["exception.message"] == "bad byte \ufffd"
 
 
-def test_a_string_utf8_cannot_carry_costs_no_span_over_otlp_http(
+def test_values_otlp_cannot_carry_cost_no_span_over_otlp_http(
     run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
 ) -> None:
-    proc, spans = run_traced(
-        run_python, receiver, traceroot_env, SURROGATES, expect=SURROGATE_SPANS
-    )
+    proc, spans = run_traced(run_python, receiver, traceroot_env, UNCARRIED, expect=UNCARRIED_SPANS)
     assert proc.stdout == "done\n" and proc.stderr == ""
     assert {r.status for r in receiver.requests} == {200}
-    assert len(spans) == SURROGATE_SPANS
-    _check_surrogates_replaced(list(spans))
+    assert len(spans) == UNCARRIED_SPANS
+    _check_made_encodable(list(spans))
 
 
-def test_a_string_utf8_cannot_carry_costs_no_span_over_grpc(run_python: Any) -> None:
+def test_values_otlp_cannot_carry_cost_no_span_over_grpc(run_python: Any) -> None:
     pytest.importorskip("opentelemetry.exporter.otlp.proto.grpc")
     from net_servers import GRPCReceiver
 
@@ -341,22 +349,22 @@ def test_a_string_utf8_cannot_carry_costs_no_span_over_grpc(run_python: Any) -> 
             "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
             "TRACEROOT_FLUSH_INTERVAL": "0.2",
         }
-        proc = run_python(SURROGATES, env=env)
+        proc = run_python(UNCARRIED, env=env)
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\n", "")
-        spans = rx.wait_for_spans(SURROGATE_SPANS)
-    assert len(spans) == SURROGATE_SPANS
-    _check_surrogates_replaced(spans)
+        spans = rx.wait_for_spans(UNCARRIED_SPANS)
+    assert len(spans) == UNCARRIED_SPANS
+    _check_made_encodable(spans)
 
 
-def test_a_string_utf8_cannot_carry_costs_no_span_in_the_local_store(
+def test_values_otlp_cannot_carry_cost_no_span_in_the_local_store(
     run_python: Any, tmp_path: Any
 ) -> None:
     import sqlite3
 
     env = {"TRACEROOT_LOCAL_DIR": str(tmp_path), "TRACEROOT_CONSOLE": "false"}
-    proc = run_python(SURROGATES, env=env)
+    proc = run_python(UNCARRIED, env=env)
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\n", "")
     with sqlite3.connect(tmp_path / "traces.db") as conn:
         rows = dict(conn.execute("SELECT name, attributes FROM spans").fetchall())
-    assert set(rows) == {"agent \ufffd", "before", "lone", "pair", "fails"}
+    assert set(rows) == {"agent \ufffd", "before", "lone", "pair", "huge", "fails"}
     assert json.loads(rows["lone"])["traceroot.span.output"] == "half \ufffd of an emoji"

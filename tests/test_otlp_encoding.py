@@ -173,3 +173,20 @@ def test_strings_utf8_cannot_carry_are_replaced_not_sent_broken() -> None:
     assert span.events[0].name == "event \ufffd"
     assert span.events[0].attributes[0].value.string_value == "v \ufffd"
     assert span.status.message == "why \ufffd"
+
+
+def test_integers_beyond_64_bits_go_as_their_digits_not_wrapped() -> None:
+    keep = _Keep()
+    provider = TracerProvider()
+    provider.add_span_processor(keep)
+    with provider.get_tracer("t").start_as_current_span("s") as span:
+        edges = {"max": 2**63 - 1, "min": -(2**63), "big": 2**70, "low": -(2**63) - 5}
+        span.set_attributes({**edges, "ints": [1, 2**64]})
+    [(count, request)] = list(encode_requests(keep.spans, 1 << 30))
+    [sent] = ExportTraceServiceRequest.FromString(request).resource_spans[0].scope_spans[0].spans
+    values = {kv.key: kv.value for kv in sent.attributes}
+    assert (values["max"].int_value, values["min"].int_value) == (2**63 - 1, -(2**63))
+    assert values["big"].string_value == str(2**70)
+    assert values["low"].string_value == str(-(2**63) - 5)
+    items = values["ints"].array_value.values
+    assert (items[0].int_value, items[1].string_value) == (1, str(2**64))

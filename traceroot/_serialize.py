@@ -389,11 +389,17 @@ def _text(value: str, limit: int) -> str:
     return truncate(value, limit)
 
 
+# The integers an attribute carries as a number (OTLP's int_value is a signed 64-bit int);
+# a larger one goes as its JSON text, its digits, where it would otherwise wrap around.
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def to_output_value(value: Any, limit: int = 32768) -> AttributeValue:
-    """The contract's output shape: scalars as themselves, a list of str as an array, else JSON."""
+    """The contract's output shape: scalars as themselves, a list of str as an array, else JSON
+    (an integer beyond 64 bits too)."""
     if isinstance(value, str):
         return _text(value, limit)
-    if isinstance(value, bool | int):
+    if isinstance(value, bool) or (isinstance(value, int) and INT64_MIN <= value <= INT64_MAX):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else to_jsonable(value)  # type: ignore[no-any-return]

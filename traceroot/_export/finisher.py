@@ -20,7 +20,7 @@ from traceroot._content import WITHHELD_CONTENT, capture_content_from_environmen
 from traceroot._export.scrub import NAME_RULE, Scrubber, marker, scrubber_from_environment
 from traceroot._light_span import LightSpan
 from traceroot._media import replace_media
-from traceroot._serialize import to_json, truncate, well_formed
+from traceroot._serialize import INT64_MAX, INT64_MIN, to_json, truncate, well_formed
 
 logger = logging.getLogger("traceroot")
 
@@ -335,53 +335,53 @@ def _copy(
     )
 
 
-def with_valid_text(span: ReadableSpan) -> ReadableSpan:
-    """`span`, or a copy when one of its strings (name, keys, values, events, links, status)
-    is one UTF-8 cannot carry, made valid (see `well_formed`): for an encoder that would
-    refuse the span, or drop the value with a traceback on stderr."""
-    if _valid_text(span):
+def encodable(span: ReadableSpan) -> ReadableSpan:
+    """`span`, or a copy when it holds what OTLP cannot carry, made so it can: a string
+    UTF-8 cannot carry (name, keys, values, events, links, status; see `well_formed`), an
+    integer beyond 64 bits (its digits). For an encoder that would otherwise refuse the
+    span, or drop the value with a traceback on stderr."""
+    if _encodable(span):
         return span
     status = span.status
     if status.description:
         status = Status(status.status_code, well_formed(status.description))
     return _copy(
         span,
-        _valid_attributes(span.attributes),
-        tuple(
-            Event(well_formed(e.name), _valid_attributes(e.attributes), e.timestamp)
-            for e in span.events
-        ),
+        _encoded(span.attributes),
+        tuple(Event(well_formed(e.name), _encoded(e.attributes), e.timestamp) for e in span.events),
         status,
         name=well_formed(span.name),
-        links=tuple(Link(link.context, _valid_attributes(link.attributes)) for link in span.links),
+        links=tuple(Link(link.context, _encoded(link.attributes)) for link in span.links),
     )
 
 
-def _valid_text(span: ReadableSpan) -> bool:
-    if not _valid(span.name) or not _valid(span.status.description or ""):
+def _encodable(span: ReadableSpan) -> bool:
+    if not _utf8(span.name) or not _utf8(span.status.description or ""):
         return False
-    if not _valid_in(span.attributes):
+    if not _encodable_in(span.attributes):
         return False
-    return all(_valid(e.name) and _valid_in(e.attributes) for e in span.events) and all(
-        _valid_in(link.attributes) for link in span.links
+    return all(_utf8(e.name) and _encodable_in(e.attributes) for e in span.events) and all(
+        _encodable_in(link.attributes) for link in span.links
     )
 
 
-def _valid_in(attributes: Mapping[str, Any] | None) -> bool:
-    for key, value in (attributes or {}).items():
-        if not _valid(key):
-            return False
-        if type(value) is str:
-            if not _valid(value):
-                return False
-        elif isinstance(value, tuple | list) and not all(
-            _valid(v) for v in value if isinstance(v, str)
-        ):
-            return False
+def _encodable_in(attributes: Mapping[str, Any] | None) -> bool:
+    return all(_utf8(key) and _encodable_value(value) for key, value in (attributes or {}).items())
+
+
+def _encodable_value(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _utf8(value)
+    if kind is int:
+        return INT64_MIN <= value <= INT64_MAX
+    if kind is tuple or kind is list:
+        return all(map(_encodable_value, value))
     return True
 
 
-def _valid(text: str) -> bool:
+def _utf8(text: str) -> bool:
+    """Whether UTF-8 can carry `text`."""
     if text.isascii():  # known to the string itself: no scan
         return True
     try:
@@ -391,15 +391,17 @@ def _valid(text: str) -> bool:
     return True
 
 
-def _valid_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {well_formed(k): _valid_value(v) for k, v in (attributes or {}).items()}
+def _encoded(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {well_formed(k): _encoded_value(v) for k, v in (attributes or {}).items()}
 
 
-def _valid_value(value: Any) -> Any:
+def _encoded_value(value: Any) -> Any:
     if isinstance(value, str):
         return well_formed(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if INT64_MIN <= value <= INT64_MAX else str(value)
     if isinstance(value, tuple | list):
-        return tuple(well_formed(v) if isinstance(v, str) else v for v in value)
+        return tuple(map(_encoded_value, value))
     return value
 
 

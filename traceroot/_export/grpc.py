@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from traceroot._export.finisher import with_valid_text
+from traceroot._export.finisher import encodable
 from traceroot._export.transport import Failure, explain
 from traceroot._otlp_config import OTLPSettings
 
@@ -150,9 +150,10 @@ class GRPCExporter(SpanExporter):
             exporter = self._exporter()
             if self._hurry and self.unreachable:  # found absent while the exporter was made
                 return SpanExportResult.FAILURE
-            # A string protobuf cannot hold would fail the batch (a name) or be dropped with
-            # a traceback on stderr (a value), in the exporter's encoder: made valid first.
-            result = exporter.export([with_valid_text(span) for span in spans])
+            # A string protobuf cannot hold, or an integer beyond 64 bits, would fail the batch
+            # (a name) or be dropped with a traceback on stderr (a value), in the exporter's
+            # encoder: made encodable first.
+            result = exporter.export([encodable(span) for span in spans])
         except OSError as exc:  # a certificate file that cannot be read
             self._report(Failure(f"cannot read a TLS file for gRPC ({exc.strerror})", retry=False))
             return SpanExportResult.FAILURE

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from traceroot._export.batcher import Batcher
-from traceroot._export.finisher import with_valid_text
+from traceroot._export.finisher import encodable
 from traceroot._local.settings import LocalSettings, local_settings
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class StoreExporter(SpanExporter):
                 try:
                     self.written += self._store.write(rows)
                 except UnicodeEncodeError:  # a string SQLite refuses: written again, made valid
-                    valid = map(from_sdk_span, map(with_valid_text, spans))
+                    valid = map(from_sdk_span, map(encodable, spans))
                     rows = [row for row in valid if row is not None]
                     self.written += self._store.write(rows)
                 return SpanExportResult.SUCCESS

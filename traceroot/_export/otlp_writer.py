@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 
-from traceroot._serialize import well_formed
+from traceroot._serialize import INT64_MAX, INT64_MIN, well_formed
 
 _U64 = 0xFFFFFFFFFFFFFFFF
 _pack_double = struct.Struct("<d").pack
@@ -71,7 +71,9 @@ def _any_value(value: Any) -> bytes:
     if isinstance(value, str):
         return _field(b"\x0a", _utf8(value))
     if isinstance(value, int):
-        return b"\x18" + _varint(value & _U64)
+        if INT64_MIN <= value <= INT64_MAX:
+            return b"\x18" + _varint(value & _U64)
+        return _field(b"\x0a", str(value).encode("ascii"))  # its digits, not a wrapped number
     if isinstance(value, float):
         return b"\x21" + _pack_double(value)
     if isinstance(value, bytes):
