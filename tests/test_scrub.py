@@ -114,6 +114,8 @@ def test_sensitive_names() -> None:
         "OPENAI_API_KEY",
         "password",
         "db_password",
+        "db_pass",
+        "SMTP_PASS",
         "client_secret",
         "secretAccessKey",
         "access_token",
@@ -141,6 +143,10 @@ def test_sensitive_names() -> None:
         "author",
         "model",
         "keyboard",
+        "bypass",
+        "compass",
+        "passenger",
+        "pass_count",
     ):
         assert not is_sensitive_name(name), name
 

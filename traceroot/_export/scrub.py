@@ -37,6 +37,7 @@ _SECRET_WORDS = frozenset(
     {
         "password",
         "passwd",
+        "pass",  # `db_pass`, `smtp_pass`, `PGPASS`'s spelling; `bypass`, `compass` are one word
         "pwd",
         "passphrase",
         "secret",
