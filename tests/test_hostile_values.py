@@ -368,3 +368,38 @@ def test_values_otlp_cannot_carry_cost_no_span_in_the_local_store(
         rows = dict(conn.execute("SELECT name, attributes FROM spans").fetchall())
     assert set(rows) == {"agent \ufffd", "before", "lone", "pair", "huge", "fails"}
     assert json.loads(rows["lone"])["traceroot.span.output"] == "half \ufffd of an emoji"
+
+
+BROKEN_STR = """
+from traceroot import observe
+
+class Broken(Exception):
+    def __str__(self):
+        raise RuntimeError("its __str__ is broken")
+
+@observe(type="tool")
+def fails():
+    raise Broken()
+
+@observe(type="agent")
+def agent():
+    try:
+        fails()
+    except Broken:  # the program's own exception, not one raised while recording it
+        return "caught"
+
+print(agent())
+"""
+
+
+def test_an_exception_whose_str_fails_reaches_the_program_unchanged(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    proc, spans = run_traced(run_python, receiver, traceroot_env, BROKEN_STR, expect=2)
+    assert proc.stdout == "caught\n" and proc.stderr == ""
+    failed = spans.one("fails")
+    assert failed.status_message == "Broken: <exception str() failed>"
+    [event] = failed.events
+    assert event.attributes["exception.message"] == "<exception str() failed>"
+    assert "its __str__ is broken" not in event.attributes["exception.stacktrace"]
+    assert spans.one("agent").attributes["traceroot.span.output"] == "caught"

@@ -1,4 +1,5 @@
-"""Exceptions in words, for the one warning a failure of ours becomes."""
+"""Exceptions in words: for the one warning a failure of ours becomes, and the program's own
+exceptions as a span records them."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ def in_words(exc: BaseException) -> str:
     if len(message) > _MAX:
         message = message[:_MAX] + "..."
     return f"{name}: {message}" if message else name
+
+
+def exception_message(exc: BaseException) -> str:
+    """`str(exc)`, or what Python's own traceback says when that fails (a program's exception
+    may break its `__str__`: recording it must not raise in its place)."""
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"

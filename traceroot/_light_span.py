@@ -27,6 +27,7 @@ from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlag
 from opentelemetry.util import types
 
 from traceroot import _compat as compat
+from traceroot._errors import exception_message
 
 logger = logging.getLogger("traceroot")
 
@@ -244,7 +245,7 @@ class LightSpan(trace_api.Span, ReadableSpan):
                 if module and module != "builtins"
                 else kind.__qualname__
             ),
-            "exception.message": str(exception),
+            "exception.message": exception_message(exception),
             "exception.stacktrace": "".join(
                 traceback.format_exception(kind, exception, exception.__traceback__)
             ),

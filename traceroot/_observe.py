@@ -19,6 +19,7 @@ from traceroot import _client as client_module
 from traceroot import _compat as compat
 from traceroot._client import TraceRootClient, get_client
 from traceroot._config import tracing_disabled
+from traceroot._errors import exception_message
 from traceroot._serialize import to_json, to_output_value
 from traceroot._span_kind import SpanKind
 
@@ -419,7 +420,10 @@ class _Scope:
             if error is None:
                 self.observed._finish(self.span, self.client, result)
             elif isinstance(error, Exception):
-                _record_error(self.span, error)
+                try:
+                    _record_error(self.span, error)
+                except Exception as exc:  # the program's exception goes on, whatever its shape
+                    logger.debug("traceroot: recording an exception failed: %r", exc)
         finally:
             token, self.token = self.token, None  # detach(), inline: this runs at every call
             if token is not None:
@@ -453,7 +457,8 @@ _RECORDED = "__traceroot_recorded__"
 def _record_error(span: Span, exc: BaseException) -> None:
     if not span.is_recording():
         return
-    message = f"{type(exc).__name__}: {exc}"
+    text = exception_message(exc)
+    message = f"{type(exc).__name__}: {text}"
     if _first_record(exc):
         span.record_exception(exc)
     else:
@@ -467,7 +472,7 @@ def _record_error(span: Span, exc: BaseException) -> None:
                     if module and module != "builtins"
                     else kind.__qualname__
                 ),
-                "exception.message": str(exc),
+                "exception.message": text,
                 "exception.escaped": "False",
             },
         )
