@@ -403,3 +403,47 @@ def test_an_exception_whose_str_fails_reaches_the_program_unchanged(
     assert event.attributes["exception.message"] == "<exception str() failed>"
     assert "its __str__ is broken" not in event.attributes["exception.stacktrace"]
     assert spans.one("agent").attributes["traceroot.span.output"] == "caught"
+
+
+MISUSED = """
+from traceroot import observe, update_current_span, update_current_trace, using_attributes
+
+@observe(name=123, tags="one tag", session_id=object(), user_id=42)
+def named_by_a_number():
+    update_current_trace(tags="t")
+    return 1
+
+@observe
+def renamed():
+    update_current_span(name=7, cost="free", model="m")
+    return 2
+
+with using_attributes(tags="block", metadata="text"):
+    named_by_a_number()
+    renamed()
+print("ok")
+"""
+
+
+def test_values_of_the_wrong_type_are_made_sense_of_and_cost_no_span(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    # A name that is a number once failed the whole batch at export; tags given as one string
+    # became its letters; metadata given as text broke the `with` block; an object as a
+    # session id showed its memory address; for a cost that is not a number, the
+    # warning said only that the update failed.
+    proc, spans = run_traced(run_python, receiver, traceroot_env, MISUSED, expect=2)
+    assert proc.stdout == "ok\n"
+    [warning] = proc.stderr.splitlines()
+    assert "update_current_span(cost=...) takes a number" in warning and "got a str" in warning
+    first = spans.one("123").attributes
+    assert first["traceroot.span.tags"] == ["one tag"]
+    assert first["traceroot.trace.tags"] == ["t"]
+    assert (first["traceroot.trace.session_id"], first["traceroot.trace.user_id"]) == (
+        "<object>",
+        "42",
+    )
+    assert first["tag.tags"] == ["block"]
+    assert json.loads(first["metadata"]) == {"metadata": "text"}
+    second = spans.one("7").attributes
+    assert second["traceroot.llm.model"] == "m" and "traceroot.llm.cost.total" not in second

@@ -220,7 +220,7 @@ class LightSpan(trace_api.Span, ReadableSpan):
 
     def update_name(self, name: str) -> None:
         if self._light_end is None:
-            self._light_name = name
+            self._light_name = name if isinstance(name, str) else str(name)
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
         if self._light_end is not None or self._light_status.status_code is StatusCode.OK:

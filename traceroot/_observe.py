@@ -20,7 +20,7 @@ from traceroot import _compat as compat
 from traceroot._client import TraceRootClient, get_client
 from traceroot._config import tracing_disabled
 from traceroot._errors import exception_message
-from traceroot._serialize import to_json, to_output_value
+from traceroot._serialize import as_id, as_tags, to_json, to_output_value
 from traceroot._span_kind import SpanKind
 
 logger = logging.getLogger("traceroot")
@@ -111,6 +111,8 @@ def _decorate(func: Any, name: str | None, **options: Any) -> Any:
         return func  # TRACEROOT_ENABLED=false: the function itself, at no cost per call
     if isinstance(func, classmethod | staticmethod):
         return type(func)(_decorate(func.__func__, name, **options))
+    if name is not None and not isinstance(name, str):
+        name = str(name)  # a span name is a string on the wire: observe(name=42) names it "42"
     span_name = name or str(getattr(func, "__name__", None) or type(func).__name__)
     return _Observed(func, span_name, **options).wrapper()
 
@@ -137,13 +139,13 @@ class _Observed:
         self.capture_output = capture_output
         self.static: dict[str, Any] = {attr.SPAN_TYPE: kind.value}
         if session_id:
-            self.static[attr.TRACE_SESSION_ID] = str(session_id)
+            self.static[attr.TRACE_SESSION_ID] = as_id(session_id)
         if user_id:
-            self.static[attr.TRACE_USER_ID] = str(user_id)
+            self.static[attr.TRACE_USER_ID] = as_id(user_id)
         if metadata:
             self.static[attr.SPAN_METADATA] = to_json(metadata)
         if tags:
-            self.static[attr.SPAN_TAGS] = tuple(str(t) for t in tags)
+            self.static[attr.SPAN_TAGS] = tuple(as_tags(tags))
         try:
             self.signature: inspect.Signature | None = inspect.signature(func)
         except (TypeError, ValueError):

@@ -35,6 +35,31 @@ CYCLE = "<cycle>"
 _MAX_DEPTH = 32
 
 
+def as_id(value: Any) -> str:
+    """A user or session id as text: a string as it is, a number or UUID as its `str`,
+    anything else as its JSON (never an object's memory address)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float | uuid.UUID):
+        return str(value)
+    text = to_jsonable(value, 256)
+    return text if isinstance(text, str) else json.dumps(text)
+
+
+def as_tags(tags: Any) -> list[str]:
+    """Tags as the strings they are sent as: one string is one tag (not its letters), None
+    items are left out, anything else is its `str`."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    try:
+        items = list(tags)
+    except TypeError:  # one tag that is not a string
+        return [str(tags)]
+    return [t if isinstance(t, str) else str(t) for t in items if t is not None]
+
+
 def well_formed(text: str) -> str:
     """`text` as UTF-8 can carry it: a surrogate pair joined, a lone surrogate made U+FFFD.
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 from opentelemetry import context as context_api
 
 from traceroot import _attributes as attr
-from traceroot._serialize import to_jsonable
+from traceroot._errors import in_words
+from traceroot._serialize import as_id, as_tags, to_jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +38,8 @@ def context_attributes(ctx: context_api.Context | None = None) -> dict[str, Any]
             found[key] = tuple(value) if type(value) is list else value
     return found
 
+
+logger = logging.getLogger("traceroot")
 
 _CONTEXT_KEYS = (attr.USER_ID, attr.SESSION_ID, attr.METADATA, attr.TAG_TAGS)
 
@@ -63,22 +67,30 @@ class using_attributes:  # noqa: N801 - lowercase, as in the SDK docs and OpenIn
     def _context(self) -> context_api.Context:
         ctx = context_api.get_current()
         if self._user_id:
-            ctx = context_api.set_value(attr.USER_ID, str(self._user_id), ctx)
+            ctx = context_api.set_value(attr.USER_ID, as_id(self._user_id), ctx)
         if self._session_id:
-            ctx = context_api.set_value(attr.SESSION_ID, str(self._session_id), ctx)
+            ctx = context_api.set_value(attr.SESSION_ID, as_id(self._session_id), ctx)
         if self._tags:
             outer = list(context_api.get_value(attr.TAG_TAGS, ctx) or ())  # type: ignore[call-overload]
-            merged = outer + [str(t) for t in self._tags if str(t) not in outer]
+            merged = outer + [t for t in as_tags(self._tags) if t not in outer]
             ctx = context_api.set_value(attr.TAG_TAGS, merged, ctx)
         if self._metadata:
             outer_meta = context_api.get_value(_METADATA_DICT_KEY, ctx) or {}
-            merged_meta = {**outer_meta, **to_jsonable(dict(self._metadata))}  # type: ignore[dict-item]
+            given = self._metadata
+            if not isinstance(given, Mapping):  # metadata="text": kept, under one key
+                given = {"metadata": given}
+            merged_meta = {**outer_meta, **to_jsonable(dict(given))}  # type: ignore[dict-item]
             ctx = context_api.set_value(_METADATA_DICT_KEY, merged_meta, ctx)
             ctx = context_api.set_value(attr.METADATA, json.dumps(merged_meta), ctx)
         return ctx
 
     def __enter__(self) -> using_attributes:
-        self._tokens.append(context_api.attach(self._context()))
+        try:
+            ctx = self._context()
+        except Exception as exc:  # a value we cannot use must not break the block
+            logger.warning("traceroot: using_attributes() ignored its values (%s)", in_words(exc))
+            ctx = context_api.get_current()
+        self._tokens.append(context_api.attach(ctx))
         return self
 
     def __exit__(

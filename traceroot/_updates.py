@@ -10,7 +10,7 @@ from opentelemetry import trace
 from traceroot import _attributes as attr
 from traceroot._client import get_client
 from traceroot._errors import in_words
-from traceroot._serialize import to_json, to_output_value
+from traceroot._serialize import as_id, as_tags, to_json, to_output_value
 
 logger = logging.getLogger("traceroot")
 
@@ -59,7 +59,16 @@ def update_current_span(
                 attr.LLM_PROMPT, prompt if isinstance(prompt, str) else to_json(prompt, limit)
             )
         if cost is not None:
-            span.set_attribute(attr.LLM_COST_TOTAL, float(cost))
+            try:
+                total = float(cost)
+            except (TypeError, ValueError):
+                logger.warning(
+                    "traceroot: update_current_span(cost=...) takes a number (the cost in USD); "
+                    "got a %s, not set",
+                    type(cost).__name__,
+                )
+            else:
+                span.set_attribute(attr.LLM_COST_TOTAL, total)
     except Exception as exc:  # a bad value must not break the traced code
         logger.warning("traceroot: update_current_span() failed (%s)", in_words(exc))
 
@@ -76,15 +85,15 @@ def update_current_trace(
         return
     try:
         if user_id is not None:
-            span.set_attribute(attr.TRACE_USER_ID, str(user_id))
+            span.set_attribute(attr.TRACE_USER_ID, as_id(user_id))
         if session_id is not None:
-            span.set_attribute(attr.TRACE_SESSION_ID, str(session_id))
+            span.set_attribute(attr.TRACE_SESSION_ID, as_id(session_id))
         if metadata is not None:
             span.set_attribute(
                 attr.TRACE_METADATA, to_json(metadata, get_client().config.max_attribute_length)
             )
         if tags is not None:
-            span.set_attribute(attr.TRACE_TAGS, [str(t) for t in tags])
+            span.set_attribute(attr.TRACE_TAGS, as_tags(tags))
     except Exception as exc:
         logger.warning("traceroot: update_current_trace() failed (%s)", in_words(exc))
 

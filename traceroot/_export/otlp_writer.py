@@ -191,7 +191,8 @@ def encode_span(span: ReadableSpan) -> bytes:
     if name is None:
         if len(_names) >= _CACHE_LIMIT:
             _names.clear()
-        name = _names[span.name] = _field(b"\x2a", _utf8(span.name))
+        text = span.name if isinstance(span.name, str) else str(span.name)  # a library's
+        name = _names[span.name] = _field(b"\x2a", _utf8(text))
     parts.append(name)
     kind = span.kind
     parts.append(_INTERNAL_FIELD if kind is SpanKind.INTERNAL else _KIND_FIELDS[kind])
