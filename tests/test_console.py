@@ -86,6 +86,22 @@ def test_local_mode_prints_a_tree_and_sends_nothing(run_python, receiver: OTLPRe
     assert receiver.requests == []
 
 
+def test_a_refused_destination_keeps_traces_local_without_saying_no_key_is_set(
+    run_python, receiver: OTLPReceiver
+) -> None:
+    # The key is set; the URL is what is wrong. The console notice must not contradict the
+    # warning that says so (it once said "no TRACEROOT_API_KEY set").
+    env = {"TRACEROOT_API_KEY": "k", "TRACEROOT_HOST_URL": "ftp://" + receiver.url[7:]}
+    proc = check(run_python(AGENT, env=env))
+    lines = proc.stderr.splitlines()
+    assert "invalid TRACEROOT_HOST_URL" in lines[0]
+    assert NOTICE in lines[1] and "until the destination is fixed" in lines[1]
+    assert "no TRACEROOT_API_KEY" not in proc.stderr
+    assert len(_trees(proc.stderr)) == 2
+    time.sleep(0.3)
+    assert receiver.requests == []
+
+
 def test_console_false_silences_and_true_adds_the_tree_to_sending(
     run_python, receiver: OTLPReceiver, traceroot_env
 ) -> None:

@@ -23,6 +23,12 @@ LOCAL_NOTICE = (
     "Set TRACEROOT_API_KEY to send them to TraceRoot (or OTEL_EXPORTER_OTLP_ENDPOINT for any "
     "OTLP backend); TRACEROOT_CONSOLE=false silences this view."
 )
+# When spans stay local because the destination was refused (its warning said why): the
+# notice above would wrongly say that no key is set.
+REFUSED_NOTICE = (
+    "traceroot: traces stay local and are printed here until the destination is fixed; "
+    "TRACEROOT_CONSOLE=false silences this view."
+)
 
 
 def _short(text: str, limit: int = MAX_VALUE) -> str:

@@ -50,9 +50,14 @@ class ExportPipeline:
         )
         self._store = store[0] if store is not None else None
         if config.console_enabled:
-            from traceroot._export.console import LOCAL_NOTICE, ConsoleView  # only when shown
+            from traceroot._export.console import (  # only when shown
+                LOCAL_NOTICE,
+                REFUSED_NOTICE,
+                ConsoleView,
+            )
 
-            notice = LOCAL_NOTICE + (viewer_hint(store[1]) if store is not None else "")
+            notice = REFUSED_NOTICE if self._destination.refused else LOCAL_NOTICE
+            notice += viewer_hint(store[1]) if store is not None else ""
             self._console = ConsoleView(notice=notice if local else None)
         if self._store is not None:
             lifecycle.after_fork_in_child(self._store.after_fork_in_child)
