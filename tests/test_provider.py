@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from otlp_receiver import OTLPReceiver
 from sdk_helpers import TRACES_PATH, check, run_traced, stdout_json, warnings_in
 
@@ -143,3 +147,88 @@ def test_bad_otlp_endpoint_warns_and_stays_local(run_python) -> None:
     lines = warnings_in(proc.stderr, "collector:4318")
     assert len(lines) == 1 and "WARNING" in lines[0]
     assert "traces stay local" in proc.stderr
+
+
+# The application's own OpenTelemetry setup made after traceroot's provider is installed:
+# under traceroot-run (which installs it when the program imports OpenTelemetry), or after
+# an initialize() call. OpenTelemetry refuses a second global provider ("Overriding of
+# current TracerProvider is not allowed"): the application's exporters once got nothing.
+LATE_SETUP = r"""
+import json, sys
+if sys.argv[1:] == ["initialize"]:
+    import traceroot
+    traceroot.initialize()
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from traceroot import observe
+
+app_exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(app_exporter))
+trace.set_tracer_provider(provider)
+
+@observe(type="agent")
+def handle(q):
+    with trace.get_tracer("app.http").start_as_current_span("db-query"):
+        return q
+
+with trace.get_tracer("app.http").start_as_current_span("http-request"):
+    handle("hi")
+print(json.dumps(sorted(s.name for s in app_exporter.get_finished_spans())))
+"""
+
+
+def _late_setup_checked(proc: Any, receiver: OTLPReceiver) -> None:
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == ["db-query", "handle", "http-request"]
+    assert "Overriding" not in proc.stderr and proc.stderr == ""
+    spans = receiver.wait_for_spans(3)
+    assert sorted(s.name for s in spans) == ["db-query", "handle", "http-request"]
+    assert len({s.trace_id for s in spans}) == 1
+
+
+def test_a_provider_set_up_under_the_launcher_gets_every_span(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], tmp_path: Path
+) -> None:
+    from test_launcher import launch, program_env
+
+    (tmp_path / "app.py").write_text(LATE_SETUP)
+    env = program_env({**traceroot_env, "TRACEROOT_CONSOLE": "false"})
+    _late_setup_checked(launch(["python", "app.py"], env, tmp_path), receiver)
+
+
+def test_a_provider_set_up_after_initialize_gets_every_span(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    _late_setup_checked(run_python(LATE_SETUP, env=traceroot_env, args=("initialize",)), receiver)
+
+
+def test_a_provider_that_cannot_be_joined_is_said_so_in_words(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    # An SDK release where the provider keeps its processors elsewhere (simulated): one
+    # warning saying what the program loses and what to do; traceroot's spans still go.
+    script = """
+import traceroot
+traceroot.initialize()
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+class Elsewhere(TracerProvider):
+    _active_span_processor = property(lambda self: None, lambda self, value: None)
+
+trace.set_tracer_provider(Elsewhere())
+
+@traceroot.observe
+def work():
+    return 1
+
+work()
+"""
+    proc, spans = run_traced(run_python, receiver, traceroot_env, script, expect=1)
+    [warning] = warnings_in(proc.stderr, "traceroot:")
+    assert "sets its own TracerProvider" in warning and "get no spans" in warning
+    assert "traceroot.initialize() after setting the provider" in warning
+    assert spans.names() == ["work"]

@@ -215,3 +215,43 @@ def rlock() -> Any:
 
         return threading.RLock()
     return make()
+
+
+def span_processor_of(provider: Any) -> Any:
+    """The one processor an SDK `TracerProvider` hands every span to: all its processors,
+    those added later too (the SDK's private `_active_span_processor`). None when absent."""
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    processor = getattr(provider, "_active_span_processor", None)
+    return processor if isinstance(processor, SpanProcessor) else None
+
+
+# The hook `opentelemetry.trace.set_tracer_provider` asks first (see intercept_set_provider).
+_provider_hook: Callable[[Any], bool] | None = None
+
+
+def intercept_set_provider(hook: Callable[[Any], bool] | None) -> None:
+    """Have `hook(provider)` see every later `opentelemetry.trace.set_tracer_provider` call
+    first; when it returns True the call is done, and OpenTelemetry's own (which refuses a
+    second provider with a warning and no effect) does not run. None removes the hook.
+
+    It replaces the public function on its module: a program that bound the name before
+    (`from opentelemetry.trace import set_tracer_provider`, before tracing started) calls
+    OpenTelemetry's own, as without the hook."""
+    global _provider_hook
+    _provider_hook = hook
+    import opentelemetry.trace as api
+
+    if getattr(api.set_tracer_provider, "_traceroot_hook", False):
+        return
+    original = api.set_tracer_provider
+
+    def set_tracer_provider(tracer_provider: Any) -> None:
+        hook = _provider_hook
+        if hook is not None and hook(tracer_provider):
+            return
+        original(tracer_provider)
+
+    set_tracer_provider._traceroot_hook = True  # type: ignore[attr-defined]
+    set_tracer_provider.__doc__ = original.__doc__
+    api.set_tracer_provider = set_tracer_provider

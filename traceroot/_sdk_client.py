@@ -249,6 +249,9 @@ class TraceRootClient:
                 self._light_for,
             )
             trace.set_tracer_provider(provider)
+            # A program that sets up its own provider after ours (under traceroot-run, or
+            # after initialize()) would be refused by OpenTelemetry: its exporters join ours.
+            compat.intercept_set_provider(self._join_program_provider)
         provider.add_span_processor(self._processor)
         self._provider = provider
         self.tracer = provider.get_tracer(attr.DECORATOR_SCOPE, __version__)
@@ -271,6 +274,35 @@ class TraceRootClient:
                 ),
             )
         self._announce()
+
+    def _join_program_provider(self, theirs: Any) -> bool:
+        """The program sets its own provider while ours is the global one: its processors
+        (its exporters) then see every span ours makes; True when they were joined.
+
+        Ours stays the global provider: tracers handed out already (instrumented libraries,
+        `@observe`) are ours. Spans made through the program's provider object directly
+        stay its own, as it set them up."""
+        ours = self._provider
+        if (
+            theirs is ours
+            or not isinstance(theirs, TracerProvider)
+            or not isinstance(ours, _OwnProvider)
+            or self._closed
+            or trace.get_tracer_provider() is not ours
+        ):
+            return False
+        processor = compat.span_processor_of(theirs)
+        if processor is None:
+            logger.warning(
+                "traceroot: the program sets its own TracerProvider, but traceroot's was "
+                "installed first, and this OpenTelemetry SDK gives no way to join them: the "
+                "program's exporters get no spans. Configure its exporters before traceroot "
+                "starts (call traceroot.initialize() after setting the provider)."
+            )
+            return False
+        ours.add_span_processor(processor)
+        logger.debug("traceroot: the program's own TracerProvider joined ours")
+        return True
 
     def _stop_light_spans(self) -> None:
         self._light = None  # another processor must see every span: SDK spans from now on
