@@ -15,6 +15,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from sdk_helpers import check
 from viewer_helpers import REPO, VIEWER, Viewer, run_traced
 
+from traceroot._local.records import SpanRow
+from traceroot._local.store import Store
+
 AGENT = REPO / "examples" / "agent.py"
 
 
@@ -253,8 +256,40 @@ def test_traces_and_show_in_the_terminal(store_dir: Path, tmp_path: Path):
     painted = check(_cli(store_dir, "show", painter_id)).stdout
     assert "\x1b" not in painted and "\\x1b[31mALERT" in painted  # shown, not obeyed
 
-    missing = _cli(store_dir, "show", "ffff")
-    assert missing.returncode == 1 and "no single trace" in missing.stderr
+    unknown = "0" * 32 if "0" * 32 not in (agent_id, painter_id) else "f" * 32
+    missing = _cli(store_dir, "show", unknown)
+    assert missing.returncode == 1 and "no trace in" in missing.stderr
+    not_hex = _cli(store_dir, "show", "weather")
+    assert not_hex.returncode == 1 and "'weather' is not a trace id" in not_hex.stderr
+
+
+def test_show_with_an_id_start_that_fits_several_traces_lists_them(tmp_path: Path):
+    store = Store(tmp_path / "traces.db")
+    for trace_id in ("ab" + "1" * 30, "ab" + "2" * 30, "cd" + "3" * 30):
+        store.write(
+            [
+                SpanRow(
+                    trace_id=trace_id,
+                    span_id="1" * 16,
+                    parent_id=None,
+                    name="n",
+                    otel_kind="INTERNAL",
+                    start_ns=1,
+                    end_ns=2,
+                    status="UNSET",
+                    status_message=None,
+                    service="svc",
+                    scope=None,
+                    attributes={},
+                )
+            ]
+        )
+    several = _cli(tmp_path, "show", "ab")
+    assert several.returncode == 1
+    assert "more than one trace has an id starting 'ab'" in several.stderr
+    assert "ab" + "1" * 30 in several.stderr and "ab" + "2" * 30 in several.stderr
+    one = check(_cli(tmp_path, "show", "c"))
+    assert one.stdout.startswith("trace cd" + "3" * 30)
 
 
 def test_an_empty_store_says_how_to_fill_it(tmp_path: Path):

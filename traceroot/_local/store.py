@@ -315,14 +315,20 @@ class Store:
 
     def resolve(self, trace_id: str) -> str | None:
         """The full id of the trace whose id is or starts with `trace_id`, if exactly one."""
+        found = self.starting(trace_id, 2)
+        return found[0] if len(found) == 1 else None
+
+    def starting(self, trace_id: str, limit: int) -> list[str]:
+        """Up to `limit` full ids of traces whose id is or starts with `trace_id` (hex)."""
         trace_id = trace_id.strip().lower()
         if not trace_id or any(c not in "0123456789abcdef" for c in trace_id):
-            return None
+            return []
         found = self._read(
-            "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? LIMIT 2",
+            "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? "
+            f"ORDER BY trace_id LIMIT {max(1, int(limit))}",
             (trace_id, trace_id + "g"),
         )
-        return found[0]["trace_id"] if len(found) == 1 else None
+        return [row["trace_id"] for row in found]
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         """One trace's summary and its spans (attributes and events decoded), by start."""

@@ -206,12 +206,18 @@ def _pretty(text: str) -> str:
 def show(ctx: click.Context, trace_id: str) -> None:
     """Print one trace (its id, or the start of it) as a tree, with inputs and outputs."""
     store = _existing_store(ctx)
-    full = store.resolve(trace_id)
-    found = store.trace(full) if full else None
+    candidates = store.starting(trace_id, 4)
+    found = store.trace(candidates[0]) if len(candidates) == 1 else None
     if found is None:
-        raise click.ClickException(
-            f"no single trace in {store.path} has an id starting {trace_id!r}"
-        )
+        if any(c not in "0123456789abcdef" for c in trace_id.strip().lower()):
+            raise click.ClickException(f"{trace_id!r} is not a trace id (32 hex digits)")
+        if len(candidates) > 1:
+            shown = ", ".join(candidates[:3]) + (", ..." if len(candidates) > 3 else "")
+            raise click.ClickException(
+                f"more than one trace has an id starting {trace_id!r} ({shown}): give more "
+                "of the id"
+            )
+        raise click.ClickException(f"no trace in {store.path} has an id starting {trace_id!r}")
     spans = found["spans"]
     ids = {s["span_id"] for s in spans}
     children: dict[str | None, list[dict[str, Any]]] = {}
