@@ -31,6 +31,14 @@ CREDENTIALS = {
     "google-api-key": "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
     "stripe-key": "sk_" + "live_" + "4eC39HqLyjWDarjtT1zdp7dc",
     "huggingface-token": "hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+    "groq-key": "gsk_" + "aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2yZ3aB4cD5eF6gH7",
+    "xai-key": "xai-" + "aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2yZ3",
+    "replicate-token": "r8_" + "aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2y",
+    "langsmith-key": "lsv2_pt_" + "0123456789abcdef0123456789abcdef_0123456789",
+    "tavily-key": "tvly-" + "dev-aB1cD2eF3gH4iJ5kL6mN7oP8qR9s",
+    "pinecone-key": "pcsk_" + "2aB1cD_3eF4gH5iJ6kL7mN8oP9qR0sT1uV2wX3yZ4",
+    "gitlab-token": "glpat-" + "aB1cD2eF3gH4iJ5kL6mN",
+    "npm-token": "npm_" + "aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV1wX2",
     "jwt": "eyJhbGciOiJIUzI1NiJ9."
     + "eyJzdWIiOiIxMjM0NTY3ODkwIn0."
     + "dozjgNryP4J3jVmNHl0w5N_XgL0n",
@@ -42,6 +50,7 @@ IN_CONTEXT = {
     "bearer-token": ("Authorization: Bearer ", "a1B2c3D4e5F6g7H8i9J0k1L2", ""),
     "basic-credentials": ("Basic ", "dXNlcjpodW50ZXIy", " was sent"),
     "url-password": ("postgres://bob:", "s3cretPassw0rd", "@db.internal:5432/app"),
+    "url-password ": ("redis://:", "s3cretPassw0rd", "@cache:6379/0"),  # no user name
     "slack-webhook": ("post to ", "https://hooks.slack.com/services/T000/B000/XXXXXXXX", ""),
 }
 LOOK_ALIKES = [
@@ -80,7 +89,7 @@ def test_each_credential_shape_is_caught(rule: str) -> None:
 @pytest.mark.parametrize("rule", sorted(IN_CONTEXT))
 def test_credentials_in_context_are_caught_and_the_rest_kept(rule: str) -> None:
     before, secret, after = IN_CONTEXT[rule]
-    assert Scrubber().text(before + secret + after) == f"{before}[scrubbed:{rule}]{after}"
+    assert Scrubber().text(before + secret + after) == f"{before}[scrubbed:{rule.strip()}]{after}"
 
 
 @pytest.mark.parametrize("text", LOOK_ALIKES)

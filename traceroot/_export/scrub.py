@@ -317,6 +317,15 @@ SHAPES: tuple[Shape, ...] = (
         ("_live_", "_test_"),
     ),
     Shape("huggingface-token", re.compile(r"\bhf_[A-Za-z0-9]{30,}"), ("hf_",)),
+    # More AI providers' and agent tools' keys, by their documented prefixes.
+    Shape("groq-key", re.compile(r"\bgsk_[A-Za-z0-9]{20,}"), ("gsk_",)),
+    Shape("xai-key", re.compile(r"\bxai-[A-Za-z0-9]{20,}"), ("xai-",)),
+    Shape("replicate-token", re.compile(r"\br8_[A-Za-z0-9]{20,}"), ("r8_",)),
+    Shape("langsmith-key", re.compile(r"\blsv2_(?:pt|sk)_[A-Za-z0-9_]{20,}"), ("lsv2_",)),
+    Shape("tavily-key", re.compile(r"\btvly-[A-Za-z0-9_\-]{20,}"), ("tvly-",)),
+    Shape("pinecone-key", re.compile(r"\bpcsk_[A-Za-z0-9_]{20,}"), ("pcsk_",)),
+    Shape("gitlab-token", re.compile(r"\bglpat-[A-Za-z0-9_\-]{20,}"), ("glpat-",)),
+    Shape("npm-token", re.compile(r"\bnpm_[A-Za-z0-9]{36}\b"), ("npm_",)),
     Shape(
         "jwt",
         re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"),
@@ -338,7 +347,8 @@ SHAPES: tuple[Shape, ...] = (
     ),
     Shape(
         "url-password",
-        re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@\"'<>]+:([^\s@/\"'<>]+)@"),
+        # The user name may be empty: `redis://:password@host`.
+        re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@\"'<>]*:([^\s@/\"'<>]+)@"),
         ("://",),
         group=1,
     ),
