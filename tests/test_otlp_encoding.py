@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
+import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -190,3 +192,30 @@ def test_integers_beyond_64_bits_go_as_their_digits_not_wrapped() -> None:
     assert values["low"].string_value == str(-(2**63) - 5)
     items = values["ints"].array_value.values
     assert (items[0].int_value, items[1].string_value) == (1, str(2**64))
+
+
+def test_a_span_the_writer_cannot_write_goes_as_text_not_failing_its_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A library's span with a kind that is no SpanKind (the SDK takes it as it is) once
+    # failed the request, every span in it lost.
+    keep = _Keep()
+    provider = TracerProvider()
+    provider.add_span_processor(keep)
+    tracer = provider.get_tracer("lib")
+    tracer.start_span("odd", kind=7, attributes={"k": "v", "n": 3}).end()  # type: ignore[arg-type]
+    tracer.start_span("plain").end()
+    with caplog.at_level(logging.WARNING, logger="traceroot"):
+        [(count, request)] = list(encode_requests(keep.spans, 1 << 30))
+        list(encode_requests(keep.spans, 1 << 30))  # told once
+    assert count == 2
+    spans = ExportTraceServiceRequest.FromString(request).resource_spans[0].scope_spans[0].spans
+    odd, plain = sorted(spans, key=lambda s: s.name)
+    assert (odd.name, plain.name) == ("odd", "plain")
+    assert odd.kind == 1  # SPAN_KIND_INTERNAL
+    assert {kv.key: (kv.value.string_value or kv.value.int_value) for kv in odd.attributes} == {
+        "k": "v",
+        "n": 3,
+    }
+    [record] = caplog.records
+    assert "span 'odd' held a value OTLP cannot carry" in record.getMessage()

@@ -9,16 +9,20 @@ encoder builds.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
+from traceroot._errors import in_words
 from traceroot._serialize import INT64_MAX, INT64_MIN, well_formed
+
+logger = logging.getLogger("traceroot")
 
 _U64 = 0xFFFFFFFFFFFFFFFF
 _pack_double = struct.Struct("<d").pack
@@ -230,6 +234,72 @@ def encode_span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+_warned_as_text = False
+
+
+def _encode_or_as_text(span: ReadableSpan) -> bytes:
+    """`encode_span`; a span holding something it cannot write (a kind that is no SpanKind,
+    a name or value of an odd type, from a library) goes with those parts as text, so it
+    does not fail the request of every span sent with it."""
+    try:
+        return encode_span(span)
+    except Exception as exc:
+        global _warned_as_text
+        if not _warned_as_text:
+            _warned_as_text = True
+            logger.warning(
+                "traceroot: span %r held a value OTLP cannot carry (%s); it was sent with "
+                "its values as text (told once)",
+                _text(span.name),
+                in_words(exc),
+            )
+        return encode_span(_as_text(span))
+
+
+def _as_text(span: ReadableSpan) -> ReadableSpan:
+    status = span.status
+    return ReadableSpan(
+        name=_text(span.name),
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_text_attributes(span.attributes),
+        events=tuple(
+            Event(_text(e.name), _text_attributes(e.attributes), int(e.timestamp or 0))
+            for e in span.events
+        ),
+        links=tuple(Link(link.context, _text_attributes(link.attributes)) for link in span.links),
+        kind=span.kind if isinstance(span.kind, SpanKind) else SpanKind.INTERNAL,
+        status=status if isinstance(status, Status) else Status(StatusCode.UNSET),
+        start_time=int(span.start_time or 0),
+        end_time=int(span.end_time or 0),
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _text_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {_text(key): _text_value(value) for key, value in (attributes or {}).items()}
+
+
+def _text_value(value: Any) -> Any:
+    if isinstance(value, bool | float) or (
+        isinstance(value, int) and INT64_MIN <= value <= INT64_MAX
+    ):
+        return value
+    if isinstance(value, tuple | list):
+        return tuple(_text(v) for v in value)
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """`value` as a string, never its memory address: an object's type name otherwise."""
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return f"<{type(value).__name__}>"
+
+
 def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope is None:
         return b""
@@ -249,7 +319,7 @@ def encode_requests(spans: Sequence[ReadableSpan], max_bytes: int) -> Iterator[t
     chunk: list[tuple[ReadableSpan, bytes]] = []
     size = 0
     for span in spans:
-        encoded = _field(b"\x12", encode_span(span))
+        encoded = _field(b"\x12", _encode_or_as_text(span))
         if chunk and size + len(encoded) > max_bytes:
             yield len(chunk), _request(chunk)
             chunk, size = [], 0
