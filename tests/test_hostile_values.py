@@ -297,6 +297,7 @@ def fails():
 @observe(type="tool")
 def huge():
     trace.get_current_span().set_attribute("count", 2**70)
+    trace.get_tracer("lib").start_span("odd kind", kind=7).end()  # no SpanKind: INTERNAL
     return -(2**64)
 
 @observe(name="agent \udc80", type="agent")
@@ -313,12 +314,12 @@ def agent():
 
 print(agent())
 """
-UNCARRIED_SPANS = 6
+UNCARRIED_SPANS = 7
 
 
 def _check_made_encodable(spans: list[Any]) -> None:
     by_name = {s.name: s for s in spans}
-    assert set(by_name) == {"agent \ufffd", "before", "lone", "pair", "huge", "fails"}
+    assert set(by_name) == {"agent \ufffd", "before", "lone", "pair", "huge", "fails", "odd kind"}
     assert by_name["huge"].attributes["traceroot.span.output"] == str(-(2**64))
     assert by_name["huge"].attributes["count"] == str(2**70)
     assert by_name["lone"].attributes["traceroot.span.output"] == "half \ufffd of an emoji"
@@ -366,7 +367,7 @@ def test_values_otlp_cannot_carry_cost_no_span_in_the_local_store(
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "done\n", "")
     with sqlite3.connect(tmp_path / "traces.db") as conn:
         rows = dict(conn.execute("SELECT name, attributes FROM spans").fetchall())
-    assert set(rows) == {"agent \ufffd", "before", "lone", "pair", "huge", "fails"}
+    assert set(rows) == {"agent \ufffd", "before", "lone", "pair", "huge", "fails", "odd kind"}
     assert json.loads(rows["lone"])["traceroot.span.output"] == "half \ufffd of an emoji"
 
 

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import (
     Link,
     NonRecordingSpan,
@@ -197,25 +197,36 @@ def test_integers_beyond_64_bits_go_as_their_digits_not_wrapped() -> None:
 def test_a_span_the_writer_cannot_write_goes_as_text_not_failing_its_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # A library's span with a kind that is no SpanKind (the SDK takes it as it is) once
-    # failed the request, every span in it lost.
+    # A library's span with a kind that is no SpanKind (the SDK takes it as it is) once failed
+    # the request, every span in it lost; it is INTERNAL. A span made by hand with an event
+    # named by a number goes with it as text, told once.
     keep = _Keep()
     provider = TracerProvider()
     provider.add_span_processor(keep)
     tracer = provider.get_tracer("lib")
-    tracer.start_span("odd", kind=7, attributes={"k": "v", "n": 3}).end()  # type: ignore[arg-type]
+    tracer.start_span("odd kind", kind=7, attributes={"k": "v"}).end()  # type: ignore[arg-type]
     tracer.start_span("plain").end()
+    base = keep.spans[1]
+    by_hand = ReadableSpan(
+        name="by hand",
+        context=SpanContext(0xABC, 0x123, is_remote=False),
+        resource=base.resource,
+        attributes={"n": 3},
+        events=(Event(42, {"k": "v"}, timestamp=5),),  # type: ignore[arg-type]
+        start_time=1,
+        end_time=2,
+        instrumentation_scope=base.instrumentation_scope,
+    )
     with caplog.at_level(logging.WARNING, logger="traceroot"):
-        [(count, request)] = list(encode_requests(keep.spans, 1 << 30))
-        list(encode_requests(keep.spans, 1 << 30))  # told once
-    assert count == 2
+        [(count, request)] = list(encode_requests([*keep.spans, by_hand], 1 << 30))
+        list(encode_requests([by_hand], 1 << 30))  # told once
+    assert count == 3
     spans = ExportTraceServiceRequest.FromString(request).resource_spans[0].scope_spans[0].spans
-    odd, plain = sorted(spans, key=lambda s: s.name)
-    assert (odd.name, plain.name) == ("odd", "plain")
-    assert odd.kind == 1  # SPAN_KIND_INTERNAL
-    assert {kv.key: (kv.value.string_value or kv.value.int_value) for kv in odd.attributes} == {
-        "k": "v",
-        "n": 3,
-    }
+    sent = {s.name: s for s in spans}
+    assert set(sent) == {"odd kind", "plain", "by hand"}
+    assert sent["odd kind"].kind == 1  # SPAN_KIND_INTERNAL
+    assert sent["odd kind"].attributes[0].value.string_value == "v"
+    assert sent["by hand"].events[0].name == "42"
+    assert sent["by hand"].attributes[0].value.int_value == 3
     [record] = caplog.records
-    assert "span 'odd' held a value OTLP cannot carry" in record.getMessage()
+    assert "span 'by hand' held a value OTLP cannot carry" in record.getMessage()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import Link, Status
+from opentelemetry.trace import Link, SpanKind, Status
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _attributes as attr
@@ -317,6 +317,7 @@ def _copy(
     *,
     name: str | None = None,
     links: tuple[Link, ...] | None = None,
+    kind: SpanKind | None = None,
 ) -> ReadableSpan:
     return FinishedSpan(
         (span.dropped_attributes, span.dropped_events, span.dropped_links),
@@ -327,7 +328,7 @@ def _copy(
         attributes=attributes,
         events=events,
         links=tuple(span.links) if links is None else links,
-        kind=span.kind,
+        kind=span.kind if kind is None else kind,
         status=status,
         start_time=span.start_time,
         end_time=span.end_time,
@@ -338,7 +339,8 @@ def _copy(
 def encodable(span: ReadableSpan) -> ReadableSpan:
     """`span`, or a copy when it holds what OTLP cannot carry, made so it can: a string
     UTF-8 cannot carry (name, keys, values, events, links, status; see `well_formed`), an
-    integer beyond 64 bits (its digits). For an encoder that would otherwise refuse the
+    integer beyond 64 bits (its digits), a kind that is no SpanKind (INTERNAL), a name that
+    is no string (its `str`). For an encoder that would otherwise refuse the
     span, or drop the value with a traceback on stderr."""
     if _encodable(span):
         return span
@@ -350,12 +352,15 @@ def encodable(span: ReadableSpan) -> ReadableSpan:
         _encoded(span.attributes),
         tuple(Event(well_formed(e.name), _encoded(e.attributes), e.timestamp) for e in span.events),
         status,
-        name=well_formed(span.name),
+        name=well_formed(str(span.name)),
         links=tuple(Link(link.context, _encoded(link.attributes)) for link in span.links),
+        kind=span.kind if isinstance(span.kind, SpanKind) else SpanKind.INTERNAL,
     )
 
 
 def _encodable(span: ReadableSpan) -> bool:
+    if not isinstance(span.kind, SpanKind) or not isinstance(span.name, str):
+        return False  # a library's odd kind or name: OTLP has no place for it
     if not _utf8(span.name) or not _utf8(span.status.description or ""):
         return False
     if not _encodable_in(span.attributes):

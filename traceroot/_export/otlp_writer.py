@@ -199,7 +199,10 @@ def encode_span(span: ReadableSpan) -> bytes:
         name = _names[span.name] = _field(b"\x2a", _utf8(text))
     parts.append(name)
     kind = span.kind
-    parts.append(_INTERNAL_FIELD if kind is SpanKind.INTERNAL else _KIND_FIELDS[kind])
+    # A kind that is no SpanKind (a library's, which the SDK takes as it is): INTERNAL.
+    parts.append(
+        _INTERNAL_FIELD if kind is SpanKind.INTERNAL else _KIND_FIELDS.get(kind, _INTERNAL_FIELD)
+    )
     parts.append(_pack_times(0x39, span.start_time or 0, 0x41, span.end_time or 0))
     parts.extend(_attributes(b"\x4a", span.attributes))
     if dropped := span.dropped_attributes:
@@ -238,9 +241,9 @@ _warned_as_text = False
 
 
 def _encode_or_as_text(span: ReadableSpan) -> bytes:
-    """`encode_span`; a span holding something it cannot write (a kind that is no SpanKind,
-    a name or value of an odd type, from a library) goes with those parts as text, so it
-    does not fail the request of every span sent with it."""
+    """`encode_span`; a span holding something it cannot write (an event name or a value of
+    an odd type, from a library) goes with those parts as text, so it does not fail the
+    request of every span sent with it."""
     try:
         return encode_span(span)
     except Exception as exc:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
 
 from traceroot import _attributes as attr
 
@@ -90,8 +91,9 @@ def from_sdk_span(span: ReadableSpan) -> SpanRow | None:
         trace_id=f"{context.trace_id:032x}",
         span_id=f"{context.span_id:016x}",
         parent_id=f"{span.parent.span_id:016x}" if span.parent is not None else None,
-        name=span.name,
-        otel_kind=span.kind.name,
+        name=span.name if isinstance(span.name, str) else str(span.name),
+        # A kind that is no SpanKind (a library's, which the SDK takes as it is): INTERNAL.
+        otel_kind=span.kind.name if isinstance(span.kind, SpanKind) else "INTERNAL",
         start_ns=span.start_time,
         end_ns=span.end_time or span.start_time,
         status=span.status.status_code.name,
