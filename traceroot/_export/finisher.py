@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import Link, SpanKind, Status
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from traceroot import _attributes as attr
@@ -339,54 +339,61 @@ def _copy(
 def encodable(span: ReadableSpan) -> ReadableSpan:
     """`span`, or a copy when it holds what OTLP cannot carry, made so it can: a string
     UTF-8 cannot carry (name, keys, values, events, links, status; see `well_formed`), an
-    integer beyond 64 bits (its digits), a kind that is no SpanKind (INTERNAL), a name that
-    is no string (its `str`). For an encoder that would otherwise refuse the
-    span, or drop the value with a traceback on stderr."""
+    integer beyond 64 bits (its digits), a kind that is no SpanKind (INTERNAL), a name,
+    key or value of an odd type (its text, never a memory address). For an encoder that
+    would otherwise refuse the span, or drop the value with a traceback on stderr."""
     if _encodable(span):
         return span
     status = span.status
-    if status.description:
-        status = Status(status.status_code, well_formed(status.description))
+    if not isinstance(status, Status):
+        status = Status(StatusCode.UNSET)
+    elif status.description:
+        status = Status(status.status_code, _text(status.description))
     return _copy(
         span,
         _encoded(span.attributes),
-        tuple(Event(well_formed(e.name), _encoded(e.attributes), e.timestamp) for e in span.events),
+        tuple(Event(_text(e.name), _encoded(e.attributes), e.timestamp) for e in span.events),
         status,
-        name=well_formed(str(span.name)),
+        name=_text(span.name),
         links=tuple(Link(link.context, _encoded(link.attributes)) for link in span.links),
         kind=span.kind if isinstance(span.kind, SpanKind) else SpanKind.INTERNAL,
     )
 
 
 def _encodable(span: ReadableSpan) -> bool:
-    if not isinstance(span.kind, SpanKind) or not isinstance(span.name, str):
-        return False  # a library's odd kind or name: OTLP has no place for it
-    if not _utf8(span.name) or not _utf8(span.status.description or ""):
+    status = span.status
+    if not isinstance(span.kind, SpanKind) or not isinstance(status, Status):
+        return False  # a library's odd kind, or a span made by hand: OTLP has no place for it
+    if not _carried(span.name) or not _carried(status.description or ""):
         return False
     if not _encodable_in(span.attributes):
         return False
-    return all(_utf8(e.name) and _encodable_in(e.attributes) for e in span.events) and all(
+    return all(_carried(e.name) and _encodable_in(e.attributes) for e in span.events) and all(
         _encodable_in(link.attributes) for link in span.links
     )
 
 
 def _encodable_in(attributes: Mapping[str, Any] | None) -> bool:
-    return all(_utf8(key) and _encodable_value(value) for key, value in (attributes or {}).items())
+    return all(
+        _carried(key) and _encodable_value(value) for key, value in (attributes or {}).items()
+    )
 
 
 def _encodable_value(value: Any) -> bool:
     kind = type(value)
     if kind is str:
-        return _utf8(value)
+        return _carried(value)
     if kind is int:
         return INT64_MIN <= value <= INT64_MAX
     if kind is tuple or kind is list:
         return all(map(_encodable_value, value))
-    return True
+    return value is None or isinstance(value, bool | int | float | bytes | Mapping)
 
 
-def _utf8(text: str) -> bool:
-    """Whether UTF-8 can carry `text`."""
+def _carried(text: Any) -> bool:
+    """Whether `text` is a string UTF-8 can carry."""
+    if type(text) is not str:
+        return False
     if text.isascii():  # known to the string itself: no scan
         return True
     try:
@@ -397,17 +404,29 @@ def _utf8(text: str) -> bool:
 
 
 def _encoded(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {well_formed(k): _encoded_value(v) for k, v in (attributes or {}).items()}
+    return {_text(k): _encoded_value(v) for k, v in (attributes or {}).items()}
 
 
 def _encoded_value(value: Any) -> Any:
     if isinstance(value, str):
         return well_formed(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool) or value is None or isinstance(value, float | bytes | Mapping):
+        return value
+    if isinstance(value, int):
         return value if INT64_MIN <= value <= INT64_MAX else str(value)
     if isinstance(value, tuple | list):
         return tuple(map(_encoded_value, value))
-    return value
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """`value` as a string UTF-8 can carry, never a memory address: a number as its digits,
+    anything else as its type's name."""
+    if isinstance(value, str):
+        return well_formed(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return f"<{type(value).__name__}>"
 
 
 def _scrubbed(value: Any) -> bool:

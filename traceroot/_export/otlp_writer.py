@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, StatusCode
 
 from traceroot._errors import in_words
 from traceroot._serialize import INT64_MAX, INT64_MIN, well_formed
@@ -242,65 +242,24 @@ _warned_as_text = False
 
 def _encode_or_as_text(span: ReadableSpan) -> bytes:
     """`encode_span`; a span holding something it cannot write (an event name or a value of
-    an odd type, from a library) goes with those parts as text, so it does not fail the
-    request of every span sent with it."""
+    an odd type, from a library) goes made encodable (`finisher.encodable`: those parts as
+    text), so it does not fail the request of every span sent with it."""
     try:
         return encode_span(span)
     except Exception as exc:
+        from traceroot._export.finisher import encodable  # only on this rare path
+
+        fixed = encodable(span)
         global _warned_as_text
         if not _warned_as_text:
             _warned_as_text = True
             logger.warning(
                 "traceroot: span %r held a value OTLP cannot carry (%s); it was sent with "
                 "its values as text (told once)",
-                _text(span.name),
+                fixed.name,
                 in_words(exc),
             )
-        return encode_span(_as_text(span))
-
-
-def _as_text(span: ReadableSpan) -> ReadableSpan:
-    status = span.status
-    return ReadableSpan(
-        name=_text(span.name),
-        context=span.context,
-        parent=span.parent,
-        resource=span.resource,
-        attributes=_text_attributes(span.attributes),
-        events=tuple(
-            Event(_text(e.name), _text_attributes(e.attributes), int(e.timestamp or 0))
-            for e in span.events
-        ),
-        links=tuple(Link(link.context, _text_attributes(link.attributes)) for link in span.links),
-        kind=span.kind if isinstance(span.kind, SpanKind) else SpanKind.INTERNAL,
-        status=status if isinstance(status, Status) else Status(StatusCode.UNSET),
-        start_time=int(span.start_time or 0),
-        end_time=int(span.end_time or 0),
-        instrumentation_scope=span.instrumentation_scope,
-    )
-
-
-def _text_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {_text(key): _text_value(value) for key, value in (attributes or {}).items()}
-
-
-def _text_value(value: Any) -> Any:
-    if isinstance(value, bool | float) or (
-        isinstance(value, int) and INT64_MIN <= value <= INT64_MAX
-    ):
-        return value
-    if isinstance(value, tuple | list):
-        return tuple(_text(v) for v in value)
-    return _text(value)
-
-
-def _text(value: Any) -> str:
-    """`value` as a string, never its memory address: an object's type name otherwise."""
-    if isinstance(value, str):
-        return well_formed(value)
-    if isinstance(value, int | float):
-        return str(value)
-    return f"<{type(value).__name__}>"
+        return encode_span(fixed)
 
 
 def _scope(scope: InstrumentationScope | None) -> bytes:
