@@ -87,6 +87,14 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
+def id_start(text: str) -> str | None:
+    """`text` as the start of a trace id (lower-case hex), or None when it cannot be one."""
+    text = text.strip().lower()
+    if not text or any(c not in "0123456789abcdef" for c in text):
+        return None
+    return text
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -320,8 +328,8 @@ class Store:
 
     def starting(self, trace_id: str, limit: int) -> list[str]:
         """Up to `limit` full ids of traces whose id is or starts with `trace_id` (hex)."""
-        trace_id = trace_id.strip().lower()
-        if not trace_id or any(c not in "0123456789abcdef" for c in trace_id):
+        trace_id = id_start(trace_id) or ""
+        if not trace_id:
             return []
         found = self._read(
             "SELECT trace_id FROM traces WHERE trace_id >= ? AND trace_id < ? "

@@ -15,7 +15,7 @@ import click
 from traceroot._local.records import content_json, span_view
 from traceroot._local.server import ViewerServer, is_loopback
 from traceroot._local.settings import DB_NAME, local_settings
-from traceroot._local.store import Store
+from traceroot._local.store import Store, id_start
 
 DEFAULT_PORT = 4318  # OTLP/HTTP's own port: SDKs with default settings send straight here
 # Control characters (ANSI escapes among them) in captured text must not drive the terminal.
@@ -209,7 +209,7 @@ def show(ctx: click.Context, trace_id: str) -> None:
     candidates = store.starting(trace_id, 4)
     found = store.trace(candidates[0]) if len(candidates) == 1 else None
     if found is None:
-        if any(c not in "0123456789abcdef" for c in trace_id.strip().lower()):
+        if id_start(trace_id) is None:
             raise click.ClickException(f"{trace_id!r} is not a trace id (32 hex digits)")
         if len(candidates) > 1:
             shown = ", ".join(candidates[:3]) + (", ..." if len(candidates) > 3 else "")
