@@ -134,6 +134,53 @@ def test_a_trace_is_kept_or_dropped_whole_across_processes(
     assert all(sorted(names) == ["remote", "root"] for names in traces.values()), traces
 
 
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        # OpenTelemetry's own reading raises on a ratio above 1: nothing was traced at all.
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"},
+            "invalid OTEL_TRACES_SAMPLER_ARG='1.5' (expected a number >= 0 and <= 1); "
+            "keeping every trace. Fix or unset OTEL_TRACES_SAMPLER_ARG.",
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"},
+            "invalid OTEL_TRACES_SAMPLER_ARG='half'",
+        ),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_always"},
+            "invalid OTEL_TRACES_SAMPLER='parentbased_always' (expected parentbased_always_on or",
+        ),
+    ],
+)
+def test_a_bad_standard_sampler_is_named_once_and_every_trace_kept(
+    receiver: OTLPReceiver, run_python: RunPython, variables: dict[str, str], named: str
+) -> None:
+    done = run_python(ROOTS, env=receiver_env(receiver, **variables), timeout=120)
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+    assert done.stderr.count(named) == 1, done.stderr
+    # One warning, ours: not OpenTelemetry's own words beside it.
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert len(receiver.wait_for_spans(2 * TRACES, timeout=30)) == 2 * TRACES
+
+
+def test_check_shows_the_standard_sampler_and_sends_its_test_span_under_always_off(
+    receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    env = program_env(
+        {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.url}/v1/traces",
+            "OTEL_TRACES_SAMPLER": "always_off",
+        }
+    )
+    result = launch(["--no-env-file", "--check", "--integrations", "none"], env, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert re.search(r"OTEL_TRACES_SAMPLER +always_off\n", result.stdout)
+    assert re.search(r"sampling +no trace \(OTEL_TRACES_SAMPLER=always_off\)", result.stdout)
+    assert [s.name for s in receiver.wait_for_spans(1)] == ["traceroot-run --check"]
+
+
 def test_check_reports_the_share_kept(tmp_path: Path) -> None:
     env = program_env({"TRACEROOT_SAMPLE_RATE": "0.1"})
     result = launch(["--no-env-file", "--check", "--integrations", "none"], env, tmp_path)

@@ -138,6 +138,8 @@ class Config:
     integrations: str | None
     otel_instrumentors: bool
     sample_rate: float | None
+    sampler: str
+    sampler_arg: float | None
     scrub: bool
     scrub_patterns: str | None
     capture_content: bool

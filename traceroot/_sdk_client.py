@@ -163,7 +163,7 @@ class _OwnProvider(TracerProvider):
         light_for: Callable[..., Any] | None = None,
     ) -> None:
         # The limits are read from the OTEL_*_LIMIT variables once, here, for SDK and
-        # light spans alike. sampler=None: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
+        # light spans alike.
         self.span_limits = SpanLimits()
         super().__init__(
             resource=resource,
@@ -245,7 +245,9 @@ class TraceRootClient:
                 self._resource(),
                 self._processor,
                 self._stop_light_spans,
-                sampling.sampler_for(),
+                sampling.sampler_for(
+                    self.config.sample_rate, self.config.sampler, self.config.sampler_arg
+                ),
                 self._light_for,
             )
             trace.set_tracer_provider(provider)

@@ -61,6 +61,17 @@ def has_control_characters(value: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in value)
 
 
+# OTEL_TRACES_SAMPLER's values (OpenTelemetry's own), the usual one first.
+SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+    "always_on",
+    "always_off",
+    "traceidratio",
+)
+
+
 # A plain class rather than a dataclass: `dataclasses` (and the `inspect` it loads) would
 # cost every traced process several milliseconds of start-up.
 class Setting:
@@ -517,6 +528,28 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0,
         maximum=1,
         default_text="every trace (or `OTEL_TRACES_SAMPLER`)",
+        when_invalid="keeping every trace",
+    ),
+    Setting(
+        "sampler",
+        ("OTEL_TRACES_SAMPLER",),
+        "choice",
+        "parentbased_always_on",
+        "the standard sampler when `TRACEROOT_SAMPLE_RATE` is unset: `parentbased_always_on`, "
+        "`parentbased_always_off`, `parentbased_traceidratio`, or `always_on`, `always_off`, "
+        "`traceidratio` (which ignore the parent's decision)",
+        choices=SAMPLERS,
+        when_invalid="keeping every trace (parentbased_always_on)",
+    ),
+    Setting(
+        "sampler_arg",
+        ("OTEL_TRACES_SAMPLER_ARG",),
+        "float",
+        None,
+        "the fraction of new traces the `traceidratio` samplers keep",
+        minimum=0,
+        maximum=1,
+        default_text="1",
         when_invalid="keeping every trace",
     ),
     Setting(

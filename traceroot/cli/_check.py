@@ -152,9 +152,13 @@ def _test_span(config: Config) -> ReadableSpan:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
+    # Made whatever the configured sampler keeps: the span tests the destination.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": config.service_name}), sampler=ALWAYS_ON
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     name = "traceroot-run --check"
     attributes: dict[str, str | list[str]] = {
