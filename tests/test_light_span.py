@@ -334,7 +334,60 @@ def test_light_spans_obey_span_limits_as_sdk_spans_do(
     assert sent["light"] == sent["sdk"]
     attributes, events, links, dropped, _ = sent["light"]
     assert len(attributes) == 128 and attributes["a150"] == "updated"
+    # The oldest attributes gave way, but not the ones the backend places the span by.
+    assert attributes["traceroot.span.path"] == ["crowded"]
+    assert attributes["traceroot.sdk.name"] == "traceroot-py"
+    assert "a0" not in attributes and attributes["a199"] == 199
     max_events = int(limits.get("OTEL_SPAN_EVENT_COUNT_LIMIT", 128))
     assert len(events) == max_events and events[-1][0] == "e199"  # the newest kept
     assert len(links) == 128
     assert dropped[1:] == (200 - max_events, 72) and dropped[0] > 0
+
+
+# A library's span with an attribute per message part, as OpenInference flattens a long chat:
+# past the 128-attribute limit, the oldest attributes give way, and those are ours.
+LONG_CHAT = r"""
+import os
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import traceroot
+from traceroot import observe, using_attributes
+
+traceroot.initialize()
+if os.environ["MODE"] == "sdk":
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+library = trace.get_tracer("some.llm.library")
+
+@observe(type="agent")
+def agent():
+    with using_attributes(user_id="u-7", session_id="s-7"):
+        with library.start_as_current_span("ChatCompletion") as span:
+            for i in range(100):
+                span.set_attribute(f"llm.input_messages.{i}.message.role", "user")
+                span.set_attribute(f"llm.input_messages.{i}.message.content", f"m{i}")
+            print(type(span).__name__)
+
+agent()
+"""
+
+
+@pytest.mark.parametrize("mode", ["light", "sdk"])
+def test_a_library_span_past_the_attribute_limit_keeps_its_place_in_the_trace(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str], mode: str
+) -> None:
+    env = {**traceroot_env, "MODE": mode}
+    proc, spans = run_traced(run_python, receiver, env, LONG_CHAT, expect=2)
+    assert proc.stdout == ("LightSpan\n" if mode == "light" else "_Span\n"), proc.stderr
+    by_name = {span.name: span for span in spans}
+    chat, agent = by_name["ChatCompletion"], by_name["agent"]
+    attributes = chat.attributes
+    assert len(attributes) == 128
+    assert attributes["traceroot.span.path"] == ["agent", "ChatCompletion"]
+    assert attributes["traceroot.span.ids_path"] == [agent.span_id]
+    assert attributes["traceroot.sdk.name"] == "traceroot-py"
+    assert attributes["user.id"] == "u-7" and attributes["session.id"] == "s-7"
+    # The newest message parts are kept, the oldest counted as dropped.
+    assert attributes["llm.input_messages.99.message.content"] == "m99"
+    assert "llm.input_messages.0.message.role" not in attributes
+    assert chat.dropped[0] == 200 + len([k for k in attributes if not k.startswith("llm.")]) - 128

@@ -41,3 +41,36 @@ OI_TOKENS_COMPLETION = "llm.token_count.completion"
 
 DECORATOR_SCOPE = "traceroot-sdk"
 OI_TOKENS_TOTAL = "llm.token_count.total"
+
+# What the backend needs to place and account a span: never shown to `redact`, never given
+# way to other attributes under the attribute count limit.
+BACKEND_KEYS = frozenset(
+    {
+        SPAN_PATH,
+        SPAN_IDS_PATH,
+        SPAN_TYPE,
+        SPAN_TAGS,
+        ENVIRONMENT,
+        TRACE_USER_ID,
+        TRACE_SESSION_ID,
+        TRACE_TAGS,
+        LLM_MODEL,
+        LLM_USAGE,
+        LLM_COST_TOTAL,
+        USER_ID,
+        SESSION_ID,
+        TAG_TAGS,
+        OI_SPAN_KIND,
+        OI_MODEL_NAME,
+        "llm.system",
+        "llm.provider",
+        "input.mime_type",
+        "output.mime_type",
+    }
+)
+BACKEND_PREFIXES = ("traceroot.sdk.", "traceroot.git.", "llm.token_count.", "llm.cost.")
+
+
+def is_backend_key(key: str) -> bool:
+    """Whether `key` is backend bookkeeping: `redact` never sees it, span limits never drop it."""
+    return key in BACKEND_KEYS or key.startswith(BACKEND_PREFIXES)

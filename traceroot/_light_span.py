@@ -26,6 +26,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
+from traceroot import _attributes as attr
 from traceroot import _compat as compat
 from traceroot._errors import exception_message
 
@@ -184,7 +185,10 @@ class LightSpan(trace_api.Span, ReadableSpan):
             if not values:
                 self._dropped_attributes += 1
                 return
-            del values[next(iter(values))]  # full: the oldest attribute gives way
+            # Full: the oldest attribute gives way, as in the SDK, but never one the backend
+            # places the span by (its path, stamped first): a long chat's LLM span, with an
+            # attribute per message part, would otherwise lose its place in the tree.
+            del values[_oldest_giving_way(values)]
             self._dropped_attributes += 1
         values[key] = cleaned
 
@@ -296,8 +300,21 @@ class Limits:
         """The attributes a new span keeps under the limits, and how many it drops."""
         items = list(attributes.items())
         dropped = max(0, len(items) - self.max_attributes)
-        kept = items[dropped:]  # the SDK keeps the newest
-        return {k: self.cut(v) for k, v in kept}, dropped
+        if dropped:  # the SDK keeps the newest; the backend's keys are kept whatever their age
+            backend = [(k, v) for k, v in items if attr.is_backend_key(k)]
+            others = [(k, v) for k, v in items if not attr.is_backend_key(k)]
+            keep = max(0, self.max_attributes - len(backend))
+            items = [*backend, *others[len(others) - keep :]] if keep else backend
+            dropped = len(attributes) - len(items)
+        return {k: self.cut(v) for k, v in items}, dropped
+
+
+def _oldest_giving_way(values: dict[str, Any]) -> str:
+    """The key of the oldest attribute that is not the backend's (the oldest, if all are)."""
+    for key in values:
+        if not attr.is_backend_key(key):
+            return key
+    return next(iter(values))
 
 
 def _append_bounded(items: list[Any], item: Any, maximum: int) -> int:

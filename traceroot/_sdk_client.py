@@ -56,8 +56,7 @@ class _SwitchableProcessor(SpanProcessor):
             logger.debug("traceroot: stamping a span failed: %r", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.stamping.on_end(span)
-        self.pipeline.on_end(span)
+        self.pipeline.on_end(span, self.stamping.on_end(span))
 
     def shutdown(self) -> None:
         self.pipeline.shutdown()

@@ -39,6 +39,9 @@ class Stamper:
         # The paths of an open span's children, by name: a parent's many children of one
         # name (a tool called in a loop) share their path tuples instead of each making them.
         self._children: dict[int, dict[str, Path]] = {}
+        # What an open SDK span was stamped with: the SDK's attribute count limit makes the
+        # oldest attributes give way, ours first (light spans keep them themselves).
+        self._stamped: dict[int, dict[str, Any]] = {}
 
     def attributes_for(
         self,
@@ -118,7 +121,9 @@ class Stamper:
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
         # Decorator spans arrive stamped already (one attribute pass instead of two).
         if attr.SPAN_PATH in (span.attributes or {}):
-            self.opened(span.context.span_id, span.attributes or {})
+            attributes = span.attributes or {}
+            self.opened(span.context.span_id, attributes)
+            self._keep_stamps(span.context.span_id, attributes)
             return
         if parent_context is None:
             parent_context = context_api.get_current()
@@ -127,16 +132,38 @@ class Stamper:
         found = context_attributes(parent_context)
         if found:  # the program's values: the SDK checks them
             span.set_attributes(found)
-        self.remember(span.context.span_id, path)
+            made.update(found)
+        span_id = span.context.span_id
+        self.remember(span_id, path)
+        self._keep_stamps(span_id, made)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        """Forget an ended span's path: its children now read it from the span, if at all."""
+    def _keep_stamps(self, span_id: int, stamped: Mapping[str, Any]) -> None:
+        """Keep the backend's keys an SDK span starts with, to restore them if they give way."""
+        if len(self._stamped) >= _MAX_OPEN_SPANS:
+            self._stamped.clear()  # spans that never end: their stamps are not restored
+        self._stamped[span_id] = {k: v for k, v in stamped.items() if attr.is_backend_key(k)}
+
+    def on_end(self, span: ReadableSpan) -> dict[str, Any] | None:
+        """Forget an ended span's path: its children now read it from the span, if at all.
+
+        Returns what an SDK span was stamped with and lost to the attribute count limit
+        (the backend's keys, which place it in its trace), else None.
+        """
         context = span.context
-        if context is not None:
-            span_id = context.span_id
-            self._open.pop(span_id, None)
-            if self._children:
-                self._children.pop(span_id, None)
+        if context is None:
+            return None
+        span_id = context.span_id
+        self._open.pop(span_id, None)
+        if self._children:
+            self._children.pop(span_id, None)
+        if not self._stamped:
+            return None
+        stamped = self._stamped.pop(span_id, None)
+        if stamped is None or not span.dropped_attributes:
+            return None
+        present = span.attributes or {}
+        lost = {k: v for k, v in stamped.items() if k not in present}
+        return lost or None
 
 
 def _path_in(attributes: Mapping[str, Any]) -> Path | None:

@@ -2,7 +2,7 @@
 
 In order: content withheld (TRACEROOT_CAPTURE_CONTENT=false), base64 media replaced by a
 placeholder, credentials scrubbed (TRACEROOT_SCRUB), `redact=`, the attribute size bound.
-The backend's own keys (`is_kept`) are never touched by any of them.
+The backend's own keys (`_attributes.is_backend_key`) are never touched by any of them.
 """
 
 from __future__ import annotations
@@ -28,39 +28,6 @@ Redact = Callable[[dict[str, Any]], dict[str, Any]]
 
 WITHHELD = "<withheld: redact failed>"
 STATUS_MESSAGE_KEY = "status.message"
-
-# What the backend needs to place and account a span: never shown to `redact`, always kept.
-_KEPT_EXACT = frozenset(
-    {
-        attr.SPAN_PATH,
-        attr.SPAN_IDS_PATH,
-        attr.SPAN_TYPE,
-        attr.SPAN_TAGS,
-        attr.ENVIRONMENT,
-        attr.TRACE_USER_ID,
-        attr.TRACE_SESSION_ID,
-        attr.TRACE_TAGS,
-        attr.LLM_MODEL,
-        attr.LLM_USAGE,
-        attr.LLM_COST_TOTAL,
-        attr.USER_ID,
-        attr.SESSION_ID,
-        attr.TAG_TAGS,
-        attr.OI_SPAN_KIND,
-        attr.OI_MODEL_NAME,
-        "llm.system",
-        "llm.provider",
-        "input.mime_type",
-        "output.mime_type",
-    }
-)
-_KEPT_PREFIXES = ("traceroot.sdk.", "traceroot.git.", "llm.token_count.", "llm.cost.")
-
-
-def is_kept(key: str) -> bool:
-    """Whether `key` is backend bookkeeping that `redact` never sees."""
-    return key in _KEPT_EXACT or key.startswith(_KEPT_PREFIXES)
-
 
 # Scrubbing reads this much past the length bound, so a credential straddling the cut is
 # whole when it is matched (a PEM key is the longest), and no more: the rest is cut anyway.
@@ -111,6 +78,33 @@ class SpanFinisher:
             return span
         return _copy(span, _plain_copy(span.attributes), tuple(span.events), span.status)
 
+    def restore(self, span: ReadableSpan, lost: Mapping[str, Any]) -> ReadableSpan:
+        """A compact copy of `span` with the backend's keys it `lost` to the attribute count
+        limit back, first (where they were stamped); as many of its oldest other attributes
+        give way, so it holds no more attributes than it did; the dropped count follows."""
+        present = _plain_copy(span.attributes)
+        attributes = {**lost, **present}
+        excess = len(attributes) - max(len(present), len(lost))
+        oldest = [k for k in present if not attr.is_backend_key(k)][: max(excess, 0)]
+        for key in oldest:
+            del attributes[key]
+        dropped = max(0, span.dropped_attributes - len(lost)) + len(oldest)
+        return FinishedSpan(
+            (dropped, span.dropped_events, span.dropped_links),
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=attributes,
+            events=tuple(span.events),
+            links=tuple(span.links),
+            kind=span.kind,
+            status=span.status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         """`span` with the rules applied: the same span when they change nothing."""
         # A plain dict (the SDK's attribute mapping copies at C speed) is quicker to walk.
@@ -159,7 +153,7 @@ class SpanFinisher:
         plans = self._plans
         plan = plans.get(key)
         if plan is None:
-            if is_kept(key):
+            if attr.is_backend_key(key):
                 plan = _KEPT
             elif not self._capture_content and is_content(key):
                 plan = _WITHHOLD
@@ -249,8 +243,8 @@ class SpanFinisher:
 
     def _apply(self, attributes: dict[str, Any]) -> dict[str, Any]:
         assert self._redact is not None
-        kept = {k: v for k, v in attributes.items() if is_kept(k)}
-        exposed = {k: v for k, v in attributes.items() if not is_kept(k)}
+        kept = {k: v for k, v in attributes.items() if attr.is_backend_key(k)}
+        exposed = {k: v for k, v in attributes.items() if not attr.is_backend_key(k)}
         if not exposed:
             return attributes
         try:

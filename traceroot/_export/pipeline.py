@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -20,7 +20,7 @@ from traceroot._config import Config
 from traceroot._errors import in_words
 from traceroot._export.batcher import Batcher
 from traceroot._export.exporters import make_exporter
-from traceroot._export.finisher import Redact, SpanFinisher
+from traceroot._export.finisher import FinishedSpan, Redact, SpanFinisher
 from traceroot._export.local_sink import store_batcher, viewer_hint
 from traceroot._light_span import LightSpan
 
@@ -90,12 +90,15 @@ class ExportPipeline:
             # old pipeline is not kept alive (nor reset) by it.
             lifecycle.after_fork_in_child(self._batcher.after_fork_in_child)
 
-    def on_end(self, span: ReadableSpan) -> None:
+    def on_end(self, span: ReadableSpan, lost: Mapping[str, Any] | None = None) -> None:
+        """Process an ended span; `lost`: the backend's keys its attribute limit dropped."""
         if self._closed:
             return
         try:
+            if lost:
+                span = self._finish.restore(span, lost)  # a compact copy
             finished = self._finish(span) if self._finish_here else span
-            if finished is span and type(span) is not LightSpan:  # a light span is compact
+            if finished is span and type(span) not in (LightSpan, FinishedSpan):  # compact
                 finished = self._finish.compact(span)  # not rewritten: still the span as it ended
             if self._console is not None:
                 self._console.on_end(finished)
