@@ -11,6 +11,7 @@ import pytest
 from conftest import clean_env
 from otlp_receiver import OTLPReceiver, ReceivedSpan
 from sdk_helpers import run_traced, stdout_json, warnings_in
+from test_launcher import launch, program_env
 from test_launcher_pythons import VERSIONS, _python_for
 
 # The same workload, with (SDK) or without (light) a second processor on our provider.
@@ -391,3 +392,68 @@ def test_a_library_span_past_the_attribute_limit_keeps_its_place_in_the_trace(
     assert attributes["llm.input_messages.99.message.content"] == "m99"
     assert "llm.input_messages.0.message.role" not in attributes
     assert chat.dropped[0] == 200 + len([k for k in attributes if not k.startswith("llm.")]) - 128
+
+
+# OpenTelemetry's SDK raises on a span limit that is not a count: `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`
+# as `opentelemetry.sdk.trace` is imported (so `from traceroot import observe` failed), the others
+# as a provider is made (so nothing was traced).
+BAD_LIMIT = r"""
+import os, sys
+import traceroot
+from traceroot import observe
+
+if os.environ.get("SDK_PATH"):
+    traceroot.initialize()
+
+@observe
+def work():
+    return 2
+
+print(work(), os.environ.get(sys.argv[1], "<gone>"))
+"""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "abc"),
+        ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "-5"),
+        ("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "1e3"),
+        ("OTEL_SPAN_EVENT_COUNT_LIMIT", "unset"),
+    ],
+)
+@pytest.mark.parametrize("path", ["sdk", "launcher"])
+def test_a_span_limit_the_sdk_cannot_read_is_named_and_the_program_traced(
+    run_python: Any,
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
+    tmp_path: Path,
+    variable: str,
+    value: str,
+    path: str,
+) -> None:
+    env = {**traceroot_env, variable: value}
+    if path == "sdk":
+        proc = run_python(BAD_LIMIT, args=[variable], env={**env, "SDK_PATH": "1"})
+    else:
+        script = tmp_path / "bad_limit.py"
+        script.write_text(BAD_LIMIT)
+        proc = launch(["python", str(script), variable], program_env(env), tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "2 <gone>\n", proc.stderr
+    warning = (
+        f"traceroot: invalid {variable}='{value}' (expected an integer >= 0, or empty for no "
+        "limit); OpenTelemetry's SDK would fail on it, so it is taken out of this process's "
+        f"environment and the default applies. Fix or unset {variable}.\n"
+    )
+    assert proc.stderr == warning
+    assert [span.name for span in receiver.wait_for_spans(1)] == ["work"]
+
+
+def test_an_empty_span_limit_is_no_limit_and_kept(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    variable = "OTEL_SPAN_EVENT_COUNT_LIMIT"
+    env = {**traceroot_env, variable: "", "SDK_PATH": "1"}
+    proc = run_python(BAD_LIMIT, args=[variable], env=env)
+    assert proc.returncode == 0 and proc.stdout == "2 \n" and proc.stderr == "", proc.stderr
+    assert [span.name for span in receiver.wait_for_spans(1)] == ["work"]

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import sys
 
+from traceroot import _settings
 from traceroot.version import __version__
+
+# Before anything imports OpenTelemetry's SDK, which fails to import on a bad span limit.
+if not _settings.tracing_disabled():
+    _settings.drop_unusable_limits()
 
 # Not `typing.TYPE_CHECKING`: the start-up hook imports this package in every traced
 # process, and `typing` costs milliseconds to import.

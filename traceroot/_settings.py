@@ -158,6 +158,8 @@ class Setting:
             return "an http:// or https:// URL"
         if self.kind == "choice":
             return " or ".join(self.choices)
+        if self.kind == "limit":
+            return "an integer >= 0, or empty for no limit"
         if self.kind in ("int", "float"):
             noun = "an integer" if self.kind == "int" else "a number"
             low = ">" if self.above_minimum else ">="
@@ -242,8 +244,21 @@ def _choice(setting: Setting, raw: str) -> str | None:
     return value if value in setting.choices else None
 
 
+def _limit(setting: Setting, raw: str) -> int | str | None:
+    # OpenTelemetry's own reading: a non-negative integer, or empty for no limit at all.
+    text = raw.strip()
+    if not text:
+        return text
+    try:
+        value = int(text)  # as the SDK reads it: `1e3` or `10.0` is no count
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
 _PARSERS: dict[str, Callable[[Setting, str], Any]] = {
     "choice": _choice,
+    "limit": _limit,
     "text": _text,
     "list": _text,
     "secret": _secret,
@@ -625,10 +640,87 @@ SETTINGS: tuple[Setting, ...] = (
         "client key (PEM) for mTLS",
         scope="otlp",
     ),
+    *(
+        Setting(
+            field,
+            (variable,),
+            "limit",
+            None,
+            what + " (OpenTelemetry's span limits)",
+            minimum=0,
+            default_text=default,
+            when_invalid="OpenTelemetry's SDK would fail on it, so it is taken out of this "
+            "process's environment and the default applies",
+            scope="limits",
+        )
+        for field, variable, default, what in (
+            (
+                "attribute_count_limit",
+                "OTEL_ATTRIBUTE_COUNT_LIMIT",
+                "128",
+                "most attributes of a span, an event or a link",
+            ),
+            (
+                "span_attribute_count_limit",
+                "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+                "`OTEL_ATTRIBUTE_COUNT_LIMIT`, else 128",
+                "most attributes of a span; past it the oldest give way, never the backend's keys",
+            ),
+            (
+                "event_attribute_count_limit",
+                "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+                "`OTEL_ATTRIBUTE_COUNT_LIMIT`, else 128",
+                "most attributes of an event",
+            ),
+            (
+                "link_attribute_count_limit",
+                "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+                "`OTEL_ATTRIBUTE_COUNT_LIMIT`, else 128",
+                "most attributes of a link",
+            ),
+            (
+                "span_event_count_limit",
+                "OTEL_SPAN_EVENT_COUNT_LIMIT",
+                "128",
+                "most events of a span",
+            ),
+            ("span_link_count_limit", "OTEL_SPAN_LINK_COUNT_LIMIT", "128", "most links of a span"),
+            (
+                "attribute_value_length_limit",
+                "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                "none",
+                "longest attribute value, in characters",
+            ),
+            (
+                "span_attribute_value_length_limit",
+                "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                "`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`",
+                "longest span attribute value",
+            ),
+        )
+    ),  # fmt: skip
 )
 
 BY_FIELD: dict[str, Setting] = {s.field: s for s in SETTINGS if s.scope == "config"}
 OTLP: dict[str, Setting] = {s.field: s for s in SETTINGS if s.scope == "otlp"}
+LIMITS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.scope == "limits")
+
+
+def drop_unusable_limits(environ: dict[str, str] | os._Environ[str] | None = None) -> None:
+    """Take out of the environment the span limits OpenTelemetry's SDK cannot start with.
+
+    The SDK reads `OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT` as `opentelemetry.sdk.trace` is imported,
+    and every limit when a provider is made, and raises on a value that is not a count: the
+    program's `import traceroot` would fail with it. Such a value is named in one warning (an
+    empty one is valid: no limit). Run before the SDK is imported.
+    """
+    env = os.environ if environ is None else environ
+    for setting in LIMITS:
+        raw = env.get(setting.variable)
+        if raw is None or setting.parse(raw) is not None:
+            continue
+        del env[setting.variable]
+        Resolver(env)._warn(setting, setting.variable, raw)
 
 
 class Resolver:
@@ -745,7 +837,7 @@ def readme_table() -> str:
         names = ", ".join(f"`{name}`" for name in setting.variables)
         default = setting.shown_default()
         default = f"`{default}`" if default and setting.default is not None else default
-        bounds = setting.expected() if setting.kind in ("int", "float") else ""
+        bounds = setting.expected() if setting.kind in ("int", "float", "limit") else ""
         lines.append(f"| {names} | {default} | {bounds} | {setting.help} |")
     return "\n".join(lines)
 

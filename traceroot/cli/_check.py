@@ -104,6 +104,13 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
             # Unset, the name is derived from the program's own argv, unknown here.
             _line(setting.variable, "the program's name (default)")
             continue
+        if setting.scope == "limits":  # read by OpenTelemetry's SDK itself
+            raw = env.get(setting.variable)
+            if raw is None:
+                _line(setting.variable, f"{setting.shown_default()} (default)")
+            else:
+                _line(setting.variable, raw.strip() or "no limit")
+            continue
         _line(setting.variable, _shown(setting, config))
     _line("sampling", sampling.describe(env))
     found = git.detect(config.git_repo, config.git_ref)
