@@ -203,6 +203,28 @@ def test_values_under_sensitive_names_at_any_depth() -> None:
     )
 
 
+def test_values_of_sensitive_pairs_in_lists_are_scrubbed() -> None:
+    """Headers and form fields as (name, value) pairs, as HTTP clients and ASGI hold them."""
+    scrub = Scrubber().text
+    headers = {"headers": [["X-Auth-Token", "opaque123"], ["Accept", "json"]]}
+    assert json.loads(scrub(json.dumps(headers))) == {
+        "headers": [["X-Auth-Token", "[scrubbed:sensitive-name]"], ["Accept", "json"]]
+    }
+    # An ASGI scope's headers, as a repr; a form as tuples.
+    assert scrub("[(b'authorization', b'Basic dTpw'), (b'host', b'api')]") == (
+        "[(b'authorization', '[scrubbed:sensitive-name]'), (b'host', b'api')]"
+    )
+    assert scrub("[('password', 'hunter2'), ('user', 'ann')]") == (
+        "[('password', '[scrubbed:sensitive-name]'), ('user', 'ann')]"
+    )
+    assert scrub('[["api_key", 12345]]') == '[["api_key", "[scrubbed:sensitive-name]"]]'
+    # Not a pair: a longer list of words, or a value that holds nothing.
+    assert scrub('["token", "count", "other"]') == '["token", "count", "other"]'
+    assert scrub('["api_key", null]') == '["api_key", null]'
+    # A shape rule's marker says more and is kept.
+    assert scrub(json.dumps([["X-Api-Key", OPENAI]])) == '[["X-Api-Key", "[scrubbed:openai-key]"]]'
+
+
 def _span(attributes: dict, status: str | None = None, event: dict | None = None):
     provider = TracerProvider()
     with provider.get_tracer("t").start_as_current_span("s", attributes=attributes) as span:

@@ -133,6 +133,10 @@ _NAME_HINT = re.compile(r"pass|pwd|secret|token|auth|cookie|credential|key")
 
 # `"name": value` in JSON, `'name': value` in a Python repr.
 _QUOTED_KEY = re.compile(r"""(["'])([A-Za-z0-9_.\- ]{1,64})\1\s*:\s*""")
+# `["name", value]` in JSON, `('name', value)` or `(b'name', b'value')` in a repr: a header
+# or a form field as a pair in a list, as HTTP clients and ASGI hold them.
+_LISTED_KEY = re.compile(r"""[\[(]\s*b?(["'])([A-Za-z0-9_.\- ]{1,64})\1\s*,\s*""")
+_PAIR_END = re.compile(r"\s*[\])]")
 # `\"name\": \"value\"` in JSON encoded inside a JSON string.
 _ESCAPED_PAIR = re.compile(r"""\\(["'])([A-Za-z0-9_.\- ]{1,64})\\\1\s*:\s*\\\1(.*?)(?<!\\)\\\1""")
 # `name=value` in URLs, command lines and environment-style text: found from the `=`
@@ -184,19 +188,22 @@ def _bracket_end(text: str, start: int) -> int:
     return len(text)
 
 
-def _scrub_quoted_pairs(text: str) -> str:
+def _scrub_keyed_values(text: str, key: re.Pattern[str], listed: bool = False) -> str:
+    """The values after sensitive names `key` finds replaced; `listed`: only in pairs."""
     out: list[str] = []
     position = 0
-    for match in _QUOTED_KEY.finditer(text):
+    for match in key.finditer(text):
         if match.start() < position or not is_sensitive_name(match.group(2)):
             continue
-        end = _value_end(text, match.end(), match.group(1))
-        if end is None:
-            continue
-        quote = match.group(1)
-        if text.startswith(f"{quote}[scrubbed:", match.end()):
+        start = match.end()
+        value = start + 1 if listed and text.startswith(("b'", 'b"'), start) else start
+        end = _value_end(text, value, match.group(1))
+        if end is None or (listed and _PAIR_END.match(text, end) is None):
+            continue  # a value that is no secret; in a list, one that is no pair
+        if text.startswith("[scrubbed:", value + 1):
             continue  # a shape rule got there first, with a more telling marker
-        out.append(text[position : match.end()])
+        quote = text[value] if text[value] in "'\"" else match.group(1)
+        out.append(text[position:start])
         out.append(f"{quote}{marker(NAME_RULE)}{quote}")
         position = end
     if not out:
@@ -208,8 +215,10 @@ def _scrub_quoted_pairs(text: str) -> str:
 def _scrub_names(text: str) -> str:
     if _NAME_HINT.search(text.lower()) is None:
         return text
+    if "," in text and ("[" in text or "(" in text):
+        text = _scrub_keyed_values(text, _LISTED_KEY, listed=True)
     if ":" in text:
-        text = _scrub_quoted_pairs(text)
+        text = _scrub_keyed_values(text, _QUOTED_KEY)
         if "\\" in text:
             text = _ESCAPED_PAIR.sub(_escaped_pair, text)
         text = _HEADER.sub(_header, text)
