@@ -334,6 +334,10 @@ with traceroot.using_attributes(session_id="session-1", user_id="user-1"):
         pass
 with trace.get_tracer("thirdparty").start_as_current_span("raw") as raw:
     raw.set_attribute("input.value", f"curl -H 'Authorization: Bearer {KEY}'")
+    # A span named after its URL, credentials and all: its name and its path are scrubbed.
+    url = f"https://ann:hunter2@api.example.com/v1?api_key={KEY}"
+    with trace.get_tracer("thirdparty").start_as_current_span(f"GET {url}"):
+        pass
 print(json.dumps({"seen_by_redact": len(seen)}))
 """
 
@@ -343,7 +347,7 @@ def test_end_to_end_no_secret_in_the_bytes_received_nor_on_stderr(
 ) -> None:
     env = {**traceroot_env, "TRACEROOT_CONSOLE": "true"}
     script = PROGRAM.replace("sys.argv[1]", repr(OPENAI))
-    proc, spans = run_traced(run_python, receiver, env, script, expect=3)
+    proc, spans = run_traced(run_python, receiver, env, script, expect=4)
     raw = b"".join(r.payload for r in receiver.requests)
     assert raw and OPENAI.encode() not in raw
     for window in _windows(OPENAI):
@@ -365,6 +369,10 @@ def test_end_to_end_no_secret_in_the_bytes_received_nor_on_stderr(
     assert spans.one("raw").attributes["input.value"] == (
         "curl -H 'Authorization: Bearer [scrubbed:openai-key]'"
     )
+    named = (
+        "GET https://ann:[scrubbed:url-password]@api.example.com/v1?api_key=[scrubbed:openai-key]"
+    )
+    assert spans.one(named).attributes["traceroot.span.path"] == ["raw", named]
 
 
 def test_redact_runs_after_scrubbing(run_python, receiver: OTLPReceiver, traceroot_env) -> None:

@@ -111,6 +111,8 @@ class SpanFinisher:
         original: Mapping[str, Any] = _plain_copy(span.attributes)
         # Without `redact`, cleaning and bounding are one pass over the attributes.
         attributes = self._clean(original) if self._redact is not None else self._finish(original)
+        if self._scrubber is not None:
+            attributes = self._scrub_path(attributes)
         original_events = span.events  # the SDK makes a new tuple at each read
         events = original_events
         if events:
@@ -132,14 +134,31 @@ class SpanFinisher:
                 description = redacted.get(STATUS_MESSAGE_KEY)
                 status = Status(status.status_code, str(description) if description else None)
         bounded = self._bound(attributes) if self._redact is not None else attributes
+        # A name can hold a URL with its key or password (`GET https://...?api_key=...`).
+        name = span.name
+        if self._scrubber is not None and type(name) is str and len(name) >= 8:
+            name = self._scrubber.text(name)
         if (
             self._redact is None
             and bounded is original
             and events is original_events
             and status is original_status
+            and name == span.name
         ):
             return span
-        return _copy(span, dict(bounded), tuple(events), status)
+        return _copy(span, dict(bounded), tuple(events), status, name=name)
+
+    def _scrub_path(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The span path's names scrubbed as span names are (a backend key, else untouched)."""
+        path = attributes.get(attr.SPAN_PATH)
+        if not path or all(type(n) is not str or len(n) < 8 for n in path):
+            return attributes
+        assert self._scrubber is not None
+        text = self._scrubber.text
+        cleaned = tuple(text(n) if type(n) is str and len(n) >= 8 else n for n in path)
+        if cleaned == tuple(path):
+            return attributes
+        return {**attributes, attr.SPAN_PATH: cleaned}
 
     def _clean_event(self, event: Event) -> Event:
         attributes = event.attributes or {}
