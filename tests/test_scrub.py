@@ -336,8 +336,8 @@ with trace.get_tracer("thirdparty").start_as_current_span("raw") as raw:
     raw.set_attribute("input.value", f"curl -H 'Authorization: Bearer {KEY}'")
     # A span named after its URL, credentials and all: its name and its path are scrubbed.
     url = f"https://ann:hunter2@api.example.com/v1?api_key={KEY}"
-    with trace.get_tracer("thirdparty").start_as_current_span(f"GET {url}"):
-        pass
+    with trace.get_tracer("thirdparty").start_as_current_span(f"GET {url}") as named:
+        named.add_event(f"retrying {url}")
 print(json.dumps({"seen_by_redact": len(seen)}))
 """
 
@@ -373,6 +373,7 @@ def test_end_to_end_no_secret_in_the_bytes_received_nor_on_stderr(
         "GET https://ann:[scrubbed:url-password]@api.example.com/v1?api_key=[scrubbed:openai-key]"
     )
     assert spans.one(named).attributes["traceroot.span.path"] == ["raw", named]
+    assert [event.name for event in spans.one(named).events] == [named.replace("GET", "retrying")]
 
 
 def test_redact_runs_after_scrubbing(run_python, receiver: OTLPReceiver, traceroot_env) -> None:

@@ -163,9 +163,12 @@ class SpanFinisher:
     def _clean_event(self, event: Event) -> Event:
         attributes = event.attributes or {}
         cleaned = self._clean(attributes)
-        if cleaned is attributes:
+        name = event.name
+        if self._scrubber is not None and type(name) is str and len(name) >= 8:
+            name = self._scrubber.text(name)  # `called https://...?token=...`, as span names
+        if cleaned is attributes and name == event.name:
             return event
-        return Event(event.name, dict(cleaned), event.timestamp)
+        return Event(name, dict(cleaned), event.timestamp)
 
     def _plan(self, key: str) -> int:
         """What the rules do to the value under `key` (the key alone decides), cached."""
