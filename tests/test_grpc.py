@@ -57,6 +57,37 @@ def test_grpc_over_tls_with_the_certificate_variable(run_python: RunPython, tmp_
         assert len(rx.wait_for_spans(20)) == 20
 
 
+def test_an_endpoint_without_a_scheme_is_tls_unless_insecure(
+    run_python: RunPython, tmp_path: Path
+) -> None:
+    """`host:port`, as OpenTelemetry's gRPC exporter takes it: TLS, or plain text with
+    OTEL_EXPORTER_OTLP_INSECURE=true (it was refused as not being an OTLP/HTTP URL)."""
+    with GRPCReceiver() as rx:
+        assert rx.url.startswith("http://")
+        bare = rx.url.removeprefix("http://")
+        env = grpc_env(bare, OTEL_EXPORTER_OTLP_INSECURE="true")
+        done = run_python(SMALL, env=env)
+        assert done.returncode == 0 and done.stdout == "done\n", done.stderr
+        assert len(rx.wait_for_spans(20)) == 20
+        assert "traceroot" not in done.stderr
+    ca = make_ca(tmp_path)
+    with GRPCReceiver(pems=ca.server_pems()) as rx:
+        assert rx.url.startswith("https://")
+        env = grpc_env(
+            rx.url.removeprefix("https://"), OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca.ca_file)
+        )
+        done = run_python(SMALL, env=env)
+        assert done.returncode == 0, done.stderr
+        assert len(rx.wait_for_spans(20)) == 20
+    checked = launch(
+        ["--no-env-file", "--check", "--integrations", "none"],
+        program_env(grpc_env("localhost:4317")),
+        tmp_path,
+    )
+    assert re.search(r"traces go to +OTLP endpoint https://localhost:4317\n", checked.stdout)
+    assert "/v1/traces" not in checked.stdout
+
+
 def test_a_dead_grpc_port_is_reported_in_words_and_exit_does_not_wait(
     run_python: RunPython,
 ) -> None:

@@ -174,6 +174,7 @@ def test_every_otlp_variable_is_declared_with_its_traces_twin_first() -> None:
         "CERTIFICATE",
         "CLIENT_KEY",
         "CLIENT_CERTIFICATE",
+        "INSECURE",
     }
     for setting in rows:
         generic = setting.variables[1]

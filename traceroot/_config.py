@@ -12,7 +12,7 @@ import os
 import sys
 
 from traceroot._frozen import field, record, replace
-from traceroot._otlp_config import OTLPSettings, parse_headers, resolve_otlp
+from traceroot._otlp_config import OTLPSettings, grpc_url, parse_headers, resolve_otlp
 from traceroot._settings import (
     BY_FIELD,
     DEFAULT_HOST_URL,
@@ -228,22 +228,28 @@ def _resource_service_name(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def _otlp_endpoint(r: Resolver) -> tuple[str | None, str | None]:
-    """The OTLP/HTTP traces endpoint from the standard variables, and a refusal reason."""
+def _otlp_endpoint(r: Resolver, otlp: OTLPSettings) -> tuple[str | None, str | None]:
+    """The OTLP traces endpoint from the standard variables, and a refusal reason."""
     environ = r.environ
     traces = (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or "").strip()
     base = (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
     variable = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if traces else "OTEL_EXPORTER_OTLP_ENDPOINT"
-    endpoint = traces or (base.rstrip("/") + "/v1/traces" if base else "")
+    if otlp.protocol == "grpc":  # the URL as it is, `host:port` too (see grpc_url)
+        endpoint = grpc_url(traces or base, otlp.insecure)
+        needs = "an http:// or https:// URL such as http://localhost:4317 (OTLP/gRPC)"
+    else:
+        endpoint = traces or (base.rstrip("/") + "/v1/traces" if base else "")
+        needs = "an http:// or https:// URL such as http://localhost:4318 (OTLP/HTTP)"
     if not endpoint:
         return None, None
+    raw = traces or base  # as the user wrote it
     valid = BY_FIELD["host_url"].parse(endpoint)
     if valid is None:
         logger.warning(
-            "traceroot: invalid %s=%s: it needs an http:// or https:// URL (OTLP/HTTP); "
-            "nothing is sent and traces stay local. Fix %s.",
+            "traceroot: invalid %s=%s: it needs %s; nothing is sent and traces stay local. Fix %s.",
             variable,
-            "'" + safe_url(endpoint) + "'" if not has_control_characters(endpoint) else "(hidden)",
+            "'" + safe_url(raw) + "'" if not has_control_characters(raw) else "(hidden)",
+            needs,
             variable,
         )
         return None, f"{variable} is not a valid URL"
@@ -315,11 +321,9 @@ def _load_config(given: dict[str, Any]) -> Config:
         # A wrong URL must never redirect the key to another host: nothing is sent at all
         # (the resolver's warning says so); host_url keeps the default only for display.
         host_refused = "TRACEROOT_HOST_URL is not a valid URL"
-    otlp_endpoint, otlp_refused = _otlp_endpoint(r)
     # Protocol, timeout, compression, TLS files; the endpoint and headers are checked here.
     otlp = resolve_otlp(r.environ, report_endpoint=False)
-    if otlp.protocol == "grpc" and otlp_endpoint:
-        otlp_endpoint = otlp.endpoint  # gRPC takes the URL as it is: no /v1/traces
+    otlp_endpoint, otlp_refused = _otlp_endpoint(r, otlp)
     headers = r.raw(OTLP["headers"])  # the TRACES_ variable, else the generic one
     flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
     values["service_name"] = (

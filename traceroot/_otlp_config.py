@@ -36,6 +36,7 @@ class OTLPSettings:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    insecure: bool | None = None  # gRPC: plain text for an endpoint named without a scheme
     # The variable that named the endpoint: what a failure message tells the user to check.
     endpoint_variable: str = "OTEL_EXPORTER_OTLP_ENDPOINT"
     # Variables whose value came from the environment, for `--check` to show where each came from.
@@ -48,8 +49,17 @@ def _warn_once(variable: str, value: str, message: str) -> None:
         logger.warning("traceroot: %s", message)
 
 
+def grpc_url(endpoint: str, insecure: bool | None) -> str:
+    """A gRPC endpoint as a URL: `host:port` (OpenTelemetry's gRPC exporter takes it) gets the
+    scheme `OTEL_EXPORTER_OTLP_INSECURE` says, TLS unless it is true, as that exporter does."""
+    if "://" in endpoint or not endpoint:
+        return endpoint
+    return ("http://" if insecure else "https://") + endpoint
+
+
 _SUFFIXES = {
     "ENDPOINT": "endpoint",
+    "INSECURE": "insecure",
     "PROTOCOL": "protocol",
     "HEADERS": "headers",
     "TIMEOUT": "timeout",
@@ -138,6 +148,11 @@ def resolve_otlp(
                 "every OTLP/HTTP receiver accepts on the same port.",
             )
 
+    insecure: bool | None = None
+    if picked := _pick(env, "INSECURE"):
+        insecure = resolver.value(OTLP["insecure"])
+        sources["INSECURE"] = picked[0]
+
     endpoint: str | None = None
     endpoint_variable = f"{_PREFIX}ENDPOINT"
     if picked := _pick(env, "ENDPOINT"):
@@ -146,6 +161,8 @@ def resolve_otlp(
         url = raw.rstrip("/") if name == f"{_PREFIX}ENDPOINT" else raw
         if protocol == "http/protobuf" and name == f"{_PREFIX}ENDPOINT":
             url += "/v1/traces"  # the generic variable names the base URL (specification)
+        if protocol == "grpc":
+            url = grpc_url(url, insecure)
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
@@ -185,6 +202,7 @@ def resolve_otlp(
         timeout=timeout,
         compression=compression,
         protocol=protocol,
+        insecure=insecure,
         ca_file=_file(env, "CERTIFICATE", sources),
         client_cert=_file(env, "CLIENT_CERTIFICATE", sources),
         client_key=_file(env, "CLIENT_KEY", sources),

@@ -586,6 +586,17 @@ SETTINGS: tuple[Setting, ...] = (
         scope="otlp",
     ),
     Setting(
+        "insecure",
+        ("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "OTEL_EXPORTER_OTLP_INSECURE"),
+        "bool",
+        None,
+        "gRPC, an endpoint named without a scheme (`localhost:4317`): `true` reaches it in "
+        "plain text; unset or `false`, over TLS, as OpenTelemetry does",
+        default_text="TLS for `host:port`",
+        when_invalid="reaching such an endpoint over TLS",
+        scope="otlp",
+    ),
+    Setting(
         "headers",
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"),
         "text",
