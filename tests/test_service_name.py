@@ -114,6 +114,10 @@ def test_the_service_name_variables(
     assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
     (span,) = receiver.wait_for_spans(1, timeout=5)
     assert span.resource["service.name"] == expected
+    # --check says the same (it showed the program's name unless OTEL_SERVICE_NAME was set).
+    checked = launch(["--check", "--integrations", "none"], {**env, **variables}, tmp_path)
+    shown = "the program's name (default)" if expected == "agent" else expected
+    assert f"  OTEL_SERVICE_NAME            {shown}\n" in checked.stdout, checked.stdout
 
 
 def test_traceroot_release_is_the_service_version(

@@ -217,7 +217,7 @@ def _program_name(environ: Mapping[str, str], argv0: str | None = None) -> str:
     return name.removesuffix(".py") or "python"
 
 
-def _resource_service_name(environ: Mapping[str, str]) -> str | None:
+def resource_service_name(environ: Mapping[str, str]) -> str | None:
     """`service.name` as `OTEL_RESOURCE_ATTRIBUTES` gives it (`key=value,...`), if it does."""
     for item in (environ.get("OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
         key, sep, value = item.partition("=")
@@ -328,7 +328,7 @@ def _load_config(given: dict[str, Any]) -> Config:
     flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
     values["service_name"] = (
         values["service_name"]
-        or _resource_service_name(r.environ)
+        or resource_service_name(r.environ)
         or _program_name(r.environ, given["argv0"])
     )
     return Config(

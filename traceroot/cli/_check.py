@@ -16,9 +16,16 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from traceroot import _git as git
 from traceroot import _sampling as sampling
-from traceroot._config import Config, load_config, mask_secret, safe_url, sdk_disabled_problem
+from traceroot._config import (
+    Config,
+    load_config,
+    mask_secret,
+    resource_service_name,
+    safe_url,
+    sdk_disabled_problem,
+)
 from traceroot._export.exporters import Exporter, make_exporter
-from traceroot._settings import SETTINGS, Setting
+from traceroot._settings import SETTINGS, Resolver, Setting
 from traceroot.version import SDK_NAME, __version__
 
 # A check should answer quickly even when the configured export timeout is long.
@@ -100,7 +107,11 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
     for setting in SETTINGS:
         if setting.field in ("git_repo", "git_ref"):
             continue  # shown below as detected
-        if setting.field == "service_name" and not env.get(setting.variable):
+        if (
+            setting.field == "service_name"
+            and Resolver(env).raw(setting) is None
+            and resource_service_name(env) is None
+        ):
             # Unset, the name is derived from the program's own argv, unknown here.
             _line(setting.variable, "the program's name (default)")
             continue
