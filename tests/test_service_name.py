@@ -152,3 +152,35 @@ def test_traceroot_debug_prints_our_debug_log_on_stderr(
     assert (result.returncode, result.stdout) == (0, "done\n"), result.stderr
     assert "TRACEROOT_DEBUG" in result.stderr and "maybe" in result.stderr
     assert "debug log on" not in result.stderr
+
+
+PARENT_AND_CHILD = """
+import subprocess, sys
+import traceroot
+
+@traceroot.observe(name="parent")
+def parent():
+    subprocess.run([sys.executable, "agent.py"], check=True)
+
+parent()
+"""
+
+
+def test_a_malformed_resource_attribute_is_named_once_in_our_words(
+    receiver: OTLPReceiver, env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "agent.py").write_text(AGENT)
+    (tmp_path / "parent.py").write_text(PARENT_AND_CHILD)
+    variables = {"OTEL_RESOURCE_ATTRIBUTES": "team=a,oops,service.version=2,"}
+    result = launch(["python", "parent.py"], {**env, **variables}, tmp_path)
+    assert result.returncode == 0 and result.stdout == "done\n", result.stderr
+    # Once for the two processes, naming the variable; OpenTelemetry's own words are silenced
+    # (the trailing comma, harmless, went through them too).
+    assert result.stderr == (
+        "traceroot: ignoring 'oops' in OTEL_RESOURCE_ATTRIBUTES (expected key=value pairs "
+        "separated by commas). Fix OTEL_RESOURCE_ATTRIBUTES.\n"
+    )
+    spans = receiver.wait_for_spans(2, timeout=5)
+    assert {span.name for span in spans} == {"parent", "agent"}
+    assert all(span.resource["team"] == "a" for span in spans)
+    assert all(span.resource["service.version"] == "2" for span in spans)

@@ -228,6 +228,31 @@ def resource_service_name(environ: Mapping[str, str]) -> str | None:
     return None
 
 
+def _check_resource_attributes(environ: Mapping[str, str]) -> None:
+    """One warning for the entries of `OTEL_RESOURCE_ATTRIBUTES` OpenTelemetry will skip.
+
+    OpenTelemetry's own words name neither the variable nor the fix, and come from every
+    process; the client silences them (`QuietResourceWarnings`). An empty entry (a
+    trailing comma) is harmless and goes without a word.
+    """
+    raw = environ.get("OTEL_RESOURCE_ATTRIBUTES") or ""
+    bad = [item.strip() for item in raw.split(",") if item.strip() and "=" not in item]
+    if bad:
+        logger.warning(
+            "traceroot: ignoring %s in OTEL_RESOURCE_ATTRIBUTES (expected key=value pairs "
+            "separated by commas). Fix OTEL_RESOURCE_ATTRIBUTES.",
+            ", ".join(repr(item) if has_control_characters(item) else f"'{item}'" for item in bad),
+        )
+
+
+class QuietResourceWarnings:
+    """A logging filter for OpenTelemetry's resource logger: drops its warning about a
+    malformed `OTEL_RESOURCE_ATTRIBUTES` entry, which `load_config` has reported in words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Invalid key value resource attribute pair")
+
+
 def _otlp_endpoint(r: Resolver, otlp: OTLPSettings) -> tuple[str | None, str | None]:
     """The OTLP traces endpoint from the standard variables, and a refusal reason."""
     environ = r.environ
@@ -331,6 +356,7 @@ def _load_config(given: dict[str, Any]) -> Config:
         or resource_service_name(r.environ)
         or _program_name(r.environ, given["argv0"])
     )
+    _check_resource_attributes(r.environ)
     return Config(
         **values,
         max_batch_size=values["flush_at"] if flush_at_set else DEFAULT_MAX_BATCH_SIZE,

@@ -29,7 +29,7 @@ from traceroot import _git as git
 from traceroot import _integrations as integrations
 from traceroot import _sampling as sampling
 from traceroot import _threads as threads
-from traceroot._config import Config, sdk_disabled_problem
+from traceroot._config import Config, QuietResourceWarnings, sdk_disabled_problem
 from traceroot._errors import in_words
 from traceroot._export import ExportPipeline, Redact
 from traceroot._light_span import LightSpan, LightTracer, valid_value
@@ -341,7 +341,14 @@ class TraceRootClient:
             values["service.version"] = self.config.release
         if self.config.environment:
             values["deployment.environment.name"] = self.config.environment
-        return Resource.create(values)
+        # OpenTelemetry's own warning about OTEL_RESOURCE_ATTRIBUTES: said in words already.
+        resources_logger = logging.getLogger("opentelemetry.sdk.resources")
+        quiet = QuietResourceWarnings()
+        resources_logger.addFilter(quiet)
+        try:
+            return Resource.create(values)
+        finally:
+            resources_logger.removeFilter(quiet)
 
     def _announce(self) -> None:
         destination = self.config.destination
