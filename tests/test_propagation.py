@@ -115,3 +115,50 @@ def test_invalid_traceparent_is_one_warning(
     (line,) = result.stderr.splitlines()
     assert "TRACEPARENT" in line and "not-a-traceparent" in line
     assert len({s.trace_id for s in receiver.spans}) == 3  # three new traces
+
+
+# OpenTelemetry's API fails to import `opentelemetry.propagate` when OTEL_PROPAGATORS names a
+# propagator that is not installed: every instrumentor importing it failed, and so did this.
+PROPAGATES = """
+import os, subprocess, sys
+import traceroot
+from opentelemetry import propagate
+
+traceroot.initialize()
+
+@traceroot.observe
+def call_downstream():
+    carrier = {}
+    propagate.inject(carrier)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('OTEL_PROPAGATORS'))"],
+        capture_output=True, text=True,
+    )
+    return sorted(carrier), child.stdout.strip(), child.stderr
+
+print(call_downstream())
+"""
+
+
+def test_an_uninstalled_propagator_is_named_and_left_out(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    result = run_python(PROPAGATES, env={**traceroot_env, "OTEL_PROPAGATORS": "tracecontext,b3"})
+    # The W3C header still goes out; the processes it starts get the variable without b3.
+    assert (result.returncode, result.stdout) == (0, "(['traceparent'], 'tracecontext', '')\n")
+    assert result.stderr == (
+        "traceroot: OTEL_PROPAGATORS names 'b3', which no installed package provides, and "
+        "OpenTelemetry would fail on it: it is left out for this process and the ones it "
+        "starts, which use tracecontext. Fix OTEL_PROPAGATORS or pip install "
+        "opentelemetry-propagator-b3.\n"
+    )
+    assert [span.name for span in receiver.wait_for_spans(1)] == ["call_downstream"]
+
+
+def test_installed_propagators_and_none_are_left_as_they_are(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    for value, header in (("baggage, tracecontext", ["traceparent"]), ("none", [])):
+        result = run_python(PROPAGATES, env={**traceroot_env, "OTEL_PROPAGATORS": value})
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        assert result.stdout == f"({header!r}, {value!r}, '')\n"

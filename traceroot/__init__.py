@@ -14,14 +14,20 @@ only for what they touch.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from traceroot import _settings
 from traceroot.version import __version__
 
-# Before anything imports OpenTelemetry's SDK, which fails to import on a bad span limit.
+# Before anything imports OpenTelemetry, whose SDK fails to import on a bad span limit and
+# whose API on a propagator that is not installed.
 if not _settings.tracing_disabled():
     _settings.drop_unusable_limits()
+    if "OTEL_PROPAGATORS" in os.environ:
+        from traceroot import _propagation
+
+        _propagation.drop_unknown_propagators()
 
 # Not `typing.TYPE_CHECKING`: the start-up hook imports this package in every traced
 # process, and `typing` costs milliseconds to import.

@@ -28,7 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     import subprocess
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, MutableMapping
     from multiprocessing import process as mp_process
     from typing import Any
 
@@ -39,8 +39,58 @@ __all__ = [
     "attach_parent_from_environment",
     "carry_context_into_pools",
     "current_carrier",
+    "drop_unknown_propagators",
     "install",
 ]
+
+# Where the propagators OTEL_PROPAGATORS may name come from, for the warning's fix.
+_PROPAGATOR_PACKAGES = {
+    "b3": "opentelemetry-propagator-b3",
+    "b3multi": "opentelemetry-propagator-b3",
+    "jaeger": "opentelemetry-propagator-jaeger",
+    "xray": "opentelemetry-propagator-aws-xray",
+    "ottrace": "opentelemetry-propagator-ot-trace",
+}
+
+
+def drop_unknown_propagators(environ: MutableMapping[str, str] | None = None) -> None:
+    """Take the propagators no installed package provides out of `OTEL_PROPAGATORS`.
+
+    OpenTelemetry reads the variable as `opentelemetry.propagate` is imported, and fails the
+    import on a name it cannot find: every instrumentor importing it failed, and the program's
+    own `from opentelemetry import propagate`. One warning names what was left out. Run
+    before OpenTelemetry's API is imported; only when the variable is set.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get("OTEL_PROPAGATORS")
+    if not raw or not raw.strip():
+        return
+    names = [name.strip() for name in raw.split(",") if name.strip()]
+    if any(name.lower() == "none" for name in names):
+        return  # no propagator at all, whatever else is named
+    from traceroot import _distributions as distributions
+
+    try:
+        installed = {ep.name for ep in distributions.entry_points("opentelemetry_propagator")}
+    except Exception:  # a broken distribution: leave the variable to OpenTelemetry
+        return
+    unknown = [name for name in names if name not in installed]
+    if not unknown:
+        return
+    kept = [name for name in names if name in installed]
+    if kept:
+        env["OTEL_PROPAGATORS"] = ",".join(kept)
+    else:
+        del env["OTEL_PROPAGATORS"]
+    hints = sorted({_PROPAGATOR_PACKAGES[n] for n in unknown if n in _PROPAGATOR_PACKAGES})
+    _logger().warning(
+        "traceroot: OTEL_PROPAGATORS names %s, which no installed package provides, and "
+        "OpenTelemetry would fail on it: it is left out for this process and the ones it "
+        "starts, which use %s. Fix OTEL_PROPAGATORS%s.",
+        ", ".join(f"'{name}'" for name in unknown),
+        ",".join(kept) if kept else "tracecontext,baggage (the default)",
+        f" or pip install {' '.join(hints)}" if hints else "",
+    )
 
 
 def _logger() -> logging.Logger:
