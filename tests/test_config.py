@@ -289,3 +289,29 @@ def test_functions_decorated_while_disabled_by_environment_cost_nothing(
     env = {**traceroot_env, "TRACEROOT_ENABLED": "false"}
     _, spans = run_traced(run_python, receiver, env, ENABLED_BY_ARGUMENT, expect=1)
     assert spans.names() == ["decorated_after"]
+
+
+@pytest.mark.parametrize("value", ["none", "console", "otlp,zipkin"])
+def test_opentelemetry_instruments_exporter_variable_is_said_to_be_unread(
+    run_python, receiver: OTLPReceiver, traceroot_env, value: str
+) -> None:
+    """`OTEL_TRACES_EXPORTER=none` under opentelemetry-instrument sends nothing; here it did
+    not mean that, and nothing said so."""
+    proc, spans = run_traced(
+        run_python, receiver, {**traceroot_env, "OTEL_TRACES_EXPORTER": value}, TRACED, expect=4
+    )
+    assert stdout_json(proc)["f"] == 2 and len(spans) >= 4  # traced as usual
+    (warning,) = warnings_in(proc.stderr, "OTEL_TRACES_EXPORTER")
+    assert warning.startswith(
+        f"traceroot: OTEL_TRACES_EXPORTER='{value}' is opentelemetry-instrument's variable; "
+        f"traceroot does not read it: traces go to TraceRoot {receiver.url}/"
+    )
+    assert "TRACEROOT_ENABLED=false" in warning
+
+
+def test_opentelemetry_instruments_otlp_exporter_goes_without_a_word(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    env = {**traceroot_env, "OTEL_TRACES_EXPORTER": "otlp"}
+    proc, _ = run_traced(run_python, receiver, env, TRACED, expect=4)
+    assert "OTEL_TRACES_EXPORTER" not in proc.stderr

@@ -357,7 +357,7 @@ def _load_config(given: dict[str, Any]) -> Config:
         or _program_name(r.environ, given["argv0"])
     )
     _check_resource_attributes(r.environ)
-    return Config(
+    config = Config(
         **values,
         max_batch_size=values["flush_at"] if flush_at_set else DEFAULT_MAX_BATCH_SIZE,
         otlp_endpoint=otlp_endpoint,
@@ -365,6 +365,31 @@ def _load_config(given: dict[str, Any]) -> Config:
         otlp=otlp,
         refused=host_refused if values["api_key"] else otlp_refused,
     )
+    _check_traces_exporter(r.environ, config)
+    return config
+
+
+def _check_traces_exporter(environ: Mapping[str, str], config: Config) -> None:
+    """One warning when `OTEL_TRACES_EXPORTER` asks for another exporter than OTLP.
+
+    It is `opentelemetry-instrument`'s variable, which users of that launcher carry over:
+    `none` or `console` there would not mean what traceroot does with the spans.
+    """
+    raw = (environ.get("OTEL_TRACES_EXPORTER") or "").strip()
+    others = [name.strip() for name in raw.split(",") if name.strip().lower() not in ("", "otlp")]
+    if not others or not config.enabled:
+        return
+    logger.warning(
+        "traceroot: OTEL_TRACES_EXPORTER=%s is opentelemetry-instrument's variable; traceroot "
+        "does not read it: traces go to %s. To trace nothing, set TRACEROOT_ENABLED=false; to "
+        "print each trace's tree on stderr, TRACEROOT_CONSOLE=true.",
+        _quoted_value(raw),
+        config.destination.describe(),
+    )
+
+
+def _quoted_value(raw: str) -> str:
+    return repr(raw) if has_control_characters(raw) else f"'{raw}'"
 
 
 def sdk_disabled_problem(environ: Mapping[str, str] | None = None) -> str | None:
