@@ -106,6 +106,26 @@ def test_no_proxy_bypasses_the_proxy(receiver: OTLPReceiver, run_python: RunPyth
     assert proxy.log[0].target == f"{receiver.url}{TRACES}"
 
 
+def test_a_socks_proxy_is_named_with_the_fix_and_no_proxy_still_bypasses_it(
+    receiver: OTLPReceiver, run_python: RunPython
+) -> None:
+    """urllib3 refuses a socks:// proxy; that came out as 'ProxySchemeUnknown: ...'."""
+    env = traceroot_to(receiver.url, http_proxy="socks5://127.0.0.1:1080")
+    started = time.monotonic()
+    done = run_ok(run_python, {**env, "TRACEROOT_SHUTDOWN_TIMEOUT": "30"})
+    assert time.monotonic() - started < 15, "a proxy we cannot use is not waited for at exit"
+    assert (
+        "traceroot: http_proxy names a socks5:// proxy, which traceroot cannot use: set an "
+        "http:// or https:// proxy there, or add 127.0.0.1 to NO_PROXY\n"
+    ) in done.stderr
+    assert (
+        "ProxySchemeUnknown" not in done.stderr and "20 span(s) were not delivered" in done.stderr
+    )
+    assert receiver.spans == []
+    run_ok(run_python, {**env, "NO_PROXY": "127.0.0.1"})
+    assert len(receiver.wait_for_spans(20)) == 20
+
+
 def test_a_proxy_refusing_the_tunnel_is_reported_in_words(
     tls_receiver: OTLPReceiver, ca: CA, run_python: RunPython
 ) -> None:

@@ -384,6 +384,15 @@ class OTLPHTTPExporter(SpanExporter):
                 retry=False,
                 absent=True,
             )
+        if self.proxy is not None and not self.proxy.url.startswith(("http://", "https://")):
+            scheme = self.proxy.url.partition("://")[0]
+            host = urlsplit(self.endpoint).hostname
+            self._broken = Failure(
+                f"{self.proxy.variable} names a {scheme}:// proxy, which traceroot cannot use: "
+                f"set an http:// or https:// proxy there, or add {host} to NO_PROXY",
+                retry=False,
+                absent=True,
+            )
         self._last_warning: dict[str, float] = {}
         self.last_error: str | None = None
         self.last_status: int | None = None
