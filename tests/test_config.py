@@ -315,3 +315,11 @@ def test_opentelemetry_instruments_otlp_exporter_goes_without_a_word(
     env = {**traceroot_env, "OTEL_TRACES_EXPORTER": "otlp"}
     proc, _ = run_traced(run_python, receiver, env, TRACED, expect=4)
     assert "OTEL_TRACES_EXPORTER" not in proc.stderr
+
+
+def test_a_host_url_given_as_the_traces_endpoint_is_not_doubled(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_HOST_URL": f"{receiver.url}/api/v1/public/traces/"}
+    run_traced(run_python, receiver, env, TRACED, expect=4)
+    assert {request.path for request in receiver.requests} == {"/api/v1/public/traces"}

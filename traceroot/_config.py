@@ -173,7 +173,8 @@ class Config:
         if self.api_key:
             return Destination(
                 kind="traceroot",
-                endpoint=self.host_url + TRACES_PATH,
+                # The server's URL, or its traces endpoint pasted whole: the path not twice.
+                endpoint=self.host_url.removesuffix(TRACES_PATH) + TRACES_PATH,
                 headers={
                     "Authorization": f"Bearer {self.api_key}",
                     "x-traceroot-sdk-name": SDK_NAME,
