@@ -299,7 +299,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("TRACEROOT_HOST_URL",),
         "url",
         DEFAULT_HOST_URL,
-        "TraceRoot server; an invalid URL sends nothing (the key never goes to another host)",
+        "TraceRoot server (its `/api/v1/public/traces` endpoint, pasted whole, is taken too); "
+        "an invalid URL sends nothing (the key never goes to another host)",
         argument="host_url",
         option="--host-url",
         when_invalid=f"traces are not sent to any server (not even {DEFAULT_HOST_URL}: the API "
