@@ -43,6 +43,23 @@ __all__ = [
     "install",
 ]
 
+
+def _none_understood() -> bool:
+    """Whether the installed OpenTelemetry API takes `OTEL_PROPAGATORS=none` (newer releases
+    do; older ones fail on it as on any unknown name). Told by its source; True if unread."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("opentelemetry.propagate")
+        origin = spec.origin if spec is not None else None
+        if origin is None:
+            return True
+        with open(origin, encoding="utf-8") as source:
+            return '"none"' in source.read()
+    except (OSError, ImportError, ValueError, UnicodeDecodeError):
+        return True
+
+
 # Where the propagators OTEL_PROPAGATORS may name come from, for the warning's fix.
 _PROPAGATOR_PACKAGES = {
     "b3": "opentelemetry-propagator-b3",
@@ -66,7 +83,7 @@ def drop_unknown_propagators(environ: MutableMapping[str, str] | None = None) ->
     if not raw or not raw.strip():
         return
     names = [name.strip() for name in raw.split(",") if name.strip()]
-    if any(name.lower() == "none" for name in names):
+    if any(name.lower() == "none" for name in names) and _none_understood():
         return  # no propagator at all, whatever else is named
     from traceroot import _distributions as distributions
 
@@ -83,6 +100,8 @@ def drop_unknown_propagators(environ: MutableMapping[str, str] | None = None) ->
     else:
         del env["OTEL_PROPAGATORS"]
     hints = sorted({_PROPAGATOR_PACKAGES[n] for n in unknown if n in _PROPAGATOR_PACKAGES})
+    if any(name.lower() == "none" for name in unknown):
+        hints.append("'opentelemetry-api>=1.33' (for none)")
     _logger().warning(
         "traceroot: OTEL_PROPAGATORS names %s, which no installed package provides, and "
         "OpenTelemetry would fail on it: it is left out for this process and the ones it "
