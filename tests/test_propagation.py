@@ -169,6 +169,6 @@ def test_installed_propagators_and_none_are_left_as_they_are(
     if _none_understood():  # OpenTelemetry 1.33 and later: no propagator at all
         assert (none.stdout, none.stderr) == ("([], 'none', '')\n", "")
     else:  # older releases fail on `none` as on any unknown name: left out, and said
-        assert none.stdout == "(['traceparent'], None, '')\n"
+        assert none.stdout == "(['traceparent'], 'None', '')\n"  # the child's env has none
         assert "OTEL_PROPAGATORS names 'none'" in none.stderr
         assert "pip install 'opentelemetry-api>=1.33' (for none)" in none.stderr
