@@ -22,6 +22,7 @@ from traceroot._settings import (
     has_control_characters,
     logger,
     parse_bool,
+    quoted,
     tracing_disabled,
 )
 from traceroot.version import SDK_NAME, __version__
@@ -242,7 +243,7 @@ def _check_resource_attributes(environ: Mapping[str, str]) -> None:
         logger.warning(
             "traceroot: ignoring %s in OTEL_RESOURCE_ATTRIBUTES (expected key=value pairs "
             "separated by commas). Fix OTEL_RESOURCE_ATTRIBUTES.",
-            ", ".join(repr(item) if has_control_characters(item) else f"'{item}'" for item in bad),
+            ", ".join(quoted(item) for item in bad),
         )
 
 
@@ -384,13 +385,9 @@ def _check_traces_exporter(environ: Mapping[str, str], config: Config) -> None:
         "traceroot: OTEL_TRACES_EXPORTER=%s is opentelemetry-instrument's variable; traceroot "
         "does not read it: traces go to %s. To trace nothing, set TRACEROOT_ENABLED=false; to "
         "print each trace's tree on stderr, TRACEROOT_CONSOLE=true.",
-        _quoted_value(raw),
+        quoted(raw),
         config.destination.describe(),
     )
-
-
-def _quoted_value(raw: str) -> str:
-    return repr(raw) if has_control_characters(raw) else f"'{raw}'"
 
 
 def sdk_disabled_problem(environ: Mapping[str, str] | None = None) -> str | None:

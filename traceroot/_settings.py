@@ -805,7 +805,7 @@ class Resolver:
         logger.warning(
             "traceroot: invalid %s=%s (expected %s); %s. %s",
             source,
-            _quoted(raw),
+            quoted(raw),
             setting.expected(),
             outcome,
             fix,
@@ -837,8 +837,8 @@ def configuration_digest(environ: Mapping[str, str]) -> str:
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}{len(data):x}"
 
 
-def _quoted(raw: str) -> str:
-    # Shown as text: control characters are spelled out, never written to the terminal.
+def quoted(raw: str) -> str:
+    """`raw` in quotes for a message: control characters spelled out, never written."""
     return repr(raw) if has_control_characters(raw) else f"'{raw}'"
 
 

@@ -89,21 +89,7 @@ class SpanFinisher:
         for key in oldest:
             del attributes[key]
         dropped = max(0, span.dropped_attributes - len(lost)) + len(oldest)
-        return FinishedSpan(
-            (dropped, span.dropped_events, span.dropped_links),
-            name=span.name,
-            context=span.context,
-            parent=span.parent,
-            resource=span.resource,
-            attributes=attributes,
-            events=tuple(span.events),
-            links=tuple(span.links),
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
+        return _copy(span, attributes, tuple(span.events), span.status, dropped_attributes=dropped)
 
     def __call__(self, span: ReadableSpan) -> ReadableSpan:
         """`span` with the rules applied: the same span when they change nothing."""
@@ -134,10 +120,7 @@ class SpanFinisher:
                 description = redacted.get(STATUS_MESSAGE_KEY)
                 status = Status(status.status_code, str(description) if description else None)
         bounded = self._bound(attributes) if self._redact is not None else attributes
-        # A name can hold a URL with its key or password (`GET https://...?api_key=...`).
-        name = span.name
-        if self._scrubber is not None and type(name) is str and len(name) >= 8:
-            name = self._scrubber.text(name)
+        name = self._scrub_name(span.name)
         if (
             self._redact is None
             and bounded is original
@@ -147,6 +130,13 @@ class SpanFinisher:
         ):
             return span
         return _copy(span, dict(bounded), tuple(events), status, name=name)
+
+    def _scrub_name(self, name: Any) -> Any:
+        """A span's or event's name, credentials scrubbed: it can hold a URL with its key or
+        password (`GET https://...?api_key=...`). The same object when there is nothing to do."""
+        if self._scrubber is None or type(name) is not str or len(name) < 8:
+            return name
+        return self._scrubber.text(name)
 
     def _scrub_path(self, attributes: Mapping[str, Any]) -> Mapping[str, Any]:
         """The span path's names scrubbed as span names are (a backend key, else untouched)."""
@@ -158,9 +148,7 @@ class SpanFinisher:
                 break
         else:
             return attributes
-        assert self._scrubber is not None
-        text = self._scrubber.text
-        cleaned = tuple(text(n) if type(n) is str and len(n) >= 8 else n for n in path)
+        cleaned = tuple(self._scrub_name(n) for n in path)
         if cleaned == tuple(path):
             return attributes
         return {**attributes, attr.SPAN_PATH: cleaned}
@@ -168,9 +156,7 @@ class SpanFinisher:
     def _clean_event(self, event: Event) -> Event:
         attributes = event.attributes or {}
         cleaned = self._clean(attributes)
-        name = event.name
-        if self._scrubber is not None and type(name) is str and len(name) >= 8:
-            name = self._scrubber.text(name)  # `called https://...?token=...`, as span names
+        name = self._scrub_name(event.name)  # `retrying https://...?token=...`
         if cleaned is attributes and name == event.name:
             return event
         return Event(name, dict(cleaned), event.timestamp)
@@ -339,9 +325,12 @@ def _copy(
     name: str | None = None,
     links: tuple[Link, ...] | None = None,
     kind: SpanKind | None = None,
+    dropped_attributes: int | None = None,
 ) -> ReadableSpan:
+    if dropped_attributes is None:
+        dropped_attributes = span.dropped_attributes
     return FinishedSpan(
-        (span.dropped_attributes, span.dropped_events, span.dropped_links),
+        (dropped_attributes, span.dropped_events, span.dropped_links),
         name=span.name if name is None else name,
         context=span.context,
         parent=span.parent,
