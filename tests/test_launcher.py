@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -628,27 +629,31 @@ def test_flask_debug_reloader_traces_the_serving_child(
         proc.communicate(timeout=30)
 
 
+def serve_fastapi_service(env: Mapping[str, str], cwd: Path) -> tuple[subprocess.Popen[str], int]:
+    """`traceroot-run uvicorn` serving apps/fastapi_service.py, once it listens; and its port."""
+    port = free_port()
+    server = start(
+        ["uvicorn", "--app-dir", str(APPS), "--port", str(port), "fastapi_service:app"], env, cwd
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # bounded wait for the server to listen
+        assert server.poll() is None, server.communicate()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server, port
+
+
 def test_two_services_under_the_launcher_make_one_trace(
     receiver: OTLPReceiver, env: dict, tmp_path: Path
 ) -> None:
     pytest.importorskip("opentelemetry.instrumentation.fastapi")
     pytest.importorskip("opentelemetry.instrumentation.httpx")
-    port = free_port()
-    server = start(
-        ["uvicorn", "--app-dir", str(APPS), "--port", str(port), "fastapi_service:app"],
-        env,
-        tmp_path,
-    )
+    server, port = serve_fastapi_service(env, tmp_path)
     try:
         url = f"http://127.0.0.1:{port}/work"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # bounded wait for the server to listen
-            assert server.poll() is None, server.communicate()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         client = subprocess.run(
             [*launcher(), "python", str(APPS / "httpx_client.py"), url],
             env=env,
@@ -670,6 +675,26 @@ def test_two_services_under_the_launcher_make_one_trace(
     assert served.parent_span_id == http_call.span_id
     assert served.trace_id == http_call.trace_id == observed.trace_id
     assert served.attributes["traceroot.span.ids_path"] == [http_call.span_id]
+
+
+@pytest.mark.parametrize("message_spans", [None, "true"])
+def test_fastapi_request_is_one_server_span_unless_message_spans_asked_for(
+    receiver: OTLPReceiver, env: dict, tmp_path: Path, message_spans: str | None
+) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.fastapi")
+    if message_spans is not None:
+        env["TRACEROOT_ASGI_MESSAGE_SPANS"] = message_spans
+    server, port = serve_fastapi_service(env, tmp_path)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/work", timeout=10) as got:
+            assert got.read() == b'{"ok":true}'
+    finally:
+        stop(server)  # the final flush sends every span of the request
+    names = sorted(s.name for s in receiver.spans)
+    if message_spans is None:
+        assert names == ["GET /work"]
+    else:  # the response's start and its body
+        assert names == ["GET /work", "GET /work http send", "GET /work http send"]
 
 
 @pytest.mark.parametrize(("setting", "expected"), [(None, "True"), ("false", "False")])

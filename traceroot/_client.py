@@ -308,7 +308,7 @@ def _activate(*, wait: bool) -> None:
             config.integrations, later, explicit=False, warn=not config.shown_before
         )
         if config.otel_instrumentors:
-            entry_points.activate_otel_instrumentors(later)
+            entry_points.activate_otel_instrumentors(later, message_spans=config.asgi_message_spans)
     except Exception as exc:  # never break the host program (nor the import under way)
         _logger().warning(
             "traceroot: could not activate the integrations (%s); the program runs on "

@@ -138,6 +138,7 @@ class Config:
     git_ref: str | None
     integrations: str | None
     otel_instrumentors: bool
+    asgi_message_spans: bool
     sample_rate: float | None
     sampler: str
     sampler_arg: float | None

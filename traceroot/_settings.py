@@ -471,6 +471,14 @@ SETTINGS: tuple[Setting, ...] = (
         "the launcher also activates installed `opentelemetry-instrumentation-*` packages",
     ),
     Setting(
+        "asgi_message_spans",
+        ("TRACEROOT_ASGI_MESSAGE_SPANS",),
+        "bool",
+        False,
+        "`true` keeps FastAPI's `http send` / `http receive` spans (one per ASGI message, two "
+        "or more per request); by default a request is one server span",
+    ),
+    Setting(
         "scrub",
         ("TRACEROOT_SCRUB",),
         "bool",

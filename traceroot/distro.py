@@ -24,6 +24,7 @@ class TracerootDistro(BaseDistro):
 
     _initialized = False
     _instrumentors = True
+    _message_spans = False
 
     def _configure(self, **kwargs: Any) -> None:
         import traceroot
@@ -32,6 +33,7 @@ class TracerootDistro(BaseDistro):
         self._initialized = client is not None
         if client is not None:
             self._instrumentors = client.config.otel_instrumentors
+            self._message_spans = client.config.asgi_message_spans
             # traceroot has installed the provider and exporter: our configurator (which does
             # nothing more) keeps another one, e.g. opentelemetry-distro's, from adding a
             # second pipeline. A configurator the user chose is kept.
@@ -45,7 +47,9 @@ class TracerootDistro(BaseDistro):
         if not self._instrumentors:
             return
         provider = integrations.current_provider() or trace.get_tracer_provider()
-        integrations.activate_otel_entry_point(entry_point, provider, **kwargs)
+        integrations.activate_otel_entry_point(
+            entry_point, provider, message_spans=self._message_spans, **kwargs
+        )
 
 
 class TracerootConfigurator:

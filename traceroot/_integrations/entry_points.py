@@ -58,14 +58,17 @@ def withdraw() -> list[Any]:
     return made
 
 
-def activate_otel_instrumentors(tracer_provider: TracerProvider | DeferredProvider) -> None:
+def activate_otel_instrumentors(
+    tracer_provider: TracerProvider | DeferredProvider, *, message_spans: bool = False
+) -> None:
     """Activate installed ``opentelemetry_instrumentor`` entry points, each on import.
 
     For the launcher path (which skips it when ``TRACEROOT_OTEL_INSTRUMENTORS`` is false); honours
-    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. Never raises.
+    ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS``. ``message_spans``: FastAPI keeps its per-message
+    ASGI spans (``TRACEROOT_ASGI_MESSAGE_SPANS``). Never raises.
     """
     for entry_point in _enabled_entry_points(os.environ):
-        activate_otel_entry_point(entry_point, tracer_provider)
+        activate_otel_entry_point(entry_point, tracer_provider, message_spans=message_spans)
 
 
 def _enabled_entry_points(environ: Mapping[str, str]) -> list[distributions.EntryPoint]:
@@ -139,13 +142,22 @@ def covered_by_registry(entry_point: AnyEntryPoint, libraries: set[str]) -> bool
 def activate_otel_entry_point(
     entry_point: AnyEntryPoint,
     tracer_provider: TracerProvider | DeferredProvider,
+    *,
+    message_spans: bool = False,
     **kwargs: Any,
 ) -> None:
     """Instrument one OpenTelemetry instrumentor entry point when its library is imported.
 
     Entry points for libraries an LLM integration covers are skipped (they would make a
-    second span per call), as are ones already handled. Never raises.
+    second span per call), as are ones already handled. FastAPI's ``http send`` and
+    ``http receive`` spans are left out unless ``message_spans``. Never raises.
     """
+    if entry_point.name == "fastapi" and not message_spans:
+        # One span per ASGI message (the response's start and each body chunk, each request
+        # body chunk): the request's server span already says what they do, at a fraction
+        # of the spans. A release older than the argument reads its keywords by name, so it
+        # ignores this one.
+        kwargs.setdefault("exclude_spans", ["receive", "send"])
     try:
         with _seen.lock:
             if entry_point.name in _seen.otel_seen:
