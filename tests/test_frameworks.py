@@ -132,6 +132,77 @@ def test_langchain_http_client_spans_nest_under_their_llm_span(
     assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
 
 
+@_requires("langgraph", "langchain_core")
+def test_what_a_langgraph_node_calls_nests_under_the_node(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    # LangChain's runs never become the current span: without their run's span as the
+    # parent, the tool and the OpenAI call would be siblings of the graph, under the agent.
+    program = """
+        import sys
+        from typing import TypedDict
+        from langchain_core.runnables import RunnableLambda
+        from langgraph.graph import END, START, StateGraph
+        from openai import OpenAI
+        from traceroot import observe
+
+        client = OpenAI(base_url=sys.argv[1] + "/v1", api_key="k", max_retries=0)
+
+        @observe(type="tool")
+        def lookup(question):
+            return "facts about " + question
+
+        def ask(facts):  # no decorator: the OpenAI call alone
+            reply = client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": facts}]
+            )
+            return reply.choices[0].message.content
+
+        class State(TypedDict, total=False):
+            question: str
+            facts: str
+            answer: str
+
+        def research(state):
+            return {"facts": lookup(state["question"])}
+
+        def answer(state):
+            return {"answer": RunnableLambda(ask).invoke(state["facts"])}
+
+        graph = StateGraph(State)
+        graph.add_node("research", research)
+        graph.add_node("answer", answer)
+        graph.add_edge(START, "research")
+        graph.add_edge("research", "answer")
+        graph.add_edge("answer", END)
+        app = graph.compile()
+
+        @observe(name="agent", type="agent")
+        def agent(question):
+            result = app.invoke({"question": question})["answer"]
+            lookup("afterwards")  # outside the graph: under the agent again
+            return result
+
+        print(agent("the weather"))
+        """
+    spans, requests = run_framework(tmp_path, traceroot_env, receiver, program, expect_output=REPLY)
+    root = assert_one_trace(spans)
+    assert root.name == "agent"
+    assert len(requests) == 1
+    by_id = {s.span_id: s for s in spans}
+
+    def parent_name(span: ReceivedSpan) -> str | None:
+        parent = by_id.get(span.parent_span_id or "")
+        return parent.name if parent is not None else None
+
+    inside, after = sorted(spans.named("lookup"), key=lambda s: s.start_ns)
+    assert parent_name(inside) == "research", spans.names()
+    assert parent_name(after) == "agent"
+    (llm,) = assert_llm_spans(spans, "gpt-4o-mini", calls=1)
+    assert parent_name(llm) == "ask", spans.names()
+    assert parent_name(by_id[llm.parent_span_id or ""]) == "answer"
+
+
 # -- Pydantic AI: its own spans, reshaped; the openai client's repeat steps aside -----------
 
 

@@ -17,6 +17,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from traceroot import _attributes as attr
 from traceroot import _client as client_module
 from traceroot import _compat as compat
+from traceroot import _run_parents as run_parents
 from traceroot._client import TraceRootClient, get_client
 from traceroot._config import tracing_disabled
 from traceroot._errors import exception_message
@@ -184,7 +185,7 @@ class _Observed:
     ) -> tuple[Span, context_api.Context]:
         """The call's span and the context it is current in."""
         # The current context is read once: the parent, sampling and stamping all use it.
-        parent_context = context_api.get_current()
+        parent_context = run_parents.current_context()
         parent = trace.get_current_span(parent_context)
         skipped = client.unsampled_child(parent)
         if skipped is not None:  # inside an unsampled trace: nothing to capture

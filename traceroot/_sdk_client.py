@@ -27,6 +27,7 @@ from traceroot import _attributes as attr
 from traceroot import _compat as compat
 from traceroot import _git as git
 from traceroot import _integrations as integrations
+from traceroot import _run_parents as run_parents
 from traceroot import _sampling as sampling
 from traceroot import _threads as threads
 from traceroot._config import Config, QuietResourceWarnings, sdk_disabled_problem
@@ -129,7 +130,7 @@ def _light_span(
 ) -> trace.Span:
     """A library's span as a light one: its attributes checked as the SDK checks them, then
     stamped (as `Stamper.on_start` stamps an SDK span, which moves a stamped key last)."""
-    parent_context = context_api.get_current() if context is None else context
+    parent_context = run_parents.current_context() if context is None else context
     parent = trace.get_current_span(parent_context)
     stamped, path = stamping.stamp(name, parent_context, parent)
     values: dict[str, Any] = {}
@@ -424,7 +425,7 @@ class TraceRootClient:
         if processor is None:
             return trace.INVALID_SPAN
         if parent_context is None:
-            parent_context = context_api.get_current()
+            parent_context = run_parents.current_context()
         if parent is None:
             parent = trace.get_current_span(parent_context)
         stamping = processor.stamping

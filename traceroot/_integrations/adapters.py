@@ -14,6 +14,8 @@ import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, Tracer, TracerProvider, get_current_span, use_span
 
+from traceroot import _run_parents as run_parents
+
 logger = logging.getLogger("traceroot")
 
 
@@ -103,6 +105,42 @@ class AnthropicInstrumentor:
         if self._set_env:
             os.environ.pop(self._ENV, None)
             self._set_env = False
+
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool:
+        return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+class LangChainInstrumentor:
+    """OpenInference's LangChain instrumentor; what runs inside a LangChain run nests in it.
+
+    Its tracer keeps runs' spans out of the OpenTelemetry context, so an ``@observe``
+    function (or an OpenAI call) inside a runnable or a LangGraph node would be a sibling of
+    the node, under the span current when the graph started. The run the code runs in is in
+    LangChain's own context variable; OpenInference's public ``get_current_span()`` reads it.
+    """
+
+    def __init__(self) -> None:
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+
+        self._inner = LangChainInstrumentor()
+        self._run_span: run_parents.RunSpan | None = None
+
+    def instrument(self, tracer_provider: TracerProvider) -> None:
+        self._inner.instrument(tracer_provider=tracer_provider)
+        try:  # public since openinference-instrumentation-langchain 0.1.2x
+            from openinference.instrumentation.langchain import get_current_span
+        except ImportError:  # an older release: its runs' children stay where they were
+            return
+        if self.is_instrumented_by_opentelemetry:
+            self._run_span = get_current_span
+            run_parents.register(get_current_span)
+
+    def uninstrument(self) -> None:
+        if self._run_span is not None:
+            run_parents.unregister(self._run_span)
+            self._run_span = None
+        self._inner.uninstrument()
 
     @property
     def is_instrumented_by_opentelemetry(self) -> bool:

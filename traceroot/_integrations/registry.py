@@ -86,7 +86,7 @@ REGISTRY: dict[Integration, Spec] = {
         ("langchain-core",),
         "langchain_core",
         "openinference-instrumentation-langchain",
-        f"{OI}.langchain:LangChainInstrumentor",
+        "traceroot._integrations.adapters:LangChainInstrumentor",
     ),
     Integration.GOOGLE_GENAI: Spec(
         ("google-genai",),
