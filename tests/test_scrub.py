@@ -156,6 +156,9 @@ def test_sensitive_names() -> None:
         "compass",
         "passenger",
         "pass_count",
+        "input_token_details",  # LangChain's usage metadata: counts of cached tokens
+        "outputTokenDetails",
+        "thinking_token_budget",
     ):
         assert not is_sensitive_name(name), name
 
@@ -170,6 +173,7 @@ def test_values_under_sensitive_names_at_any_depth() -> None:
         "pin": {"password": 1234},
         "max_tokens": 5,
         "flag": {"token": None},
+        "input_token_details": {"cache_read": 3, "api_key": "inner"},
     }
     assert json.loads(scrub(json.dumps(value))) == {
         "api_key": "[scrubbed:sensitive-name]",
@@ -179,6 +183,7 @@ def test_values_under_sensitive_names_at_any_depth() -> None:
         "pin": {"password": "[scrubbed:sensitive-name]"},
         "max_tokens": 5,
         "flag": {"token": None},
+        "input_token_details": {"cache_read": 3, "api_key": "[scrubbed:sensitive-name]"},
     }
     # JSON encoded inside JSON (a message whose content is JSON).
     doubly = json.dumps({"content": json.dumps({"password": "hunter2", "q": "ok"})})

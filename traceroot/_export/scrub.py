@@ -72,9 +72,16 @@ _SECRET_PARTS = (
     "setcookie",
 )
 # ... unless its last word says it describes the secret rather than holds it
-# (`token_count`, `max_tokens`, `token_type`, `api_key_id`, `password_policy`).
+# (`token_count`, `max_tokens`, `token_type`, `api_key_id`, `password_policy`, and the
+# token-usage breakdowns of LLM clients: LangChain's `input_token_details`).
 _DESCRIPTIVE_WORDS = frozenset(
     {
+        "details",
+        "detail",
+        "breakdown",
+        "stats",
+        "budget",
+        "estimate",
         "count",
         "counts",
         "limit",
