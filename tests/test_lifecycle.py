@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from otlp_receiver import OTLPReceiver
@@ -44,3 +45,37 @@ def test_reinitializing_keeps_one_live_fork_hook(
     assert stdout_json(proc) == {"hooks": 1}
     assert sorted(s.attributes["traceroot.span.output"] for s in spans) == ["child", "parent"]
     assert proc.stderr == ""
+
+
+INTERRUPTED = r"""
+import sys
+from traceroot import observe
+
+@observe
+def work():
+    return "done"
+
+work()
+if sys.argv[1:] == ["handled"]:
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        print("handled")
+else:
+    raise KeyboardInterrupt  # what Ctrl-C does to a program that does not catch it
+"""
+
+
+def test_an_unhandled_ctrl_c_still_ends_the_process_by_sigint(
+    run_python: Any, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    # The exit flush is the first export here: it imports the HTTP client, which evaluates
+    # source text (dataclasses), which cleared CPython's note of the interrupt: status 1.
+    proc = run_python(INTERRUPTED, env=traceroot_env)
+    assert proc.returncode == -signal.SIGINT, proc.stderr
+    assert proc.stderr.rstrip().endswith("KeyboardInterrupt")
+    assert "traceroot" not in proc.stderr
+    assert [s.name for s in receiver.wait_for_spans(1, timeout=5)] == ["work"]
+    # A program that handled it exits as it chose.
+    handled = run_python(INTERRUPTED, args=["handled"], env=traceroot_env)
+    assert (handled.returncode, handled.stdout, handled.stderr) == (0, "handled\n", "")

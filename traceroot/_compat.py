@@ -205,6 +205,29 @@ def signal_module() -> Any:
     return _signal
 
 
+def died_of_keyboard_interrupt() -> bool:
+    """Whether the program is ending because an unhandled KeyboardInterrupt escaped it.
+
+    The interpreter prints such an exception (setting `sys.last_type`) before it runs the
+    atexit hooks; a program that handled it exits as it chose."""
+    return getattr(sys, "last_type", None) is KeyboardInterrupt
+
+
+def keep_interrupted_exit_status() -> None:
+    """Have the process still end by SIGINT (status 130) after an unhandled Ctrl-C.
+
+    CPython remembers the unhandled KeyboardInterrupt in a private flag that every
+    evaluation of source text clears on the way in (`exec`/`eval` of a string, which
+    `namedtuple` and `dataclass` do): an exit flush that imports a module can so turn the
+    status into 1. Such an evaluation that raises KeyboardInterrupt sets the flag again.
+    Where that does not hold, the status is what it was.
+    """
+    try:
+        exec("raise KeyboardInterrupt")  # a constant, run for its side effect on the flag
+    except KeyboardInterrupt:
+        pass
+
+
 def rlock() -> Any:
     """A reentrant lock without importing `threading` (the C lock `threading.RLock` makes)."""
     import _thread

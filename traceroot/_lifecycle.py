@@ -224,6 +224,7 @@ def run_exit_shutdown() -> None:
     if _state.running:
         return
     _state.running = True
+    interrupted = compat.died_of_keyboard_interrupt()
     try:
         for shutdown in list(_state.shutdowns):
             try:
@@ -232,6 +233,8 @@ def run_exit_shutdown() -> None:
                 _logger().debug("traceroot: shutdown at exit failed: %r", exc)
     finally:
         _state.running = False
+        if interrupted:  # what the shutdown imported must not change the exit status
+            compat.keep_interrupted_exit_status()
     # Only the main thread may touch signal handlers; a shutdown run for a SIGTERM in a
     # thread leaves the dying to the handler that started it.
     if _state.deferred_signal is not None and _on_main_thread():
