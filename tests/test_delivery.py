@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 from conftest import RunPython
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanContext
 from otlp_receiver import OTLPReceiver, dead_url
+
+from traceroot._export.batcher import Batcher
 
 BURST = """
 import sys, threading
@@ -288,3 +297,76 @@ def test_large_spans_go_in_requests_of_a_few_mb(
     assert all(r.status == 200 for r in requests)
     # 4 MB of spans at most (before gzip), and a span here is over 30,000 bytes.
     assert max(r.span_count for r in requests) <= 4 * 1024 * 1024 // 30_000
+
+
+class _Recording(SpanExporter):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.names.extend(span.name for span in spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _ended(name: str) -> ReadableSpan:
+    return ReadableSpan(
+        name=name,
+        context=SpanContext(1, 2, False),
+        start_time=1,
+        end_time=2,
+        resource=Resource.get_empty(),  # the default one runs its detectors in threads
+    )
+
+
+def test_an_export_thread_that_could_not_start_is_started_later(monkeypatch: Any) -> None:
+    # Seen in a recursion that ran out of stack: its deepest span ended, as the first of the
+    # process, where starting a thread raised RecursionError, and no export thread ever
+    # started (flush waited its whole timeout, every later span was lost). Out of stack or
+    # out of threads cannot be arranged at a chosen line here: Thread.start fails once.
+    real_start = threading.Thread.start
+    failures = []
+
+    def start_fails_once(thread: threading.Thread) -> None:
+        if not failures:
+            failures.append(thread.name)
+            raise RecursionError("maximum recursion depth exceeded")
+        real_start(thread)
+
+    exporter = _Recording()
+    batcher = Batcher(
+        exporter,
+        finish=None,
+        flush_at=100,
+        max_batch_size=100,
+        flush_interval=5.0,
+        max_queue_size=1000,
+        describe_target="the test",
+    )
+    monkeypatch.setattr(threading.Thread, "start", start_fails_once)
+    batcher.add(_ended("deep"))  # the span's end must not raise into the program either
+    assert failures == ["traceroot-export"]
+    batcher.add(_ended("afterwards"))
+    assert batcher.flush(2.0)
+    assert exporter.names == ["deep", "afterwards"]
+    batcher.shutdown(1.0)
+
+    # And when no later span comes: the flush starts it.
+    failures.clear()
+    exporter = _Recording()
+    batcher = Batcher(
+        exporter,
+        finish=None,
+        flush_at=100,
+        max_batch_size=100,
+        flush_interval=5.0,
+        max_queue_size=1000,
+        describe_target="the test",
+    )
+    batcher.add(_ended("only"))
+    assert failures
+    assert batcher.flush(2.0)
+    assert exporter.names == ["only"]
+    batcher.shutdown(1.0)

@@ -209,13 +209,23 @@ class Batcher:
                 self.dropped,
             )
 
-    def _start_thread(self) -> None:
+    def _start_thread(self) -> bool:
+        """Start the export thread unless it runs; whether it runs.
+
+        Starting can fail where the span ended: deep in a recursion that ran out of stack
+        (the call's RecursionError is being raised), or out of threads. The thread is
+        then started by a later span, or by the flush, instead of never.
+        """
         with self._thread_lock:
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="traceroot-export", daemon=True
-                )
-                start_thread(self._thread)  # signals go to the program's main thread
+                thread = threading.Thread(target=self._run, name="traceroot-export", daemon=True)
+                try:
+                    start_thread(thread)  # signals go to the program's main thread
+                except (RecursionError, RuntimeError, MemoryError) as exc:
+                    logger.debug("traceroot: the export thread did not start: %r", exc)
+                    return False
+                self._thread = thread
+            return True
 
     def _run(self) -> None:
         while True:
@@ -273,7 +283,7 @@ class Batcher:
 
     def flush(self, timeout: float) -> bool:
         """Export everything queued now; True if done within `timeout` seconds."""
-        if self._thread is None:
+        if self._thread is None and (not self._queue or not self._start_thread()):
             return not self._queue
         deadline = time.monotonic() + max(timeout, 0.0)
         self._flushing = True
