@@ -209,23 +209,31 @@ class Batcher:
                 self.dropped,
             )
 
-    def _start_thread(self) -> bool:
-        """Start the export thread unless it runs; whether it runs.
+    def _start_thread(self, blocking: bool = True) -> bool:
+        """Start the export thread unless it runs; whether it runs (or is being started).
 
         Starting can fail where the span ended: deep in a recursion that ran out of stack
         (the call's RecursionError is being raised), or out of threads. The thread is
-        then started by a later span, or by the flush, instead of never.
+        then started by a later span, or by the flush, instead of never. The flush does not
+        wait for the lock: it may run in a signal handler that interrupted this very method.
         """
-        with self._thread_lock:
+        if not self._thread_lock.acquire(blocking):
+            return self._thread is not None
+        try:
             if self._thread is None:
                 thread = threading.Thread(target=self._run, name="traceroot-export", daemon=True)
+                # Visible before it starts: a flush from a signal handler arriving meanwhile
+                # waits for it rather than giving up on the queue.
+                self._thread = thread
                 try:
                     start_thread(thread)  # signals go to the program's main thread
                 except (RecursionError, RuntimeError, MemoryError) as exc:
+                    self._thread = None
                     logger.debug("traceroot: the export thread did not start: %r", exc)
                     return False
-                self._thread = thread
             return True
+        finally:
+            self._thread_lock.release()
 
     def _run(self) -> None:
         while True:
@@ -283,12 +291,13 @@ class Batcher:
 
     def flush(self, timeout: float) -> bool:
         """Export everything queued now; True if done within `timeout` seconds."""
-        if self._thread is None and (not self._queue or not self._start_thread()):
+        if self._thread is None and (not self._queue or not self._start_thread(blocking=False)):
             return not self._queue
         deadline = time.monotonic() + max(timeout, 0.0)
         self._flushing = True
         try:
             self._wake.set()
+            self._drain_here_if_not_started(deadline)
             with self._idle:
                 while self._queue or self._in_flight:
                     remaining = deadline - time.monotonic()
@@ -299,6 +308,23 @@ class Batcher:
             return True
         finally:
             self._flushing = False
+
+    def _drain_here_if_not_started(self, deadline: float) -> None:
+        """Export from this thread when the export thread is made but never starts.
+
+        A signal handler's flush (SIGTERM) can interrupt this very thread as it starts the
+        export thread: that start cannot finish until the handler returns, so waiting for
+        the thread would only wait out the timeout and lose the queue at the exit.
+        """
+        thread = self._thread
+        if thread is None or thread.ident is not None:
+            return
+        # Another thread starting it has started it within a few milliseconds.
+        until = min(deadline, time.monotonic() + 0.1)
+        while thread.ident is None and time.monotonic() < until:
+            time.sleep(0.005)
+        if thread.ident is None:
+            self._drain()
 
     def shutdown(self, timeout: float) -> bool:
         """Flush within `timeout`, then stop the worker and the exporter's retries."""
