@@ -370,3 +370,37 @@ def test_an_export_thread_that_could_not_start_is_started_later(monkeypatch: Any
     assert batcher.flush(2.0)
     assert exporter.names == ["only"]
     batcher.shutdown(1.0)
+
+
+FORK_INSIDE_A_SPAN = """
+import os, sys
+from traceroot import observe
+
+@observe(name="child_work")
+def child_work():
+    return 1
+
+@observe(name="parent")
+def parent():
+    pid = os.fork()
+    if pid == 0:
+        child_work()
+        sys.exit(0)  # unwinds the child's copy of parent(), which ends its copy of the span
+    os.waitpid(pid, 0)
+
+parent()
+"""
+
+
+def test_a_span_open_across_a_fork_is_sent_once(
+    run_python: RunPython, receiver: OTLPReceiver, traceroot_env: dict[str, str]
+) -> None:
+    proc = run_python(FORK_INSIDE_A_SPAN, env=traceroot_env)
+    assert proc.returncode == 0, proc.stderr
+    spans = receiver.wait_for_spans(2, timeout=5)
+    time.sleep(0.5)  # a second copy would come from the other process
+    spans = receiver.spans
+    assert sorted(s.name for s in spans) == ["child_work", "parent"]
+    (parent,) = [s for s in spans if s.name == "parent"]
+    (child,) = [s for s in spans if s.name == "child_work"]
+    assert child.parent_span_id == parent.span_id

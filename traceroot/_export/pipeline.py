@@ -63,6 +63,9 @@ class ExportPipeline:
             lifecycle.after_fork_in_child(self._store.after_fork_in_child)
         self._lock = threading.Lock()
         self._closed = False
+        # In a forked child: when it was forked (a span started before is the parent's).
+        self._forked_at = 0
+        lifecycle.after_fork_in_child(self._after_fork_in_child)
         lifecycle.exit_allowance.limit = config.shutdown_timeout
         self._batcher: Batcher | None = None
         endpoint = self._destination.endpoint
@@ -90,9 +93,17 @@ class ExportPipeline:
             # old pipeline is not kept alive (nor reset) by it.
             lifecycle.after_fork_in_child(self._batcher.after_fork_in_child)
 
+    def _after_fork_in_child(self) -> None:
+        self._forked_at = time.time_ns()
+
     def on_end(self, span: ReadableSpan, lost: Mapping[str, Any] | None = None) -> None:
         """Process an ended span; `lost`: the backend's keys its attribute limit dropped."""
         if self._closed:
+            return
+        if (span.start_time or 0) < self._forked_at:
+            # A span open when the process forked, ended by the child's copy of its code (a
+            # child leaving by sys.exit unwinds the parent's frames): the parent, where it
+            # started, sends it when it ends there. Sent from here too, it would arrive twice.
             return
         try:
             if lost:
