@@ -404,3 +404,28 @@ def test_a_span_open_across_a_fork_is_sent_once(
     (parent,) = [s for s in spans if s.name == "parent"]
     (child,) = [s for s in spans if s.name == "child_work"]
     assert child.parent_span_id == parent.span_id
+
+
+ONE_SPAN = """
+from traceroot import observe
+
+@observe
+def work():
+    return "x" * 100
+
+work()
+"""
+
+
+def test_a_span_refused_as_too_large_is_not_blamed_on_time_at_exit(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    receiver.script([413, 413, 413, 413])
+    done = run_python(ONE_SPAN, env=traceroot_env)
+    assert done.returncode == 0, done.stderr
+    assert "refused 1 span(s) as too large" in done.stderr, done.stderr
+    exit_report = done.stderr.strip().splitlines()[-1]
+    assert "1 refused as too large (HTTP 413), reported above" in exit_report, exit_report
+    # No time ran out: nothing was waited for.
+    assert "had not answered in time" not in done.stderr
+    assert "Exit waits" not in done.stderr

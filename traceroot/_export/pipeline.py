@@ -65,7 +65,6 @@ class ExportPipeline:
         self._closed = False
         # In a forked child: when it was forked (a span started before is the parent's).
         self._forked_at = 0
-        lifecycle.after_fork_in_child(self._after_fork_in_child)
         lifecycle.exit_allowance.limit = config.shutdown_timeout
         self._batcher: Batcher | None = None
         endpoint = self._destination.endpoint
@@ -89,12 +88,14 @@ class ExportPipeline:
                 describe_target=self._exporter.endpoint,
                 queue_wait=config.queue_wait,
             )
-            # One process-wide fork hook holds pipelines weakly: a re-initialized client's
-            # old pipeline is not kept alive (nor reset) by it.
-            lifecycle.after_fork_in_child(self._batcher.after_fork_in_child)
+        # One process-wide fork hook holds pipelines weakly: a re-initialized client's old
+        # pipeline is not kept alive (nor reset) by it.
+        lifecycle.after_fork_in_child(self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
         self._forked_at = time.time_ns()
+        if self._batcher is not None:
+            self._batcher.after_fork_in_child()
 
     def on_end(self, span: ReadableSpan, lost: Mapping[str, Any] | None = None) -> None:
         """Process an ended span; `lost`: the backend's keys its attribute limit dropped."""
@@ -141,15 +142,20 @@ class ExportPipeline:
             self._exporter.hurry()
             done = _within_exit_allowance(self._batcher.shutdown, budget)
             lost = self._batcher.undelivered
+            # Spans the backend refused as too large (413) were reported when they were.
+            refused = getattr(self._exporter, "refused", 0)
             if lost > 0:
                 details = []
                 if self._batcher.dropped:
                     details.append(f"{self._batcher.dropped} dropped on a full queue")
+                if refused:
+                    details.append(f"{refused} refused as too large (HTTP 413), reported above")
                 if self._exporter is not None and self._exporter.last_error:
                     details.append(f"last error: {self._exporter.last_error}")
                 elif not done:
                     details.append("the backend had not answered in time")
-                hopeless = self._exporter.unreachable or self._exporter.final
+                waited_for = lost - refused - self._batcher.dropped
+                hopeless = self._exporter.unreachable or self._exporter.final or waited_for <= 0
                 logger.warning(
                     "traceroot: %d span(s) were not delivered to %s%s.%s",
                     lost,
