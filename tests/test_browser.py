@@ -7,6 +7,7 @@ runs nothing; a trace written while the page is open appears without a reload.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -15,11 +16,12 @@ from typing import Any
 
 import pytest
 from sdk_helpers import check
-from viewer_helpers import Viewer, run_traced
+from viewer_helpers import REPO, Viewer, corrupt_store, run_traced
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -171,3 +173,113 @@ def test_a_new_trace_appears_without_a_reload(browser: Any, tmp_path: Path):
         )
         assert names == ["second-run", "first-run"]
         assert browser.execute_script("return window.__same_page") is True  # not reloaded
+
+
+def _empty_text(browser: Any) -> str:
+    return browser.find_element(By.CSS_SELECTOR, "td.empty").text
+
+
+def test_a_search_or_filter_that_matches_nothing_says_so(browser: Any, tmp_path: Path):
+    empty_dir = tmp_path / "empty"
+    with Viewer(empty_dir) as viewer:  # a store with no traces: how to fill it
+        browser.get(viewer.url + "/")
+        assert "No traces yet" in wait_for(lambda: _empty_text(browser))
+
+    store_dir = tmp_path / "store"
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT)
+    check(run_traced(store_dir, script))
+    with Viewer(store_dir) as viewer:
+        browser.get(viewer.url + "/")
+        wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "tr.row"))
+        search = browser.find_element(By.CSS_SELECTOR, "input[type=search]")
+        search.send_keys("no-such-words-anywhere")
+        text = wait_for(lambda: _empty_text(browser))
+        assert "No traces match this search" in text and "No traces yet" not in text
+        search.send_keys(Keys.CONTROL, "a")
+        search.send_keys(Keys.BACKSPACE)
+        wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "tr.row"))
+
+        browser.find_element(By.CSS_SELECTOR, ".filters input[type=checkbox]").click()
+        text = wait_for(lambda: _empty_text(browser))  # the trace has no error
+        assert "No traces match these filters" in text and "No traces yet" not in text
+        browser.find_element(By.CSS_SELECTOR, "td.empty button").click()  # show all again
+        row = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "tr.row"))
+        assert "agent-run" in row.text
+
+
+def test_a_session_turn_keeps_its_duration_and_user_apart(browser: Any, tmp_path: Path):
+    store_dir = tmp_path / "store"
+    check(run_traced(store_dir, REPO / "examples" / "agent.py"))  # user demo-user
+    with Viewer(store_dir) as viewer:
+        browser.get(viewer.url + "/#/session/demo-session")
+        meta = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".turn .meta"))
+        assert "weather_agent" in meta.text
+        assert re.search(r"\d(µs|ms|s)\s+user demo-user", meta.text), meta.text
+        # Apart on screen too: the user label starts after the duration ends, with a gap.
+        duration, user = browser.execute_script(
+            """
+            const meta = arguments[0];
+            const walker = document.createTreeWalker(meta, NodeFilter.SHOW_TEXT);
+            const boxes = {};
+            for (let node; (node = walker.nextNode());) {
+              const range = document.createRange();
+              range.selectNodeContents(node);
+              const box = range.getBoundingClientRect();
+              if (/^\\d[\\d.]*(µs|ms|s)$/.test(node.textContent.trim())) boxes.duration = box.right;
+              if (node.textContent.includes("user")) boxes.user = box.left;
+            }
+            return [boxes.duration, boxes.user];
+            """,
+            meta,
+        )
+        assert duration is not None and user is not None and user - duration >= 4
+
+
+def test_a_store_it_cannot_read_is_shown_in_words(browser: Any, tmp_path: Path):
+    store_dir = tmp_path / "store"
+    path = corrupt_store(store_dir)
+    with Viewer(store_dir) as viewer:
+        browser.get(viewer.url + "/")
+        text = wait_for(lambda: "Cannot read" in _empty_text(browser) and _empty_text(browser))
+        assert str(path) in text and "is not a readable trace store" in text
+        assert "move it aside or delete it" in text and "Failed to fetch" not in text
+
+
+BIDI_AGENT = """
+from traceroot import observe
+
+@observe(name="invoice\u202egnp.exe")
+def named(text):
+    return "safe \u2066hidden\u2069 end"
+
+named("abc\u202edef")
+"""
+
+_ANY_BIDI = "return /[\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]/"
+
+
+def test_bidirectional_controls_are_shown_not_obeyed(browser: Any, tmp_path: Path):
+    store_dir = tmp_path / "store"
+    script = tmp_path / "bidi.py"
+    script.write_text(BIDI_AGENT)
+    check(run_traced(store_dir, script))
+
+    def no_control_left() -> bool:
+        text = ".test(document.getElementById('app').textContent)"
+        titles = ".test([...document.querySelectorAll('[title]')].map((e) => e.title).join())"
+        return not browser.execute_script(_ANY_BIDI + text) and not browser.execute_script(
+            _ANY_BIDI + titles
+        )
+
+    with Viewer(store_dir) as viewer:
+        browser.get(viewer.url + "/")
+        row = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, "tr.row"))
+        assert "invoice\\u202egnp.exe" in row.text
+        assert no_control_left()
+        row.click()
+        detail = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".detail pre.output"))
+        assert "safe \\u2066hidden\\u2069 end" in detail.text
+        assert "abc\\u202edef" in browser.find_element(By.CSS_SELECTOR, ".detail pre.input").text
+        assert "invoice\\u202egnp.exe" in browser.find_element(By.CSS_SELECTOR, "h1").text
+        assert no_control_left()

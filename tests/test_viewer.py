@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from conftest import RunPython, clean_env
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sdk_helpers import check
-from viewer_helpers import REPO, VIEWER, Viewer, run_traced
+from viewer_helpers import REPO, VIEWER, Viewer, corrupt_store, run_check, run_traced
 
 from traceroot._local.records import SpanRow
 from traceroot._local.store import Store
@@ -295,3 +297,149 @@ def test_show_with_an_id_start_that_fits_several_traces_lists_them(tmp_path: Pat
 def test_an_empty_store_says_how_to_fill_it(tmp_path: Path):
     proc = _cli(tmp_path / "nothing", "traces")
     assert proc.returncode == 0 and "traceroot-run" in proc.stderr
+
+
+FIX = "move it aside or delete it; traced programs then start a new one"
+
+
+def _one_readable_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    """The command failed (exit 1) with one line, no traceback, holding every one of `words`."""
+    assert proc.returncode == 1, proc
+    assert "Traceback" not in proc.stderr and "sqlite3" not in proc.stderr, proc.stderr
+    [line] = proc.stderr.splitlines()
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def test_a_store_that_is_not_a_database_is_named_with_the_fix(store_dir: Path):
+    check(run_traced(store_dir, AGENT))
+    path = corrupt_store(store_dir)
+    for command in (["traces"], ["show", "abc"], ["traces", "--errors"]):
+        proc = _cli(store_dir, *command)
+        _one_readable_line(proc, str(path), "is not a readable trace store", FIX)
+    # The writer side: one warning, and the program runs to its end.
+    written = check(run_traced(store_dir, AGENT))
+    assert written.stderr.count("cannot write the local trace store") == 1
+
+
+def test_a_store_that_is_a_directory_is_named_with_the_fix(store_dir: Path):
+    (store_dir / "traces.db").mkdir(parents=True)
+    for command in (["traces"], ["show", "abc"]):
+        proc = _cli(store_dir, *command)
+        _one_readable_line(proc, str(store_dir / "traces.db"), "is a directory", FIX)
+
+
+def test_an_empty_store_file_is_an_empty_store(store_dir: Path):
+    store_dir.mkdir()
+    (store_dir / "traces.db").write_bytes(b"")
+    proc = _cli(store_dir, "traces")
+    assert proc.returncode == 0 and "No traces yet" in proc.stderr, proc
+    assert "Traceback" not in proc.stderr
+    missing = _cli(store_dir, "show", "abc")
+    assert missing.returncode == 1 and "no trace in" in missing.stderr
+    check(run_traced(store_dir, AGENT))  # and programs fill it
+    assert "weather_agent" in check(_cli(store_dir, "traces")).stdout
+
+
+def test_the_viewer_says_once_that_it_cannot_read_the_store(store_dir: Path):
+    check(run_traced(store_dir, AGENT))
+    path = corrupt_store(store_dir)
+    with Viewer(store_dir) as viewer:
+        for _ in range(3):  # the page polls: each poll is answered, in words
+            for api in ("/api/traces", "/api/version", "/api/facets", "/api/trace/abc"):
+                status, body = viewer.get_error(api)
+                assert status == 503
+                assert str(path) in body["error"] and FIX in body["error"]
+                assert "is not a readable trace store" in body["error"]
+        status, body = viewer.get_error("/api/session/demo-session")
+        assert status == 503 and FIX in body["error"]
+        # Moved aside, the store starts afresh and the viewer reads it again.
+        path.rename(store_dir / "damaged.db")
+        assert viewer.get("/api/traces")["traces"] == []
+        err = viewer.stop()
+    assert "Traceback" not in err and "sqlite3" not in err, err
+    assert err.count("is not a readable trace store") == 1, err  # once, not on every poll
+    assert str(path) in err and FIX in err
+    assert "readable again" in err
+
+
+def test_the_viewer_of_a_directory_store_answers_in_words(store_dir: Path):
+    (store_dir / "traces.db").mkdir(parents=True)
+    with Viewer(store_dir) as viewer:
+        status, body = viewer.get_error("/api/traces")
+        assert status == 503 and "is a directory" in body["error"] and FIX in body["error"]
+        err = viewer.stop()
+    assert "Traceback" not in err and err.count("is a directory") == 1, err
+
+
+def test_otlp_into_a_store_that_is_not_a_database_is_refused_in_words(store_dir: Path):
+    corrupt_store(store_dir)
+    with Viewer(store_dir) as viewer:
+        for _ in range(2):
+            status, body = _post(
+                viewer.url,
+                _one_span_request(),
+                {"Content-Type": "application/x-protobuf"},
+            )
+            assert status == 503
+            assert FIX in json.loads(body)["error"]
+        err = viewer.stop()
+    assert "Traceback" not in err and err.count("is not a readable trace store") == 1, err
+
+
+def _one_span_request() -> bytes:
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id = bytes(range(16))
+    span.span_id = bytes(range(8))
+    span.name = "sent"
+    span.start_time_unix_nano = time.time_ns()
+    span.end_time_unix_nano = span.start_time_unix_nano + 1000
+    return request.SerializeToString()
+
+
+def test_the_check_span_is_not_listed_as_a_trace(store_dir: Path):
+    checked = check(run_check(store_dir))
+    assert "kept and read back" in checked.stdout
+    check_id = checked.stdout.split("(trace ")[1].split(")")[0]
+    proc = _cli(store_dir, "traces")
+    assert proc.returncode == 0 and "No traces yet" in proc.stderr and proc.stdout == ""
+    check(run_traced(store_dir, AGENT))
+    listing = check(_cli(store_dir, "traces")).stdout
+    assert "weather_agent" in listing and "--check" not in listing
+    with Viewer(store_dir) as viewer:
+        assert [t["name"] for t in viewer.wait_for_traces(1)] == ["weather_agent"]
+        assert [t["name"] for t in viewer.get("/api/traces?q=check")["traces"]] == []
+        assert viewer.get("/api/facets")["services"] == ["agent"]
+        # Still there to read back by its id, as --check says.
+        assert viewer.get(f"/api/trace/{check_id}")["name"] == "traceroot-run --check"
+    assert check(_cli(store_dir, "show", check_id)).stdout.startswith(f"trace {check_id}")
+
+
+BIDI_SCRIPT = """
+from traceroot import observe
+
+@observe(name="invoice\u202eexe.pdf")
+def named(text):
+    return "safe \u2066hidden\u2069 \u202aend"
+
+named("abc\u202edef")
+"""
+
+
+def test_bidirectional_controls_are_shown_not_obeyed_in_the_terminal(
+    store_dir: Path, tmp_path: Path
+):
+    script = tmp_path / "bidi.py"
+    script.write_text(BIDI_SCRIPT)
+    check(run_traced(store_dir, script))
+    listing = check(_cli(store_dir, "traces")).stdout
+    assert "invoice\\u202eexe.pdf" in listing
+    trace_id = listing.splitlines()[1].split()[2]
+    shown = check(_cli(store_dir, "show", trace_id)).stdout
+    for control in ("\u202e", "\u2066", "\u2069", "\u202a"):
+        assert control not in listing and control not in shown
+    assert "invoice\\u202eexe.pdf [span]" in shown
+    assert "abc\\u202edef" in shown  # the input
+    assert "safe \\u2066hidden\\u2069 \\u202aend" in shown  # the output

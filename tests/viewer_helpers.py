@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,14 @@ class Viewer:
         request = urllib.request.Request(self.url + path, headers=headers or {})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
+
+    def get_error(self, path: str) -> tuple[int, Any]:
+        """The status and JSON body of a request the viewer refuses (fails if it answers 200)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                raise AssertionError(f"{path} answered {response.status}: {response.read()!r}")
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.load(refused)
 
     def wait_for_traces(self, count: int, timeout: float = 10.0, **query: str) -> list[Any]:
         """The trace list once it has `count` traces (the writers may still be finishing)."""
@@ -75,3 +85,24 @@ def run_traced(
         timeout=60,
         cwd=script.parent,
     )
+
+
+def run_check(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`traceroot-run --check` in local mode, storing its test span in `directory`."""
+    return subprocess.run(
+        [LAUNCHER, "--check"],
+        env=clean_env({"TRACEROOT_LOCAL_DIR": str(directory)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def corrupt_store(directory: Path) -> Path:
+    """Replace the store in `directory` by random bytes, as a damaged disk might."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for leftover in directory.glob("traces.db-*"):  # the WAL and its index
+        leftover.unlink()
+    path = directory / "traces.db"
+    path.write_bytes(os.urandom(100_000))
+    return path

@@ -13,6 +13,8 @@ import gzip
 import ipaddress
 import json
 import logging
+import sys
+import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -21,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from traceroot._local.records import from_otlp, span_view
-from traceroot._local.store import Store
+from traceroot._local.store import READ_ERRORS, Store, store_problem
 
 logger = logging.getLogger("traceroot")
 
@@ -83,8 +85,9 @@ class ViewerServer(ThreadingHTTPServer):
         self.store_path = store_path
         self.caps = caps
         self.loopback_only = is_loopback(host)
+        self._reported: str | None = None  # the store's problem the terminal was last told
+        self._report_lock = threading.Lock()
         super().__init__((host, port), ViewerHandler)
-        Store(store_path, **caps).close()  # create the database now: a bad path fails here
 
     @property
     def url(self) -> str:
@@ -94,6 +97,38 @@ class ViewerServer(ThreadingHTTPServer):
 
     def store(self) -> Store:
         return Store(self.store_path, **self.caps)
+
+    def probe(self) -> str | None:
+        """Open the store (making it if need be): its problem, reported, or None."""
+        store = self.store()
+        try:
+            store.last_change()
+        except READ_ERRORS as exc:
+            problem = store_problem(self.store_path, exc)
+            self.report(problem)
+            return problem
+        finally:
+            store.close()
+        self.report(None)
+        return None
+
+    def report(self, problem: str | None) -> None:
+        """Tell the terminal about the store's problem once, not on every poll of the page."""
+        with self._report_lock:
+            if problem == self._reported:
+                return
+            previous, self._reported = self._reported, problem
+        if problem is not None:
+            logger.warning("traceroot ui: %s", problem)
+        elif previous is not None:
+            logger.warning("traceroot ui: the trace store %s is readable again", self.store_path)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request that failed past its handler: one line, never a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return  # the page went away mid-answer (a reload, a closed tab)
+        logger.warning("traceroot ui: a request failed: %s", exc or "unknown error")
 
 
 class ViewerHandler(BaseHTTPRequestHandler):
@@ -171,6 +206,12 @@ class ViewerHandler(BaseHTTPRequestHandler):
                 self._json({"version": str(store.last_change())})
             else:
                 self._error(404, "not found")
+                return
+            self.server.report(None)
+        except READ_ERRORS as exc:  # not a database, a directory, a damaged file...
+            problem = store_problem(self.server.store_path, exc)
+            self.server.report(problem)
+            self._error(503, problem)
         finally:
             store.close()
 
@@ -280,10 +321,16 @@ class ViewerHandler(BaseHTTPRequestHandler):
         store = self.server.store()
         try:
             store.write(rows)
+        except READ_ERRORS as exc:
+            problem = store_problem(self.server.store_path, exc)
+            self.server.report(problem)
+            self._error(503, f"the local store could not take these spans: {problem}")
+            return
         except Exception as exc:
             logger.warning("traceroot ui: could not store %d received span(s): %s", len(rows), exc)
             self._error(503, "the local store could not take these spans")
             return
         finally:
             store.close()
+        self.server.report(None)
         self._send(200, ExportTraceServiceResponse().SerializeToString(), _PROTOBUF)

@@ -21,6 +21,18 @@ from typing import Any
 from traceroot._local.records import SpanRow, span_view
 
 BUSY_TIMEOUT_S = 10.0
+# What reading the store can raise: SQLite's errors, and the OS's (its directory cannot be made).
+READ_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, OSError)
+# `traceroot-run --check` keeps one span to prove the store works: not a trace of the user's.
+CHECK_SPAN_NAME = "traceroot-run --check"
+CHECK_SCOPE = "traceroot-run"
+_NOT_A_CHECK = (
+    f"NOT (t.name IS '{CHECK_SPAN_NAME}' AND t.span_count = 1 AND EXISTS (SELECT 1 FROM "
+    "spans c WHERE c.trace_id = t.trace_id AND c.span_id = t.root_span_id AND "
+    f"c.scope IS '{CHECK_SCOPE}'))"
+)
+# SQLite's words for a file that is not (or no longer) one of our databases.
+_NOT_OURS = ("not a database", "malformed", "no such table", "no such column", "encrypted")
 SCHEMA_VERSION = 1
 # Searchable text kept per span (the whole value is in its attributes).
 SEARCH_TEXT = 2000
@@ -93,6 +105,29 @@ def id_start(text: str) -> str | None:
     if not text or any(c not in "0123456789abcdef" for c in text):
         return None
     return text
+
+
+def store_problem(path: Path, exc: BaseException) -> str:
+    """Why the store at `path` cannot be read, in words, with what to do about it."""
+    fix = "move it aside or delete it; traced programs then start a new one"
+    if path.is_dir():
+        return f"{path} is a directory, not a trace store: {fix}"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        return f"cannot open the trace store {path}: {(exc.strerror or str(exc)).lower()}{where}"
+    text = str(exc) or type(exc).__name__
+    if any(words in text for words in _NOT_OURS):
+        return f"{path} is not a readable trace store ({text}): {fix}"
+    if "locked" in text or "busy" in text:
+        return f"the trace store {path} stayed busy (another process is writing): try again"
+    if text in ("disk I/O error", "database or disk is full"):
+        return f"cannot read the trace store {path} ({text}): is the disk full?"
+    if "unable to open" in text:
+        return (
+            f"cannot open the trace store {path} ({text}): check that its directory is "
+            "writable, or pick another with TRACEROOT_LOCAL_DIR or --dir"
+        )
+    return f"cannot read the trace store {path} ({text})"
 
 
 def _like(text: str) -> str:
@@ -291,7 +326,7 @@ class Store:
         limit: int = 50,
     ) -> list[dict[str, Any]]:
         """Traces newest first, filtered; `before` is the (start_ns, trace_id) to page from."""
-        where: list[str] = []
+        where: list[str] = [_NOT_A_CHECK]
         params: list[Any] = []
         if service:
             where.append("service = ?")
@@ -315,9 +350,7 @@ class Store:
         if before is not None:
             where.append(f"(start_ns, trace_id) < (?{len(params) + 1}, ?{len(params) + 2})")
             params.extend(before)
-        sql = f"SELECT {_TRACE_COLUMNS} FROM traces t"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql = f"SELECT {_TRACE_COLUMNS} FROM traces t WHERE " + " AND ".join(where)
         sql += f" ORDER BY start_ns DESC, trace_id DESC LIMIT {max(1, min(int(limit), 500))}"
         return self._read(sql, params)
 
@@ -383,7 +416,9 @@ class Store:
             return [r[0] for r in self.connection().execute(sql).fetchall() if r[0]]
 
         return {
-            "services": column("SELECT DISTINCT service FROM traces ORDER BY service"),
+            "services": column(
+                f"SELECT DISTINCT service FROM traces t WHERE {_NOT_A_CHECK} ORDER BY service"
+            ),
             "sessions": column(
                 "SELECT session_id FROM traces WHERE session_id IS NOT NULL "
                 "GROUP BY session_id ORDER BY max(start_ns) DESC LIMIT 100"

@@ -7,6 +7,8 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +17,21 @@ import click
 from traceroot._local.records import content_json, span_view
 from traceroot._local.server import ViewerServer, is_loopback
 from traceroot._local.settings import DB_NAME, local_settings
-from traceroot._local.store import Store, id_start
+from traceroot._local.store import READ_ERRORS, Store, id_start, store_problem
 
 DEFAULT_PORT = 4318  # OTLP/HTTP's own port: SDKs with default settings send straight here
-# Control characters (ANSI escapes among them) in captured text must not drive the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters (ANSI escapes among them) in captured text must not drive the terminal,
+# nor bidirectional controls reorder what follows them (U+202E turns text around).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _safe(text: str) -> str:
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: _escape(m.group()), text)
 
 
 def _store(directory: Path | None) -> Store:
@@ -42,6 +50,15 @@ def _existing_store(ctx: click.Context) -> Store:
         )
         ctx.exit(0)
     return store
+
+
+@contextmanager
+def _reading(store: Store) -> Iterator[None]:
+    """A store that cannot be read (not a database, a directory...) as one line, not a traceback."""
+    try:
+        yield
+    except READ_ERRORS as exc:
+        raise click.ClickException(store_problem(store.path, exc)) from None
 
 
 def _duration(start_ns: int, end_ns: int) -> str:
@@ -120,6 +137,7 @@ def ui(ctx: click.Context, port: int, host: str) -> None:
     click.echo(f"  OTLP/HTTP: OTEL_EXPORTER_OTLP_ENDPOINT={url} (protobuf, gzip or not)")
     click.echo("  Ctrl-C stops it.")
     sys.stdout.flush()
+    server.probe()  # a store it cannot read is said now (once), and the page shows it too
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
@@ -139,10 +157,18 @@ def traces(
 ) -> None:
     """List recent traces, newest first."""
     store = _existing_store(ctx)
-    if session:
-        rows = store.session(session)[-limit:]
-    else:
-        rows = store.traces(service=service, errors=errors, limit=limit)
+    with _reading(store):
+        if session:
+            rows = store.session(session)[-limit:]
+        else:
+            rows = store.traces(service=service, errors=errors, limit=limit)
+    if not rows and not (session or service or errors):
+        click.echo(
+            f"No traces yet in {store.path}. Run a program with "
+            "`traceroot-run python app.py` (no API key), or send OTLP to `traceroot ui`.",
+            err=True,
+        )
+        return
     if not rows:
         click.echo("No traces match.", err=True)
         return
@@ -206,8 +232,9 @@ def _pretty(text: str) -> str:
 def show(ctx: click.Context, trace_id: str) -> None:
     """Print one trace (its id, or the start of it) as a tree, with inputs and outputs."""
     store = _existing_store(ctx)
-    candidates = store.starting(trace_id, 4)
-    found = store.trace(candidates[0]) if len(candidates) == 1 else None
+    with _reading(store):
+        candidates = store.starting(trace_id, 4)
+        found = store.trace(candidates[0]) if len(candidates) == 1 else None
     if found is None:
         if id_start(trace_id) is None:
             raise click.ClickException(f"{trace_id!r} is not a trace id (32 hex digits)")

@@ -6,6 +6,30 @@ const app = () => document.getElementById("app");
 let pollTimer = null;
 let lastVersion = null;
 
+// Bidirectional controls (U+202E turns the text after it around) are shown as their codes,
+// never obeyed: captured text reads as it is, as `traceroot show` prints it.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const bidiCode = (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
+const visible = (text) => String(text).replace(BIDI, bidiCode);
+
+// Text as nodes: plain text, and each bidirectional control as a visible, marked code.
+function textNodes(text) {
+  if (text.search(BIDI) < 0) return [document.createTextNode(text)];
+  const out = [];
+  let last = 0;
+  for (const m of text.matchAll(BIDI)) {
+    if (m.index > last) out.push(document.createTextNode(text.slice(last, m.index)));
+    const code = document.createElement("span");
+    code.className = "ctl";
+    code.title = "a text-direction control character, shown instead of obeyed";
+    code.textContent = bidiCode(m[0]);
+    out.push(code);
+    last = m.index + m[0].length;
+  }
+  if (last < text.length) out.push(document.createTextNode(text.slice(last)));
+  return out;
+}
+
 // h("div", {className: "x", onclick: f}, "text", child...): strings become text nodes.
 function h(tag, props, ...children) {
   const el = document.createElement(tag);
@@ -13,21 +37,32 @@ function h(tag, props, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "dataset") Object.assign(el.dataset, value);
     else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else if (key === "className" || key === "title" || key === "href" || key === "value" ||
+    else if (key === "title") el.title = visible(value);
+    else if (key === "className" || key === "href" || key === "value" ||
              key === "type" || key === "placeholder" || key === "checked" || key === "open") el[key] = value;
     else el.setAttribute(key, String(value));
   }
   for (const child of children.flat()) {
     if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    if (child instanceof Node) el.append(child);
+    else el.append(...textNodes(String(child)));
   }
   return el;
 }
 
+// The JSON at `url`; else an Error in words: the server's own, or why there was no answer.
 async function getJSON(url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+  } catch (e) {
+    throw new Error("traceroot ui is not answering (was it stopped?)");
+  }
+  let body = null;
+  try { body = await response.json(); } catch (e) { /* not JSON: said below */ }
+  if (!response.ok || body === null) {
+    throw new Error((body && body.error) || `HTTP ${response.status} ${response.statusText}`.trim());
+  }
   return body;
 }
 
@@ -152,7 +187,12 @@ async function renderList() {
   async function load(append) {
     let page;
     try { page = await getJSON(listQuery(append ? next : null)); }
-    catch (e) { tbody.replaceChildren(h("tr", {}, h("td", { colspan: 9, className: "empty" }, `Cannot read the store: ${e.message}`))); return; }
+    catch (e) {
+      count.textContent = "";
+      more.hidden = true;
+      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 9, className: "empty error" }, `Cannot read the store: ${e.message}`)));
+      return;
+    }
     const fresh = append ? new Set() : new Set(page.traces.map((t) => t.trace_id).filter((id) => shown.size && !shown.has(id)));
     const rows = page.traces.map((t) => traceRow(t, fresh.has(t.trace_id)));
     if (append) tbody.append(...rows); else tbody.replaceChildren(...rows);
@@ -162,10 +202,20 @@ async function renderList() {
     if (!append) lastVersion = page.version;
     more.hidden = !next;
     count.textContent = `${tbody.children.length} trace${tbody.children.length === 1 ? "" : "s"} shown`;
-    if (!tbody.children.length) {
-      tbody.replaceChildren(h("tr", {}, h("td", { colspan: 9, className: "empty" },
-        "No traces yet. Run a program with `traceroot-run python app.py` (no API key) and it appears here.")));
+    if (!tbody.children.length) tbody.replaceChildren(h("tr", {}, h("td", { colspan: 9, className: "empty" }, emptyList())));
+  }
+  // Nothing listed: a search or filter that matched nothing, else a store with no traces yet.
+  function emptyList() {
+    const searched = Boolean(listState.q);
+    const filtered = Boolean(listState.service || listState.session || listState.user || listState.errors);
+    if (!searched && !filtered) {
+      return "No traces yet. Run a program with `traceroot-run python app.py` (no API key) and it appears here.";
     }
+    const what = searched && filtered ? "this search and these filters" : searched ? "this search" : "these filters";
+    return [`No traces match ${what}. `, h("button", { className: "clear", onclick: () => {
+      Object.assign(listState, { q: "", service: "", session: "", user: "", errors: false });
+      renderList();
+    } }, "Show all traces")];
   }
   more.onclick = () => load(true);
   await load(false);
@@ -330,9 +380,11 @@ async function renderSession(sessionId) {
   try { data = await getJSON(`/api/session/${encodeURIComponent(sessionId)}`); }
   catch (e) { app().replaceChildren(h("p", { className: "empty" }, e.message)); return; }
   const turns = data.traces.map((t, i) => h("article", { className: "turn", dataset: { trace: t.trace_id } },
-    h("div", { className: "meta" }, h("b", {}, `#${i + 1}`), fmtTime(t.start_us), kindBadge(t.kind || "span"),
-      h("a", { href: `#/trace/${t.trace_id}` }, t.name || t.trace_id), fmtDuration(t.end_us - t.start_us),
-      t.user_id ? `user ${t.user_id}` : null,
+    // Each fact its own element: the row's gap separates them (text runs would merge).
+    h("div", { className: "meta" }, h("b", {}, `#${i + 1}`), h("span", { className: "when" }, fmtTime(t.start_us)),
+      kindBadge(t.kind || "span"), h("a", { href: `#/trace/${t.trace_id}` }, t.name || t.trace_id),
+      h("span", { className: "duration" }, fmtDuration(t.end_us - t.start_us)),
+      t.user_id ? h("span", { className: "user" }, "user ", h("b", {}, t.user_id)) : null,
       t.error_count ? h("span", { className: "badge status-error" }, "error") : null),
     chat([
       t.input ? { role: "user", content: pretty(t.input) } : null,
