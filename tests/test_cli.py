@@ -252,9 +252,16 @@ def test_resolve_program(tmp_path: Path) -> None:
         assert raised.value.code == code, program
 
 
-def test_malformed_env_lines_have_line_numbers() -> None:
-    text = "A=1\n# comment\n\nB C\nD='unterminated\nE=2\n\n\n  F G\n"
-    assert malformed_lines(text) == [(4, "B C"), (5, "D='unterminated"), (9, "F G")]
+def test_malformed_env_lines_have_line_numbers_and_names_never_values() -> None:
+    text = "A=1\n# comment\n\nB C\nD='unterminated\nE=2\n\n\n  F G\nAKIAIOSFODNN7EXAMPLE x\n"
+    found = malformed_lines(text)
+    assert [(line, name) for line, name, _ in found] == [
+        (4, "B"),
+        (5, "D"),
+        (9, "F"),
+        (10, None),  # a name shaped like a credential is not shown either
+    ]
+    assert "quote" in found[1][2]
 
 
 def test_check_fails_when_a_named_integration_cannot_work(
@@ -297,6 +304,57 @@ def test_check_never_shows_a_url_password_or_header_values(
     assert code == 0, out
     assert "x-honeycomb-team" in out
     assert "hcsecret0123456" not in out and "cHJveHlzZWNyZXQ" not in out
+
+
+@pytest.mark.parametrize(
+    "variable", ["OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS"]
+)
+def test_check_shows_the_header_names_in_the_configuration(
+    receiver: OTLPReceiver, tmp_path: Path, variable: str
+) -> None:
+    """The Configuration section said `<not set>` while the headers were being sent."""
+    env = program_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+            variable: "x-honeycomb-team=hcsecret0123456,x-dataset=prod",
+        }
+    )
+    code, out = check(env, tmp_path)
+    assert code == 0, out
+    (row,) = [line for line in out.splitlines() if "OTEL_EXPORTER_OTLP_TRACES_HEADERS" in line]
+    assert "x-honeycomb-team, x-dataset (values hidden; from " + variable + ")" in row, row
+    assert "hcsecret0123456" not in out
+    assert receiver.requests[0].headers["x-honeycomb-team"] == "hcsecret0123456"
+
+
+def test_check_says_an_api_key_wins_over_an_otlp_endpoint(
+    receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    env = program_env(
+        {
+            "TRACEROOT_API_KEY": KEY,
+            "TRACEROOT_HOST_URL": receiver.url,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": dead_url(),
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-team=hcsecret0123456",
+        }
+    )
+    code, out = check(env, tmp_path)
+    assert code == 0, out  # the precedence is by design: said, not a problem
+    (row,) = [line for line in out.splitlines() if line.strip().startswith("not used")]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS ignored" in row, row
+    assert "unset TRACEROOT_API_KEY" in row
+    assert receiver.requests[0].path == "/api/v1/public/traces"
+    assert "hcsecret0123456" not in out
+
+
+def test_check_names_a_generic_endpoint_ending_in_the_traces_path(
+    receiver: OTLPReceiver, tmp_path: Path
+) -> None:
+    value = f"{receiver.url}/v1/traces"
+    code, out = check(program_env({"OTEL_EXPORTER_OTLP_ENDPOINT": value}), tmp_path)
+    assert f"sent to {value}/v1/traces" in " ".join(out.split())
+    problems = out.partition("Problems")[2]
+    assert code == 1 and f"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={value}" in problems, out
 
 
 def test_a_url_password_is_never_printed_by_the_running_program(tmp_path: Path) -> None:

@@ -186,7 +186,7 @@ def test_enabled_argument_and_bad_enabled_value(
         run_python, receiver, {**traceroot_env, "TRACEROOT_ENABLED": "maybe"}, TRACED, expect=4
     )
     lines = warnings_in(proc.stderr, "TRACEROOT_ENABLED")
-    assert len(lines) == 1 and "'maybe'" in lines[0] and "True" in lines[0]
+    assert len(lines) == 1 and "'maybe'" in lines[0] and "using the default true." in lines[0]
     assert stdout_json(proc)["enabled"] is True
 
 
@@ -323,3 +323,75 @@ def test_a_host_url_given_as_the_traces_endpoint_is_not_doubled(
     env = {**traceroot_env, "TRACEROOT_HOST_URL": f"{receiver.url}/api/v1/public/traces/"}
     run_traced(run_python, receiver, env, TRACED, expect=4)
     assert {request.path for request in receiver.requests} == {"/api/v1/public/traces"}
+
+
+# -- values pasted the way other tools keep them -------------------------------------
+
+CLEAN_KEY = "tr-pasted-key-0123456789"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [f'"{CLEAN_KEY}"', f"'{CLEAN_KEY}'", f"Bearer {CLEAN_KEY}", f"bearer {CLEAN_KEY}"],
+)
+def test_a_quoted_or_bearer_api_key_is_sent_clean_with_one_warning(
+    run_python, receiver: OTLPReceiver, traceroot_env, raw: str
+) -> None:
+    """`docker --env-file` keeps quotes: the key went out as `Bearer "tr-..."`, and a key
+    pasted with its scheme as `Bearer Bearer tr-...`."""
+    env = {**traceroot_env, "TRACEROOT_API_KEY": raw}
+    proc, _ = run_traced(run_python, receiver, env, TRACED, expect=4)
+    assert {r.headers["authorization"] for r in receiver.requests} == {f"Bearer {CLEAN_KEY}"}
+    (warning,) = warnings_in(proc.stderr, "TRACEROOT_API_KEY")
+    assert CLEAN_KEY not in proc.stderr and "tr-p...6789" in warning  # masked
+    assert "Fix TRACEROOT_API_KEY" in warning
+
+
+def test_an_api_key_with_an_otlp_endpoint_says_which_wins(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    """The OTLP endpoint and its headers were ignored without a word."""
+    env = {
+        **traceroot_env,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": dead_url(),
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-team=hcsecret0123456",
+    }
+    proc, _ = run_traced(run_python, receiver, env, TRACED, expect=4)  # TraceRoot wins
+    (warning,) = warnings_in(proc.stderr, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    assert "TRACEROOT_API_KEY" in warning and "OTEL_EXPORTER_OTLP_HEADERS" in warning
+    assert "unset TRACEROOT_API_KEY" in warning
+    assert "hcsecret0123456" not in proc.stderr
+
+
+def test_a_generic_endpoint_ending_in_the_traces_path_is_named(
+    run_python, receiver: OTLPReceiver
+) -> None:
+    """The specification appends /v1/traces to the generic variable: spans went to
+    /v1/traces/v1/traces, silently."""
+    value = f"{receiver.url}/v1/traces"
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": value, "TRACEROOT_FLUSH_INTERVAL": "0.2"}
+    proc, _ = run_traced(run_python, receiver, env, TRACED, expect=4)
+    assert {r.path for r in receiver.requests} == {"/v1/traces/v1/traces"}  # the spec's rule
+    (warning,) = warnings_in(proc.stderr, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    assert f"OTEL_EXPORTER_OTLP_ENDPOINT='{value}'" in warning
+    assert f"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT={value}" in warning
+    assert f"OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}" in warning
+
+
+def test_invalid_booleans_name_the_default_as_documented(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    """The warnings said `using the default None` / `True` / `False`: Python's spelling."""
+    env = {
+        **traceroot_env,
+        "TRACEROOT_CONSOLE": "maybe",
+        "TRACEROOT_DEBUG": "perhaps",
+        "TRACEROOT_SCRUB": "sure",
+    }
+    proc, _ = run_traced(run_python, receiver, env, TRACED, expect=4)
+    (console,) = warnings_in(proc.stderr, "TRACEROOT_CONSOLE=")
+    (debug,) = warnings_in(proc.stderr, "TRACEROOT_DEBUG=")
+    (scrub,) = warnings_in(proc.stderr, "TRACEROOT_SCRUB=")
+    assert "None" not in console and "local mode" in console, console
+    assert "using the default false." in debug, debug
+    assert "using the default true." in scrub, scrub

@@ -314,10 +314,34 @@ def test_env_file_never_overrides_and_reports_bad_lines(env: dict, tmp_path: Pat
     assert shown["FROM_FILE"] == "yes"
     assert shown["TRACEROOT_ENVIRONMENT"] == "yes-env"
     (line,) = result.stderr.splitlines()
-    assert ".env line 3" in line and "this line is bad" in line
+    assert ".env line 3" in line and "line is bad" not in line  # the text is never shown
 
     skipped = launch(["--no-env-file", "python", "-c", SHOW_ENV], env, tmp_path)
     assert shown_env(skipped)["FROM_FILE"] == "None" and skipped.stderr == ""
+
+
+def test_env_file_lines_that_cannot_be_parsed_never_show_their_values(
+    env: dict, tmp_path: Path
+) -> None:
+    """The line's text was printed whole: `cannot parse 'TRACEROOT_API_KEY: tr-LEAK...'`."""
+    (tmp_path / ".env").write_text(
+        "TRACEROOT_API_KEY: tr-LEAKME123456789\n"
+        "OPENAI_API_KEY sk-proj-LEAKME987654321\n"
+        "FROM_FILE=yes\n"
+        "export DB_PASSWORD='unterminated-LEAKME-3\n"
+        "=sk-proj-LEAKME-nameless\n"
+    )
+    result = launch(["python", "-c", SHOW_ENV], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert shown_env(result)["FROM_FILE"] == "yes"
+    assert "LEAKME" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4, result.stderr
+    assert ".env line 1" in lines[0] and "TRACEROOT_API_KEY" in lines[0]
+    assert ".env line 2" in lines[1] and "OPENAI_API_KEY" in lines[1]
+    assert ".env line 4" in lines[2] and "DB_PASSWORD" in lines[2] and "quote" in lines[2]
+    assert ".env line 5" in lines[3] and "line skipped" in lines[3]
+    assert all("value" in line and "not shown" in line for line in lines), lines
 
 
 def test_env_file_option(env: dict, tmp_path: Path) -> None:

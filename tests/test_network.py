@@ -55,6 +55,11 @@ def mtls_receiver(ca: CA) -> Iterator[OTLPReceiver]:
         yield rx
 
 
+# The machine's CA-bundle variables requests and curl read (the environment may set them):
+# empty, they are unset for the program.
+NO_CA_BUNDLES = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}
+
+
 def traceroot_to(url: str, **extra: str) -> dict[str, str]:
     return {"TRACEROOT_API_KEY": "test-key", "TRACEROOT_HOST_URL": url, **extra}
 
@@ -139,11 +144,42 @@ def test_a_proxy_refusing_the_tunnel_is_reported_in_words(
         started = time.monotonic()
         done = run_ok(run_python, env)
         elapsed = time.monotonic() - started
-    assert f"the proxy {proxy.url} would not connect to 127.0.0.1:{tls_receiver.port}" in (
-        done.stderr
-    )
+    assert f"the proxy {proxy.url} requires credentials (HTTP 407" in done.stderr
     assert "check HTTPS_PROXY" in done.stderr
     assert "20 span(s) were not delivered" in done.stderr
+    assert_no_raw_bytes(done.stderr)
+    assert elapsed < 15, "a proxy refusing us is not waited for at exit"
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_refusing_the_credentials_is_named_not_the_backend(
+    receiver: OTLPReceiver,
+    tls_receiver: OTLPReceiver,
+    ca: CA,
+    run_python: RunPython,
+    scheme: str,
+) -> None:
+    """Plain http said "127.0.0.1 refused the spans with HTTP 407", blaming the backend;
+    https ended in `(407 Proxy Authentication Required')))`."""
+    variable = f"{scheme.upper()}_PROXY"
+    target = receiver if scheme == "http" else tls_receiver
+    with ConnectProxy(credentials=f"user:{PASSWORD}") as proxy:
+        env = traceroot_to(
+            target.url,
+            **{variable: proxy.url.replace("http://", "http://user:wrong-pass-42@")},
+            OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca.ca_file),
+            TRACEROOT_SHUTDOWN_TIMEOUT="30",
+        )
+        started = time.monotonic()
+        done = run_ok(run_python, env)
+        elapsed = time.monotonic() - started
+    assert proxy.log and all(f.status == 407 for f in proxy.log)
+    line = f"traceroot: the proxy {proxy.url} refused the credentials (HTTP 407"
+    assert line in done.stderr, done.stderr
+    assert f"check the user and password in {variable}" in done.stderr
+    assert "refused the spans" not in done.stderr and "')" not in done.stderr
+    assert "wrong-pass-42" not in done.stderr
+    assert target.spans == []
     assert_no_raw_bytes(done.stderr)
     assert elapsed < 15, "a proxy refusing us is not waited for at exit"
 
@@ -153,12 +189,19 @@ def test_a_proxy_refusing_the_tunnel_is_reported_in_words(
 
 @pytest.mark.parametrize(
     "variable",
-    ["OTEL_EXPORTER_OTLP_CERTIFICATE", "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "SSL_CERT_FILE"],
+    [
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+    ],
 )
 def test_a_private_ca_given_by_each_variable(
     tls_receiver: OTLPReceiver, ca: CA, run_python: RunPython, variable: str
 ) -> None:
-    run_ok(run_python, traceroot_to(tls_receiver.url, **{variable: str(ca.ca_file)}))
+    env = traceroot_to(tls_receiver.url, **{**NO_CA_BUNDLES, variable: str(ca.ca_file)})
+    run_ok(run_python, env)
     assert len(tls_receiver.wait_for_spans(20)) == 20
 
 
@@ -255,9 +298,81 @@ def test_other_redirects_are_reported_in_one_line(
     done = run_ok(run_python, traceroot_to(receiver.url, TRACEROOT_SHUTDOWN_TIMEOUT="30"))
     lines = [line for line in done.stderr.splitlines() if "redirects to" in line]
     assert lines[0].startswith(f"traceroot: 127.0.0.1:{receiver.port} redirects to")
-    assert f"(HTTP {status}); set TRACEROOT_HOST_URL to that URL" in lines[0]
+    assert f"(HTTP {status}); set TRACEROOT_HOST_URL to http" in lines[0]
     assert len(receiver.requests) == 1, "a redirect that is not followed is not retried"
     assert receiver.spans == []
+
+
+@pytest.mark.parametrize(
+    "variable,location,advice",
+    [
+        # The generic variable gets /v1/traces appended: the base URL is the one to set.
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://localhost:9/new/v1/traces",
+            "set OTEL_EXPORTER_OTLP_ENDPOINT to http://localhost:9/new (/v1/traces is "
+            "appended to it), or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to "
+            "http://localhost:9/new/v1/traces",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "http://localhost:9/ingest",
+            "set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to http://localhost:9/ingest (used as it is)",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://localhost:9/new/v1/traces",
+            "set OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to http://localhost:9/new/v1/traces",
+        ),
+    ],
+)
+def test_a_redirect_names_the_url_to_set_for_the_variable_used(
+    receiver: OTLPReceiver, run_python: RunPython, variable: str, location: str, advice: str
+) -> None:
+    """The advice said to set OTEL_EXPORTER_OTLP_ENDPOINT to the full .../v1/traces URL,
+    which then gets /v1/traces appended again: spans to /v1/traces/v1/traces."""
+    receiver.script([(307, {"Location": location})] * 50)
+    url = receiver.url + ("/v1/traces" if variable.endswith("TRACES_ENDPOINT") else "")
+    env = {variable: url, "TRACEROOT_SHUTDOWN_TIMEOUT": "30"}
+    done = run_ok(run_python, env)
+    (line,) = [x for x in done.stderr.splitlines() if " redirects to " in x and "span(s)" not in x]
+    assert advice in line, line
+
+
+def test_a_redirect_to_another_port_of_the_same_host_keeps_the_key(
+    receiver: OTLPReceiver, run_python: RunPython
+) -> None:
+    """A 307 to the same host on another port was followed with the Authorization header."""
+    with OTLPReceiver() as other:
+        receiver.script([(307, {"Location": f"http://127.0.0.1:{other.port}{TRACES}"})] * 50)
+        env = traceroot_to(receiver.url, TRACEROOT_SHUTDOWN_TIMEOUT="30")
+        done = run_ok(run_python, env)
+        assert other.requests == [], "the API key went to another port"
+        other_port = other.port
+    (line,) = [x for x in done.stderr.splitlines() if " redirects to " in x and "span(s)" not in x]
+    assert f"http://127.0.0.1:{other_port}{TRACES} (HTTP 307)" in line
+    assert "only 307/308 to the same scheme, host and port are followed" in line
+    assert len(receiver.requests) == 1
+
+
+def test_an_invalid_header_name_is_skipped_and_named(
+    receiver: OTLPReceiver, run_python: RunPython
+) -> None:
+    """`bad name=SECRET` went out on the wire, as a header line no server should accept."""
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_EXPORTER_OTLP_HEADERS": "bad name=SECRETVALUE1,x-good=ok,x(y)=SECRETVALUE2",
+        "TRACEROOT_FLUSH_INTERVAL": "0.2",
+    }
+    done = run_ok(run_python, env)
+    receiver.wait_for_spans(20)
+    headers = receiver.requests[0].headers
+    assert headers["x-good"] == "ok"
+    assert "bad name" not in headers and "x(y)" not in headers
+    assert not any("SECRETVALUE" in v for v in headers.values())
+    assert "SECRETVALUE" not in done.stderr
+    assert "ignoring header 'bad name' in OTEL_EXPORTER_OTLP_HEADERS" in done.stderr
+    assert "ignoring header 'x(y)' in OTEL_EXPORTER_OTLP_HEADERS" in done.stderr
 
 
 def test_compression_none(receiver: OTLPReceiver, run_python: RunPython) -> None:
@@ -423,9 +538,12 @@ def test_a_backend_refusing_everything_with_413_costs_few_requests(
     assert done.returncode == 0 and done.stdout == "done\n", done.stderr
     # One batch of 1,000: halved down to one span, refused twice on its own, then given up.
     assert len(receiver.requests) <= 14, len(receiver.requests)
-    refusals = [line for line in done.stderr.splitlines() if "(HTTP 413)" in line]
+    refusals = [line for line in done.stderr.splitlines() if "(HTTP 413), even sent" in line]
     assert len(refusals) == 1 and "refused 1000 span(s) as too large" in refusals[0]
+    # The exit report counts them and points back, without blaming the time.
     assert "1000 span(s) were not delivered" in done.stderr
+    assert "1000 refused as too large (HTTP 413), reported above" in done.stderr
+    assert "Exit waits" not in done.stderr
 
 
 def test_one_oversized_span_is_dropped_and_the_rest_delivered(
@@ -501,15 +619,24 @@ def test_check_goes_through_the_proxy_and_names_proxy_and_ca(
         env["HTTPS_PROXY"] = proxy.url
         code, out = check(env, tmp_path)
     assert code == 1
-    assert f"FAILED: the proxy {proxy.url} would not connect" in out
+    assert f"FAILED: the proxy {proxy.url} requires credentials (HTTP 407" in out
     assert_no_raw_bytes(out)
 
 
 def test_check_fails_when_the_ca_is_missing(tls_receiver: OTLPReceiver, tmp_path: Path) -> None:
-    code, out = check(traceroot_to(tls_receiver.url), tmp_path)
+    code, out = check(traceroot_to(tls_receiver.url, **NO_CA_BUNDLES), tmp_path)
     assert code == 1
     assert "FAILED: TLS certificate of" in out and "not trusted" in out
     assert "the system's trusted certificates" in out
+
+
+def test_check_names_requests_ca_bundle_when_it_is_the_ca(
+    tls_receiver: OTLPReceiver, ca: CA, tmp_path: Path
+) -> None:
+    env = traceroot_to(tls_receiver.url, REQUESTS_CA_BUNDLE=str(ca.ca_file), CURL_CA_BUNDLE="")
+    code, out = check(env, tmp_path)
+    assert code == 0, out
+    assert f"{ca.ca_file} (from REQUESTS_CA_BUNDLE)" in out
 
 
 def test_check_against_a_grpc_port_speaks_in_words(tmp_path: Path) -> None:

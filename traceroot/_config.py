@@ -256,8 +256,93 @@ class QuietResourceWarnings:
         return not str(record.msg).startswith("Invalid key value resource attribute pair")
 
 
-def _otlp_endpoint(r: Resolver, otlp: OTLPSettings) -> tuple[str | None, str | None]:
-    """The OTLP traces endpoint from the standard variables, and a refusal reason."""
+_warned: set[tuple[str, str]] = set()
+# Words of the warning about an API key and an OTLP endpoint both set (`--check` shows it
+# under Destination rather than as a problem: the precedence is by design).
+BOTH_SET = "are both set: traces go to TraceRoot"
+
+
+def _warn_once(key: tuple[str, str], message: str, *args: object) -> None:
+    # The configuration is read again by a later initialize(): its warnings are said once.
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(message, *args)
+
+
+def _clean_api_key(key: str | None, argument: str | None) -> str | None:
+    """The key without what other tools leave around it: matching quotes (`docker
+    --env-file` keeps them) and a leading `Bearer ` (traceroot adds its own). One warning,
+    the key masked, names where it came from and the fix."""
+    if not key:
+        return key
+    cleaned, found = key, []
+    for _ in range(2):  # `"Bearer tr-..."` and `Bearer "tr-..."` alike
+        if len(cleaned) >= 2 and cleaned[0] == cleaned[-1] and cleaned[0] in "'\"":
+            cleaned = cleaned[1:-1].strip()
+            found.append("in quotes")
+        if cleaned[:7].lower() == "bearer " or cleaned.lower() == "bearer":
+            cleaned = cleaned[6:].strip()
+            found.append("with a leading 'Bearer '")
+    if not found:
+        return key
+    variable = BY_FIELD["api_key"].variable
+    source = "initialize(api_key=...)" if argument is not None else variable
+    fix = "Pass the key alone." if argument is not None else f"Fix {variable}: set the key alone"
+    _warn_once(
+        ("api_key", key),
+        "traceroot: %s holds the API key %s; sending it as %s (traceroot adds 'Bearer ' "
+        "itself). %s%s.",
+        source,
+        " and ".join(dict.fromkeys(found)),
+        mask_secret(cleaned) if cleaned else "no key at all: it is empty",
+        fix,
+        "" if argument is not None else " (docker --env-file keeps quotes: write NAME=value)",
+    )
+    return cleaned or None
+
+
+def _check_both_destinations(r: Resolver, config: Config, argument: str | None) -> None:
+    """One warning when an API key and an OTLP endpoint are both set: the key wins (README,
+    "Where traces go"), and the endpoint and its headers would otherwise be ignored silently."""
+    if not config.api_key or not config.enabled:
+        return
+    endpoint = r.raw(OTLP["endpoint"])
+    if endpoint is None:
+        return
+    headers = r.raw(OTLP["headers"])
+    key_source = "initialize(api_key=...)" if argument is not None else "TRACEROOT_API_KEY"
+    ignored = endpoint[0] + (f" (and {headers[0]})" if headers else "")
+    _warn_once(
+        ("both", endpoint[0] + endpoint[1]),
+        "traceroot: %s and %s " + BOTH_SET + " (%s) and %s is ignored. "
+        "To send to the OTLP endpoint instead, unset TRACEROOT_API_KEY; to keep TraceRoot, "
+        "unset %s.",
+        key_source,
+        endpoint[0],
+        safe_url(config.destination.endpoint),
+        ignored,
+        endpoint[0],
+    )
+
+
+def both_destinations(config: Config, environ: Mapping[str, str]) -> str | None:
+    """For `--check`: the OTLP variables an API key makes us ignore, in words; else None."""
+    r = Resolver(environ)
+    endpoint = r.raw(OTLP["endpoint"])
+    if not config.api_key or endpoint is None:
+        return None
+    headers = r.raw(OTLP["headers"])
+    ignored = endpoint[0] + (f" and {headers[0]}" if headers else "")
+    return f"{ignored} ignored: the API key wins (unset TRACEROOT_API_KEY to send there)"
+
+
+def _otlp_endpoint(
+    r: Resolver, otlp: OTLPSettings, used: bool = True
+) -> tuple[str | None, str | None]:
+    """The OTLP traces endpoint from the standard variables, and a refusal reason.
+
+    `used`: spans will go there (no API key wins over it), so a doubled path is worth a word.
+    """
     environ = r.environ
     traces = (environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or "").strip()
     base = (environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip()
@@ -281,6 +366,23 @@ def _otlp_endpoint(r: Resolver, otlp: OTLPSettings) -> tuple[str | None, str | N
             variable,
         )
         return None, f"{variable} is not a valid URL"
+    doubled = base.rstrip("/").endswith("/v1/traces")
+    if used and not traces and otlp.protocol != "grpc" and doubled:
+        # The specification appends /v1/traces to this variable, and so do we: say so.
+        given = base.rstrip("/")
+        _warn_once(
+            ("doubled", base),
+            "traceroot: %s=%s already ends in /v1/traces, and /v1/traces is appended to that "
+            "variable (as OpenTelemetry specifies): spans go to %s. Set "
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=%s (used as it is) instead, or drop the path: "
+            "%s=%s.",
+            variable,
+            "'" + safe_url(base) + "'",
+            safe_url(valid),
+            safe_url(given),
+            variable,
+            safe_url(given.removesuffix("/v1/traces")),
+        )
     return valid, None
 
 
@@ -343,6 +445,7 @@ def _load_config(given: dict[str, Any]) -> Config:
     }
     arguments["flush_at"] = batch_size
     values = {name: r.value(s, arguments.get(name)) for name, s in BY_FIELD.items()}
+    values["api_key"] = _clean_api_key(values["api_key"], given["api_key"])
     host = BY_FIELD["host_url"]
     host_refused = None
     if not r.given(host, host_url) and (host_url is not None or r.raw(host) is not None):
@@ -351,7 +454,7 @@ def _load_config(given: dict[str, Any]) -> Config:
         host_refused = "TRACEROOT_HOST_URL is not a valid URL"
     # Protocol, timeout, compression, TLS files; the endpoint and headers are checked here.
     otlp = resolve_otlp(r.environ, report_endpoint=False)
-    otlp_endpoint, otlp_refused = _otlp_endpoint(r, otlp)
+    otlp_endpoint, otlp_refused = _otlp_endpoint(r, otlp, used=not values["api_key"])
     headers = r.raw(OTLP["headers"])  # the TRACES_ variable, else the generic one
     flush_at_set = r.given(BY_FIELD["flush_at"], batch_size)
     values["service_name"] = (
@@ -369,6 +472,7 @@ def _load_config(given: dict[str, Any]) -> Config:
         refused=host_refused if values["api_key"] else otlp_refused,
     )
     _check_traces_exporter(r.environ, config)
+    _check_both_destinations(r, config, given["api_key"])
     return config
 
 

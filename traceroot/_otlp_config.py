@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from traceroot._frozen import field, record
-from traceroot._settings import OTLP, Resolver, has_control_characters, logger
+from traceroot._settings import OTLP, Resolver, has_control_characters, logger, quoted
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` is not loaded by the launcher
@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # `typing` is not loaded by the launcher
     Compression = Literal["gzip", "none"]
 
 _PREFIX = "OTEL_EXPORTER_OTLP_"
+# The characters of an HTTP header name (RFC 9110 `token`).
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _warned: set[tuple[str, str]] = set()
 
 
@@ -102,6 +104,14 @@ def parse_headers(raw: str, variable: str) -> dict[str, str]:
                 item,
                 f"ignoring header {name.strip()!r} in {variable}: its name or value holds a line "
                 "break or another control character, which would let it forge other headers.",
+            )
+            continue
+        if not name or any(c not in _TOKEN for c in name):
+            _warn_once(
+                variable,
+                item,
+                f"ignoring header {quoted(name)} in {variable}: a header name is letters, "
+                "digits and !#$%&'*+-.^_`|~ only (no spaces, no quotes, no brackets).",
             )
             continue
         headers[name] = text

@@ -435,6 +435,7 @@ SETTINGS: tuple[Setting, ...] = (
         "`true` prints the trace tree even when sending; `false` silences it",
         option="--console/--no-console",
         default_text="local mode only",
+        when_invalid="the tree is printed in local mode only, as when it is unset",
     ),
     Setting(
         "git_repo",
@@ -640,8 +641,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"),
         "text",
         None,
-        "CA bundle to trust (TraceRoot too); else `SSL_CERT_FILE`/`SSL_CERT_DIR`, else the "
-        "system store",
+        "CA bundle to trust (TraceRoot too); else `SSL_CERT_FILE`/`SSL_CERT_DIR`, else "
+        "`REQUESTS_CA_BUNDLE`, else `CURL_CA_BUNDLE`, else the system store",
         scope="otlp",
     ),
     Setting(
@@ -809,7 +810,7 @@ class Resolver:
             )
             return
         fix = "Fix the argument." if source.startswith("initialize(") else f"Fix or unset {source}."
-        outcome = setting.when_invalid or f"using the default {setting.default!r}"
+        outcome = setting.when_invalid or _default_outcome(setting)
         logger.warning(
             "traceroot: invalid %s=%s (expected %s); %s. %s",
             source,
@@ -818,6 +819,15 @@ class Resolver:
             outcome,
             fix,
         )
+
+
+def _default_outcome(setting: Setting) -> str:
+    """What an invalid value leads to, as the docs spell the default (`true`, not `True`)."""
+    if setting.default is None:
+        return "it is ignored, as if it were unset"
+    if isinstance(setting.default, bool):
+        return f"using the default {str(setting.default).lower()}"
+    return f"using the default {setting.default}"
 
 
 def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:

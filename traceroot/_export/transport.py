@@ -2,14 +2,15 @@
 
 The route is the one every Python HTTP tool takes: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`
 (either case, credentials in the proxy URL), the CA from `OTEL_EXPORTER_OTLP_CERTIFICATE`,
-else `SSL_CERT_FILE`/`SSL_CERT_DIR`, else the system store; a client certificate for
+else `SSL_CERT_FILE`/`SSL_CERT_DIR`, else `REQUESTS_CA_BUNDLE`, else `CURL_CA_BUNDLE`, else
+the system store; a client certificate for
 mTLS; `user:password@` in the URL sent as Basic auth. Connections are kept alive and
 a forked child opens its own (sharing the parent's socket interleaves request bodies).
 
 429 and 5xx are retried with exponential backoff and jitter, honouring `Retry-After`,
 within the timeout; 413 splits the batch, and a span refused on its own is dropped
-and counted; 401/403 are reported once and not retried; 307/308 to the same scheme
-and host are followed, any other redirect is reported. A backend that is plainly
+and counted; 401/403 are reported once and not retried; 307/308 to the same scheme,
+host and port are followed, any other redirect is reported. A backend that is plainly
 absent (refused, unresolvable, failing TLS, speaking another protocol) is flagged
 `unreachable`, and once `hurry()` is called (at exit) its spans fail at once instead
 of waiting out the retries. Every failure is described by `explain()`, the words
@@ -118,12 +119,26 @@ def find_proxy(url: str, environ: Mapping[str, str] | None = None) -> Proxy | No
     return None
 
 
+# After OTEL_EXPORTER_OTLP_CERTIFICATE and SSL_CERT_FILE/SSL_CERT_DIR, the bundles requests
+# and curl read, in that order (a machine set up for those tools is set up for us too).
+_TOOL_BUNDLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def _ca_from_environment(env: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable, path) of the CA locations the environment names, in the order they win:
+    SSL_CERT_FILE and SSL_CERT_DIR together, else the first set of the tools' bundles."""
+    found = [(v, env[v]) for v in ("SSL_CERT_FILE", "SSL_CERT_DIR") if env.get(v)]
+    if not found:
+        found = [(v, env[v]) for v in _TOOL_BUNDLES if env.get(v)][:1]
+    return found
+
+
 def describe_ca(settings: OTLPSettings, environ: Mapping[str, str] | None = None) -> str:
     """Which certificates verify the server: a file or folder and its variable, or the system's."""
     env = os.environ if environ is None else environ
     if settings.ca_file:
         return f"{settings.ca_file} (from {settings.sources.get('CERTIFICATE', 'settings')})"
-    found = [f"{env[v]} (from {v})" for v in ("SSL_CERT_FILE", "SSL_CERT_DIR") if env.get(v)]
+    found = [f"{path} (from {variable})" for variable, path in _ca_from_environment(env)]
     return ", ".join(found) if found else "the system's trusted certificates"
 
 
@@ -133,19 +148,24 @@ def tls_context(settings: OTLPSettings, environ: Mapping[str, str] | None = None
     Raises `_Attempt` when a certificate file cannot be loaded.
     """
     env = os.environ if environ is None else environ
+    found = dict(_ca_from_environment(env))
     try:
         if settings.ca_file:
             context = ssl.create_default_context(cafile=settings.ca_file)
-        elif env.get("SSL_CERT_FILE") or env.get("SSL_CERT_DIR"):
-            context = ssl.create_default_context(
-                cafile=env.get("SSL_CERT_FILE") or None, capath=env.get("SSL_CERT_DIR") or None
-            )
+        elif found:
+            cafile = found.get("SSL_CERT_FILE")
+            capath = found.get("SSL_CERT_DIR")
+            for variable in _TOOL_BUNDLES:  # requests takes a folder there too
+                if variable in found:
+                    path = found[variable]
+                    cafile, capath = (None, path) if os.path.isdir(path) else (path, None)
+            context = ssl.create_default_context(cafile=cafile, capath=capath)
         else:
             context = ssl.create_default_context()
             if not context.get_ca_certs() and not context.cert_store_stats().get("x509_ca"):
                 _load_certifi(context)
     except (OSError, ssl.SSLError) as exc:
-        variable = settings.sources.get("CERTIFICATE", "SSL_CERT_FILE")
+        variable = settings.sources.get("CERTIFICATE") or " or ".join(found) or "SSL_CERT_FILE"
         raise _Attempt(
             Failure(
                 f"cannot load the CA certificates ({_reason(exc)}); check {variable}",
@@ -214,6 +234,23 @@ def _first(chain: list[BaseException], kind: type[BaseException] | tuple[type, .
     return next((e for e in chain if isinstance(e, kind)), None)
 
 
+def proxy_refusal(proxy: Proxy) -> Failure:
+    """HTTP 407: the proxy, not the backend, refused us; named without its credentials."""
+    answer = "HTTP 407 Proxy Authentication Required"
+    if proxy.headers:
+        message = (
+            f"the proxy {proxy.url} refused the credentials ({answer}); check the user and "
+            f"password in {proxy.variable}"
+        )
+    else:
+        where = proxy.url.partition("://")
+        message = (
+            f"the proxy {proxy.url} requires credentials ({answer}); check {proxy.variable}: "
+            f"give them as {where[0]}://user:password@{where[2]}"
+        )
+    return Failure(message, retry=False, absent=True)
+
+
 def explain(
     exc: BaseException,
     where: str,
@@ -240,10 +277,16 @@ def explain(
                 retry=True,
                 absent=True,
             )
-        tunnel = next((str(e) for e in chain if "Tunnel connection failed" in str(e)), "no tunnel")
-        tunnel = tunnel.rpartition("Tunnel connection failed:")[2].strip() or tunnel
+        tunnel = next((str(e) for e in chain if "Tunnel connection failed" in str(e)), "")
+        # urllib3's text ends in reprs (`...Required')))`): only the status line is kept.
+        import re
+
+        answer = re.search(r"Tunnel connection failed:\s*(\d{3})\s*([A-Za-z][A-Za-z -]*)", tunnel)
+        if answer is not None and answer.group(1) == "407":
+            return proxy_refusal(proxy)
+        said = f"HTTP {answer.group(1)} {answer.group(2).strip()}" if answer else "no tunnel"
         return Failure(
-            f"the proxy {proxy.url} would not connect to {where} ({tunnel}); check "
+            f"the proxy {proxy.url} would not connect to {where} ({said}); check "
             f"{proxy.variable}, or add the host to NO_PROXY",
             retry=False,
             absent=True,
@@ -553,12 +596,13 @@ class OTLPHTTPExporter(SpanExporter):
                 url = target
                 continue
             if 300 <= status < 400:
-                location = _without_credentials(response.headers.get("Location") or "")
+                location = response.headers.get("Location") or ""
+                target = _without_credentials(_absolute(url, location)) if location else ""
                 raise _Attempt(
                     Failure(
-                        f"{where} redirects to {location or 'another URL'} (HTTP {status}); set "
-                        f"{self._url_variable} to that URL (only 307/308 to the same host and "
-                        "scheme are followed)",
+                        f"{where} redirects to {target or 'another URL'} (HTTP {status}); "
+                        f"{self._redirect_advice(target)} (only 307/308 to the same scheme, "
+                        "host and port are followed)",
                         retry=False,
                         absent=True,
                     )
@@ -574,20 +618,44 @@ class OTLPHTTPExporter(SpanExporter):
             )
         )
 
-    def _redirect_target(self, url: str, response: Any) -> str | None:
-        from urllib.parse import urljoin
+    def _redirect_advice(self, target: str) -> str:
+        """Which variable to set to reach `target`, and to what: the generic OTLP variable
+        gets /v1/traces appended, so a full URL belongs in the TRACES_ one."""
+        variable = self._url_variable
+        if not target:
+            return f"set {variable} to the URL it names"
+        if variable != "OTEL_EXPORTER_OTLP_ENDPOINT":
+            return f"set {variable} to {target}"
+        parts = urlsplit(target)
+        traces = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        if parts.path.rstrip("/").endswith("/v1/traces") and not parts.query:
+            base = target.rstrip("/").removesuffix("/v1/traces")
+            return (
+                f"set {variable} to {base} (/v1/traces is appended to it), or {traces} to {target}"
+            )
+        return f"set {traces} to {target} (used as it is)"
 
+    def _redirect_target(self, url: str, response: Any) -> str | None:
         location = response.headers.get("Location")
         if not location:
             return None
-        target = urljoin(url, location)
+        target = _absolute(url, location)
         old, new = urlsplit(url), urlsplit(target)
-        # Never carry the key to another host or down to plain http.
-        if new.scheme != old.scheme or new.hostname != old.hostname or new.username:
+        # Never carry the key to another host, another port of it, or down to plain http.
+        try:
+            same_port = _port(old) == _port(new)
+        except ValueError:  # a port that is not a number
+            return None
+        if new.scheme != old.scheme or new.hostname != old.hostname or not same_port:
+            return None
+        if new.username:
             return None
         return target
 
     def _check_status(self, status: int, response: Any, where: str, url: str) -> None:
+        if status == 407 and self.proxy is not None:  # plain http: the proxy answers itself
+            self.final = True
+            raise _Attempt(proxy_refusal(self.proxy))
         if status in (401, 403):
             self.final = True
             if self._key_variable == "TRACEROOT_API_KEY":
@@ -661,6 +729,18 @@ class OTLPHTTPExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _absolute(url: str, location: str) -> str:
+    """`location` (a redirect's, maybe relative) as an absolute URL."""
+    from urllib.parse import urljoin
+
+    return urljoin(url, location)
+
+
+def _port(parts: Any) -> int | None:
+    """The port a URL reaches, its scheme's default when it names none."""
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme)
 
 
 def _without_credentials(url: str) -> str:

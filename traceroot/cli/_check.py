@@ -17,7 +17,9 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from traceroot import _git as git
 from traceroot import _sampling as sampling
 from traceroot._config import (
+    BOTH_SET,
     Config,
+    both_destinations,
     load_config,
     mask_secret,
     resource_service_name,
@@ -74,12 +76,17 @@ def _show(value: str | None, default: str = "<not set>") -> str:
     return value if value else default
 
 
-def _shown(setting: Setting, config: Config) -> str:
+def _shown(setting: Setting, config: Config, env: Mapping[str, str]) -> str:
     """A setting's resolved value as --check shows it: secrets masked, defaults marked."""
     if setting.scope == "otlp":
         value = getattr(config.otlp, setting.field)
         if setting.field == "headers":
-            return ", ".join(value) + " (values hidden)" if value else "<not set>"
+            # Resolved with the endpoint (config.otlp_headers), the values never shown.
+            source = Resolver(env).raw(setting)
+            if source is None:
+                return "<not set>"
+            names = ", ".join(config.otlp_headers) or "none usable"
+            return f"{names} (values hidden; from {source[0]})"
         if setting.field == "endpoint":
             value = config.otlp_endpoint or value
         if setting.field == "timeout" and value is not None:
@@ -122,7 +129,7 @@ def _print_config(config: Config, env: Mapping[str, str]) -> None:
             else:
                 _line(setting.variable, raw.strip() or "no limit")
             continue
-        _line(setting.variable, _shown(setting, config))
+        _line(setting.variable, _shown(setting, config, env))
     _line("sampling", sampling.describe(env))
     found = git.detect(config.git_repo, config.git_ref)
     _line("git repository", _show(found.repo, "<not found: set TRACEROOT_GIT_REPO>"))
@@ -283,6 +290,10 @@ def run_check(env: Mapping[str, str]) -> int:
         destination = config.destination
         click.echo("Destination")
         _line("traces go to", destination.describe())
+        if (ignored := both_destinations(config, env)) is not None:
+            # By design (README, "Where traces go"): shown here, not listed as a problem.
+            _line("not used", ignored)
+            warnings.messages = [m for m in warnings.messages if BOTH_SET not in m]
         _print_integrations(config, env, problems)
         _print_versions()
         click.echo("Test span")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections.abc import MutableMapping
 from pathlib import Path
 
@@ -16,15 +17,45 @@ class EnvFileError(Exception):
     """The file exists but cannot be read."""
 
 
-def malformed_lines(text: str) -> list[tuple[int, str]]:
-    """``(line number, text)`` of each statement python-dotenv cannot parse."""
-    found: list[tuple[int, str]] = []
+# The name a statement starts with (`NAME=`, `NAME:`, `NAME value`, `export NAME=`).
+_NAME = re.compile(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)(?=[\s=:]|$)")
+
+
+def _shown_name(statement: str) -> str | None:
+    """The variable a statement names, when one can be made out and it is not shaped like a
+    credential (a long run of letters and digits with no underscore: an AWS key id...)."""
+    match = _NAME.match(statement)
+    if match is None:
+        return None
+    name = match.group(1)
+    if len(name) > 64 or (len(name) >= 16 and "_" not in name and any(c.isdigit() for c in name)):
+        return None
+    return name
+
+
+def _why(statement: str, name: str | None) -> str:
+    """What is wrong with a statement, in words that quote nothing of its value."""
+    rest = statement.strip()
+    if name is not None:
+        rest = rest.removeprefix("export").strip().removeprefix(name).lstrip()
+    if rest.startswith("=") and rest[1:].lstrip()[:1] in ("'", '"'):
+        return "its quoted value has no closing quote"
+    if rest.startswith(":"):
+        return "expected NAME=value, found ':' after the name"
+    return "expected NAME=value"
+
+
+def malformed_lines(text: str) -> list[tuple[int, str | None, str]]:
+    """``(line number, variable name or None, what is wrong)`` of each statement python-dotenv
+    cannot parse. The statement's text is never returned: it may hold a secret."""
+    found: list[tuple[int, str | None, str]] = []
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             source = binding.original.string
             # A statement's text starts with the blank lines before it.
             skipped = source[: len(source) - len(source.lstrip())].count("\n")
-            found.append((binding.original.line + skipped, source.strip()))
+            name = _shown_name(source.strip())
+            found.append((binding.original.line + skipped, name, _why(source, name)))
     return found
 
 
@@ -40,8 +71,10 @@ def load_env_file(path: Path, env: MutableMapping[str, str]) -> list[str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise EnvFileError(f"cannot read {path}: {exc}") from exc
     problems = [
-        f"{path} line {line}: cannot parse {snippet!r}; line skipped"
-        for line, snippet in malformed_lines(text)
+        f"{path} line {line}: cannot parse "
+        + (f"the line of {name}" if name else "it")
+        + f": {why} (the value is not shown); line skipped"
+        for line, name, why in malformed_lines(text)
     ]
     # python-dotenv logs its own, file-less warning for those lines: we said it better.
     dotenv_logger = logging.getLogger("dotenv.main")
