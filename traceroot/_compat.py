@@ -228,6 +228,23 @@ def keep_interrupted_exit_status() -> None:
         pass
 
 
+def grpcio_root_certificates() -> str | None:
+    """The file of root certificates grpcio comes with and trusts by default (its private
+    `grpc/_cython/_credentials/roots.pem`); None where it is not found."""
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("grpc._cython")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "_credentials", "roots.pem")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def rlock() -> Any:
     """A reentrant lock without importing `threading` (the C lock `threading.RLock` makes)."""
     import _thread

@@ -133,6 +133,24 @@ def _ca_from_environment(env: Mapping[str, str]) -> list[tuple[str, str]]:
     return found
 
 
+def ca_locations(settings: OTLPSettings, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(variable, file or folder) of the CA certificates the settings and the environment
+    name, in the order `tls_context` takes them; empty when none is named."""
+    if settings.ca_file:
+        variable = settings.sources.get("CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE")
+        return [(variable, settings.ca_file)]
+    return _ca_from_environment(environ)
+
+
+def tls_problem(settings: OTLPSettings, environ: Mapping[str, str]) -> Failure | None:
+    """Why the CA or client certificates named cannot be loaded, in words; None if they load."""
+    try:
+        tls_context(settings, environ)
+    except _Attempt as failed:
+        return failed.failure
+    return None
+
+
 def describe_ca(settings: OTLPSettings, environ: Mapping[str, str] | None = None) -> str:
     """Which certificates verify the server: a file or folder and its variable, or the system's."""
     env = os.environ if environ is None else environ
