@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -429,3 +430,44 @@ def test_a_span_refused_as_too_large_is_not_blamed_on_time_at_exit(
     # No time ran out: nothing was waited for.
     assert "had not answered in time" not in done.stderr
     assert "Exit waits" not in done.stderr
+
+
+FLUSH_EACH_REQUEST = """
+import json, time
+import traceroot
+from traceroot import observe
+
+@observe
+def handler(i):
+    return i
+
+results = []
+for i in range(3):  # a serverless handler flushing after each request
+    handler(i)
+    start = time.monotonic()
+    results.append([traceroot.flush(), time.monotonic() - start])
+print(json.dumps(results))
+"""
+
+
+def test_flush_does_not_wait_for_an_absent_backend(run_python: RunPython) -> None:
+    env = {
+        "TRACEROOT_API_KEY": "test-key",
+        "TRACEROOT_HOST_URL": dead_url(),
+        "TRACEROOT_SHUTDOWN_TIMEOUT": "5",
+    }
+    done = run_python(FLUSH_EACH_REQUEST, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [ok for ok, _ in results] == [False, False, False]
+    # Each came back once the backend was found absent, well before the 5 s allowed.
+    assert max(seconds for _, seconds in results) < 2.5, results
+
+
+def test_flush_says_false_when_the_backend_refused_the_spans(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    receiver.script([401] * 10)
+    done = run_python(FLUSH_EACH_REQUEST, env=traceroot_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert [ok for ok, _ in json.loads(done.stdout)] == [False, False, False]

@@ -419,7 +419,11 @@ def get_client() -> TraceRootClient:
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Send every finished span now; bounded by `timeout` (default the shutdown timeout)."""
+    """Send every finished span now; bounded by `timeout` (default the shutdown timeout).
+
+    True when all of them were delivered; False when time ran out, the backend refused
+    them, or it is plainly absent (not waited for: the export retries in the background).
+    """
     client = _client
     return client.flush(timeout) if client is not None else True
 

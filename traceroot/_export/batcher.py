@@ -105,6 +105,7 @@ class Batcher:
         self._room = threading.Condition(threading.Lock())
         self._waiting = 0
         self._last_export_ok = True  # nothing has failed yet
+        self._failed_exports = 0
         self._gave_up_waiting = False
 
     def after_fork_in_child(self) -> None:
@@ -279,6 +280,7 @@ class Batcher:
             result = self._exporter.export(batch)
         except Exception as exc:  # an exporter bug must not kill the worker
             self._last_export_ok = False
+            self._failed_exports += 1
             logger.warning("traceroot: exporting %d span(s) failed (%s)", len(batch), in_words(exc))
             return
         if result is SpanExportResult.SUCCESS:
@@ -287,13 +289,19 @@ class Batcher:
             self._gave_up_waiting = False
         else:  # some may have gone through (the rest refused, or cut short by a split)
             self._last_export_ok = False
+            self._failed_exports += 1
             self.delivered += getattr(self._exporter, "delivered_in_last_export", 0)
 
     def flush(self, timeout: float) -> bool:
-        """Export everything queued now; True if done within `timeout` seconds."""
+        """Export everything queued now; True if it was all delivered within `timeout` seconds.
+
+        A backend found plainly absent (connection refused, no such host, TLS failing) is
+        not waited for: False at once, the export retrying on in the background.
+        """
         if self._thread is None and (not self._queue or not self._start_thread(blocking=False)):
             return not self._queue
         deadline = time.monotonic() + max(timeout, 0.0)
+        failures = self._failed_exports
         self._flushing = True
         try:
             self._wake.set()
@@ -301,11 +309,11 @@ class Batcher:
             with self._idle:
                 while self._queue or self._in_flight:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0:
+                    if remaining <= 0 or getattr(self._exporter, "unreachable", False):
                         return False
                     self._idle.wait(min(remaining, 0.05))
                     self._wake.set()
-            return True
+            return self._failed_exports == failures  # refused (401...) is not delivered
         finally:
             self._flushing = False
 

@@ -145,6 +145,7 @@ class ExportPipeline:
             # Spans the backend refused as too large (413) were reported when they were.
             refused = getattr(self._exporter, "refused", 0)
             if lost > 0:
+                waited_for = lost - refused - self._batcher.dropped
                 details = []
                 if self._batcher.dropped:
                     details.append(f"{self._batcher.dropped} dropped on a full queue")
@@ -152,9 +153,8 @@ class ExportPipeline:
                     details.append(f"{refused} refused as too large (HTTP 413), reported above")
                 if self._exporter is not None and self._exporter.last_error:
                     details.append(f"last error: {self._exporter.last_error}")
-                elif not done:
+                elif not done and waited_for > 0:
                     details.append("the backend had not answered in time")
-                waited_for = lost - refused - self._batcher.dropped
                 hopeless = self._exporter.unreachable or self._exporter.final or waited_for <= 0
                 logger.warning(
                     "traceroot: %d span(s) were not delivered to %s%s.%s",
