@@ -663,6 +663,9 @@ def test_exceptions_and_wraps(run_python, receiver: OTLPReceiver, traceroot_env)
     assert event["exception.type"] == "ValueError"
     assert event["exception.message"] == "bad 1"
     assert "ValueError: bad 1" in event["exception.stacktrace"]
+    # From the decorated function down: our wrapper's frame is not the program's error.
+    assert "traceroot" not in event["exception.stacktrace"], event["exception.stacktrace"]
+    assert ", in raises" in event["exception.stacktrace"]
     assert "traceroot.span.output" not in first.attributes
 
     araises = spans.one("araises")
@@ -754,3 +757,37 @@ def test_an_exception_through_many_traced_frames_is_formatted_once(
         (event,) = span.events
         assert event.attributes["exception.type"] == "ValueError"
         assert event.attributes["exception.message"] == "at the bottom"
+
+
+UNREADABLE_OPTIONS = r"""
+import json
+from traceroot import observe
+
+class Unreadable:
+    def __str__(self):
+        raise RuntimeError("no text")
+
+    def __iter__(self):
+        raise RuntimeError("no items")
+
+@observe(name=Unreadable())
+def named():
+    return 1
+
+@observe(tags=Unreadable())
+def tagged():
+    return 2
+
+print(json.dumps([named(), tagged()]))
+"""
+
+
+def test_options_that_cannot_be_read_leave_the_function_traced(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    # They raised at decoration, so the program's import of its own module failed.
+    proc, spans = run_traced(run_python, receiver, traceroot_env, UNREADABLE_OPTIONS, expect=2)
+    assert stdout_json(proc) == [1, 2]
+    assert sorted(s.name for s in spans) == ["named", "tagged"]
+    assert len(warnings_in(proc.stderr, "could not be read")) == 2, proc.stderr
+    assert "Traceback" not in proc.stderr

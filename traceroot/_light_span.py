@@ -250,9 +250,10 @@ class LightSpan(trace_api.Span, ReadableSpan):
                 else kind.__qualname__
             ),
             "exception.message": exception_message(exception),
-            "exception.stacktrace": "".join(
-                traceback.format_exception(kind, exception, exception.__traceback__)
-            ),
+            # Given by the caller (ours is cut to the program's frames): not formatted twice.
+            "exception.stacktrace": attributes["exception.stacktrace"]
+            if attributes and "exception.stacktrace" in attributes
+            else "".join(traceback.format_exception(kind, exception, exception.__traceback__)),
             "exception.escaped": str(escaped),
         }
         values.update(attributes or {})

@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 import os
+import traceback
 from collections.abc import AsyncGenerator, Callable, Generator
 from types import CodeType, FrameType
 from typing import Any, TypeVar, overload
@@ -20,7 +21,7 @@ from traceroot import _compat as compat
 from traceroot import _run_parents as run_parents
 from traceroot._client import TraceRootClient, get_client
 from traceroot._config import tracing_disabled
-from traceroot._errors import exception_message
+from traceroot._errors import exception_message, in_words
 from traceroot._serialize import as_id, as_tags, to_json, to_output_value
 from traceroot._span_kind import SpanKind
 
@@ -112,10 +113,20 @@ def _decorate(func: Any, name: str | None, **options: Any) -> Any:
         return func  # TRACEROOT_ENABLED=false: the function itself, at no cost per call
     if isinstance(func, classmethod | staticmethod):
         return type(func)(_decorate(func.__func__, name, **options))
-    if name is not None and not isinstance(name, str):
-        name = str(name)  # a span name is a string on the wire: observe(name=42) names it "42"
-    span_name = name or str(getattr(func, "__name__", None) or type(func).__name__)
-    return _Observed(func, span_name, **options).wrapper()
+    span_name = str(getattr(func, "__name__", None) or type(func).__name__)
+    try:
+        if name is not None and not isinstance(name, str):
+            name = str(name)  # a span name is a string on the wire: observe(name=42) is "42"
+        return _Observed(func, name or span_name, **options).wrapper()
+    except Exception as exc:  # a name, tags or metadata that cannot be read: never the program's
+        logger.warning(
+            "traceroot: @observe on %s: its name, tags or metadata could not be read (%s); "
+            "it is traced without them.",
+            span_name,
+            in_words(exc),
+        )
+    plain = {**options, "metadata": None, "tags": None, "session_id": None, "user_id": None}
+    return _Observed(func, span_name, **plain).wrapper()
 
 
 class _Observed:
@@ -457,13 +468,25 @@ class _Scope:
 _RECORDED = "__traceroot_recorded__"
 
 
+def _stacktrace(exc: BaseException) -> str:
+    """The exception's stack trace as the span keeps it: from the decorated function down.
+
+    It was caught in our wrapper, so its traceback starts with the wrapper's frame, which
+    says nothing of the program's error.
+    """
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_globals.get("__name__") == __name__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def _record_error(span: Span, exc: BaseException) -> None:
     if not span.is_recording():
         return
     text = exception_message(exc)
     message = f"{type(exc).__name__}: {text}"
     if _first_record(exc):
-        span.record_exception(exc)
+        span.record_exception(exc, {"exception.stacktrace": _stacktrace(exc)})
     else:
         kind = type(exc)
         module = kind.__module__
