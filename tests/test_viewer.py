@@ -321,6 +321,7 @@ def test_a_store_that_is_not_a_database_is_named_with_the_fix(store_dir: Path):
     # The writer side: one warning, and the program runs to its end.
     written = check(run_traced(store_dir, AGENT))
     assert written.stderr.count("cannot write the local trace store") == 1
+    assert "Move that file aside or delete it" in written.stderr  # not "pick another folder"
 
 
 def test_a_store_that_is_a_directory_is_named_with_the_fix(store_dir: Path):

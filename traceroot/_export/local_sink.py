@@ -96,13 +96,21 @@ class StoreExporter(SpanExporter):
     def _give_up(self, exc: BaseException) -> None:
         import sqlite3
 
+        from traceroot._local.store import not_a_store
+
         self._broken = True
+        fix = (
+            "Move that file aside or delete it (the next traced program starts a new store), "
+            if not_a_store(self._store.path, exc)
+            else "Set TRACEROOT_LOCAL_DIR to a writable directory, "
+        )
         logger.warning(
             "traceroot: cannot write the local trace store %s (%s); traces are not kept "
-            "locally from now on (the program runs on). Set TRACEROOT_LOCAL_DIR to a writable "
-            "directory, or TRACEROOT_LOCAL=false to turn the store off.",
+            "locally from now on (the program runs on). %sor TRACEROOT_LOCAL=false to turn "
+            "the store off.",
             self._store.path,
             reason(exc),
+            fix,
         )
         try:
             self._store.close()

@@ -107,6 +107,13 @@ def id_start(text: str) -> str | None:
     return text
 
 
+def not_a_store(path: Path, exc: BaseException) -> bool:
+    """Whether `exc` says the file at `path` is no trace store (a directory, another file)."""
+    return path.is_dir() or (
+        not isinstance(exc, OSError) and any(words in str(exc) for words in _NOT_OURS)
+    )
+
+
 def store_problem(path: Path, exc: BaseException) -> str:
     """Why the store at `path` cannot be read, in words, with what to do about it."""
     fix = "move it aside or delete it; traced programs then start a new one"
