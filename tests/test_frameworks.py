@@ -132,6 +132,57 @@ def test_langchain_http_client_spans_nest_under_their_llm_span(
     assert sorted(s.parent_span_id or "" for s in http) == sorted(s.span_id for s in llms)
 
 
+@_requires("langchain_openai")
+def test_a_langchain_stream_read_half_way_is_no_error_and_errors_print_on_one_line(
+    tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver
+) -> None:
+    program = """
+        import sys
+        from langchain_openai import ChatOpenAI
+        from traceroot import observe
+
+        def llm(model):
+            return ChatOpenAI(model=model, base_url=sys.argv[1] + "/v1", api_key="k",
+                              max_retries=0)
+
+        @observe(name="agent", type="agent")
+        def agent():
+            first = next(iter(llm("gpt-4o-mini").stream("Say hello"))).content  # then stop
+            try:
+                llm("fail-500").invoke("Say hello")
+            except Exception as exc:
+                return first, type(exc).__name__
+            return first, None
+
+        print(agent())
+        """
+    env = {**traceroot_env, "TRACEROOT_CONSOLE": "true"}
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(program))
+    with FakeProviders() as fake:
+        proc = subprocess.run(
+            [*launcher(), "python", str(script), fake.url],
+            env=program_env(env, sys.executable),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    spans = Spans(receiver.wait_for_spans(3, timeout=5))
+    streamed, failed = sorted((s for s in spans if kind(s) == "LLM"), key=lambda s: s.start_ns)
+    # LangChain reports the stream's GeneratorExit as the run's error: a read stopped early
+    # is no failed call, and the trace is not one with an error.
+    assert streamed.status_code != "ERROR", streamed.status_message
+    assert failed.status_code == "ERROR"
+    # The console tree shows the error, not LangChain's traceback run into it.
+    (line,) = [
+        line for line in proc.stderr.splitlines() if "ChatOpenAI [llm]" in line and "ERROR" in line
+    ]
+    assert "Error code: 500" in line and "Traceback" not in line, line
+    assert "GeneratorExit" not in proc.stderr, proc.stderr
+
+
 @_requires("langgraph", "langchain_core")
 def test_what_a_langgraph_node_calls_nests_under_the_node(
     tmp_path: Path, traceroot_env: dict[str, str], receiver: OTLPReceiver

@@ -36,6 +36,13 @@ def _short(text: str, limit: int = MAX_VALUE) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _error_line(description: str) -> str:
+    """A status description without the stack trace some libraries put in it (LangChain's
+    is the error's repr and its traceback run together): the tree shows the error alone."""
+    head, found, _ = description.partition("Traceback (most recent call last)")
+    return head.strip() if found and head.strip() else description
+
+
 def _duration(span: ReadableSpan) -> str:
     if span.start_time is None or span.end_time is None:
         return "?"
@@ -80,7 +87,7 @@ def describe_span(span: ReadableSpan) -> str:
             f"{completion if completion is not None else '?'}"
         )
     if span.status.status_code is StatusCode.ERROR:
-        parts.append(f"ERROR {_short(span.status.description or '')}".rstrip())
+        parts.append(f"ERROR {_short(_error_line(span.status.description or ''))}".rstrip())
     return "  ".join(parts)
 
 

@@ -128,6 +128,7 @@ class LangChainInstrumentor:
 
     def instrument(self, tracer_provider: TracerProvider) -> None:
         self._inner.instrument(tracer_provider=tracer_provider)
+        _stream_closed_is_no_error()
         try:  # public since openinference-instrumentation-langchain 0.1.2x
             from openinference.instrumentation.langchain import get_current_span
         except ImportError:  # an older release: its runs' children stay where they were
@@ -145,6 +146,26 @@ class LangChainInstrumentor:
     @property
     def is_instrumented_by_opentelemetry(self) -> bool:
         return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+def _stream_closed_is_no_error() -> None:
+    """A stream its reader stopped early is not a failed call.
+
+    LangChain reports the GeneratorExit of a stream closed half-way (``next(llm.stream())``,
+    a ``break``) as the LLM run's error, so the span, and the trace with it, read as failed.
+    OpenInference keeps a list of error patterns that mean an ordinary stop (LangGraph's
+    interrupts); GeneratorExit joins them. A release without that list is left as it is.
+    """
+    try:
+        from openinference.instrumentation.langchain import _tracer
+    except ImportError:
+        return
+    patterns = getattr(_tracer, "IGNORED_EXCEPTION_PATTERNS", None)
+    if isinstance(patterns, list) and _GENERATOR_EXIT not in patterns:
+        patterns.append(_GENERATOR_EXIT)
+
+
+_GENERATOR_EXIT = r"^GeneratorExit\("
 
 
 class PydanticAIInstrumentor:
