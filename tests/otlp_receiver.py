@@ -48,6 +48,9 @@ ScriptItem = int | tuple[int, Mapping[str, str]]
 T = TypeVar("T")
 
 
+DROP = 0  # a scripted 'status': close the connection without answering
+
+
 @dataclass
 class ReceivedRequest:
     """One HTTP request the receiver answered."""
@@ -305,8 +308,9 @@ class OTLPReceiver:
     def script(self, responses: Iterable[ScriptItem]) -> None:
         """Queue responses for the next requests, in order; then 200 resumes.
 
-        Each item is a status code or ``(status, headers)``. Spans of requests
-        answered non-2xx are not recorded in ``spans``.
+        Each item is a status code or ``(status, headers)``; ``DROP`` (0) reads the request
+        and closes the connection without answering. Spans of requests answered non-2xx
+        are not recorded in ``spans``.
         """
         items: list[tuple[int, dict[str, str]]] = []
         for item in responses:
@@ -407,6 +411,13 @@ class OTLPReceiver:
                 self._spans.extend(spans)
             self._cond.notify_all()
 
+        if status == DROP:  # no answer at all: the socket closes under the client
+            handler.close_connection = True
+            try:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         out = ExportTraceServiceResponse().SerializeToString() if 200 <= status < 300 else b""
         try:
             handler.send_response(status)

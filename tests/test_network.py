@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import RunPython
 from net_servers import CA, ConnectProxy, GRPCReceiver, make_ca
-from otlp_receiver import OTLPReceiver, dead_url
+from otlp_receiver import DROP, OTLPReceiver, dead_url
 from test_launcher import launch, program_env
 
 from traceroot._otlp_config import resolve_otlp
@@ -654,3 +654,16 @@ def test_tls_context_is_verifying(ca: CA) -> None:
 
     context = tls_context(OTLPSettings(ca_file=str(ca.ca_file)), {})
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_connection_closed_without_an_answer_is_sent_again(
+    receiver: OTLPReceiver, run_python: RunPython
+) -> None:
+    # A backend restarting, or a load balancer resetting the connection: the batch was read
+    # and never answered. It was given up as "not an HTTP receiver", and lost.
+    receiver.script([DROP])
+    done = run_ok(run_python, traceroot_to(receiver.url))
+    assert [r.status for r in receiver.requests[:2]] == [DROP, 200]
+    assert len(receiver.wait_for_spans(20, timeout=5)) == 20
+    assert "did not answer in HTTP" not in done.stderr
+    assert "not delivered" not in done.stderr, done.stderr

@@ -350,6 +350,14 @@ def explain(
             retry=False,
             absent=True,
         )
+    closed = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+    if _first(chain, closed) is not None:
+        # Closed with no answer at all: a backend restarting, a load balancer's reset. Sent
+        # again, as a 503 would be (a port of another protocol answers in its own bytes).
+        return Failure(
+            f"{where} closed the connection before answering; check {url_variable} if this goes on",
+            retry=True,
+        )
     if (bad := _first(chain, http.client.BadStatusLine)) is not None:
         line = str(bad.args[0]) if bad.args else ""
         if line.startswith("\x00\x00") or "\x00\x00" in line[:9]:
