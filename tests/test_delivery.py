@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from conftest import RunPython
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -471,3 +472,38 @@ def test_flush_says_false_when_the_backend_refused_the_spans(
     done = run_python(FLUSH_EACH_REQUEST, env=traceroot_env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert [ok for ok, _ in json.loads(done.stdout)] == [False, False, False]
+
+
+BILLIARD_POOL = """
+import billiard
+from traceroot import observe
+
+@observe
+def square(x):
+    return x * x
+
+@observe
+def main():
+    with billiard.Pool(2) as pool:  # celery's prefork pool
+        results = pool.map(square, range(6))
+        pool.close()
+        pool.join()  # each worker leaves by os._exit from inside its run
+    return results
+
+print(main())
+"""
+
+
+def test_celery_prefork_pool_workers_deliver_their_spans(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    pytest.importorskip("billiard")
+    env = {**traceroot_env, "TRACEROOT_FLUSH_INTERVAL": "30"}  # no export on the way
+    done = run_python(BILLIARD_POOL, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[0, 1, 4, 9, 16, 25]\n"
+    spans = receiver.wait_for_spans(7, timeout=5)
+    (main,) = [s for s in spans if s.name == "main"]
+    squares = [s for s in spans if s.name == "square"]
+    assert len(squares) == 6
+    assert all(s.parent_span_id == main.span_id for s in squares)

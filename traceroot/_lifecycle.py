@@ -211,6 +211,7 @@ def on_exit(shutdown: Callable[[], None]) -> None:
         # hook will register its finalizer, so register it now.
         _register_now()
     import_hooks.when_imported("multiprocessing.pool", _guarded(_patch_pool_worker))
+    import_hooks.when_imported("billiard.pool", _guarded(_patch_billiard_worker))
     propagation.carry_context_into_pools()
 
 
@@ -433,6 +434,28 @@ def _patch_pool_worker() -> None:
 
     setattr(worker, _WRAPPED, True)
     mp_pool.worker = worker  # type: ignore[attr-defined]  # looked up for each new worker
+
+
+def _patch_billiard_worker() -> None:
+    """Celery's prefork pool (billiard) ends a worker with `os._exit` from inside its run,
+    past every finalizer: a warm shutdown or a recycled worker (--max-tasks-per-child) lost
+    what the worker still had queued. Its `Worker._do_exit` now delivers them first."""
+    import functools
+
+    from billiard import pool as billiard_pool
+
+    worker = getattr(billiard_pool, "Worker", None)
+    original = getattr(worker, "_do_exit", None)
+    if worker is None or not callable(original) or getattr(original, _WRAPPED, False):
+        return  # a billiard laid out otherwise: its workers' last spans may be lost
+
+    @functools.wraps(original)
+    def do_exit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        run_exit_shutdown()
+        return original(self, *args, **kwargs)
+
+    setattr(do_exit, _WRAPPED, True)
+    worker._do_exit = do_exit
 
 
 def _guarded(patch: Callable[[], None]) -> Callable[[], None]:
