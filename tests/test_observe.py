@@ -791,3 +791,45 @@ def test_options_that_cannot_be_read_leave_the_function_traced(
     assert sorted(s.name for s in spans) == ["named", "tagged"]
     assert len(warnings_in(proc.stderr, "could not be read")) == 2, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+WRITTEN_FOR_0_5_0 = r"""
+import json
+import traceroot
+from traceroot import observe
+from traceroot.constants import SpanKind  # where 0.5.0 keeps it
+
+client = traceroot.initialize()
+
+@observe("lookup", SpanKind.TOOL)  # name and type in the documented order
+def lookup(q):
+    return q.encode()  # bytes holding text
+
+@observe("agent", "agent", {"v": 1}, ["t"])
+def agent():
+    return lookup("weather")
+
+agent()
+print(json.dumps({
+    "same_kind": SpanKind is traceroot.SpanKind,
+    "client": [client.api_key, client.host_url == client.config.host_url, client.batch_size,
+               client.flush_interval, client.git_repo, client.span_processor is not None],
+}))
+"""
+
+
+def test_a_program_written_for_0_5_0_runs_unchanged(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    env = {**traceroot_env, "TRACEROOT_GIT_REPO": "acme/agent"}
+    proc, spans = run_traced(run_python, receiver, env, WRITTEN_FOR_0_5_0, expect=2)
+    assert stdout_json(proc) == {
+        "same_kind": True,
+        "client": ["test-key", True, 100, 0.2, "acme/agent", True],
+    }
+    lookup, agent = spans.one("lookup"), spans.one("agent")
+    assert lookup.attributes["traceroot.span.type"] == "tool"
+    assert lookup.attributes["traceroot.span.output"] == "weather"  # the text, as 0.5.0 sends it
+    assert agent.attributes["traceroot.span.type"] == "agent"
+    assert json.loads(agent.attributes["traceroot.span.metadata"]) == {"v": 1}
+    assert list(agent.attributes["traceroot.span.tags"]) == ["t"]

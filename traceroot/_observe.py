@@ -43,7 +43,6 @@ def observe(name: F) -> F: ...
 @overload
 def observe(
     name: str | None = None,
-    *,
     type: SpanKind | str = SpanKind.SPAN,
     metadata: dict[str, Any] | None = None,
     tags: list[str] | None = None,
@@ -56,7 +55,6 @@ def observe(
 
 def observe(
     name: Any = None,
-    *,
     type: SpanKind | str = SpanKind.SPAN,  # noqa: A002 - the documented parameter name
     metadata: dict[str, Any] | None = None,
     tags: list[str] | None = None,
@@ -67,7 +65,8 @@ def observe(
 ) -> Any:
     """Trace each call of the decorated function as a span.
 
-    Usable bare (`@observe`) or with arguments (`@observe(name=..., type="tool")`).
+    Usable bare (`@observe`) or with arguments (`@observe(name=..., type="tool")`), which
+    may also be given in the documented order (`@observe("search", "tool")`), as 0.5.0 takes them.
     Exceptions mark the span ERROR and are re-raised unchanged.
     """
     options = dict(

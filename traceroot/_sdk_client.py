@@ -229,6 +229,48 @@ class TraceRootClient:
         """The OpenTelemetry provider our processor sits on (ours or one already installed)."""
         return self._provider
 
+    # What the reference client (traceroot 0.5.0) exposes, read from the configuration.
+
+    @property
+    def span_processor(self) -> SpanProcessor | None:
+        """The processor every span of ours goes through (None when tracing is off)."""
+        return self._processor
+
+    @property
+    def api_key(self) -> str | None:
+        """The API key in use (`repr` of the client and its config mask it)."""
+        return self.config.api_key
+
+    @property
+    def host_url(self) -> str:
+        """TRACEROOT_HOST_URL, resolved."""
+        return self.config.host_url
+
+    @property
+    def batch_size(self) -> int:
+        """Spans that start an export (TRACEROOT_FLUSH_AT, `initialize(batch_size=...)`)."""
+        return self.config.flush_at
+
+    @property
+    def flush_interval(self) -> float:
+        """Seconds between exports."""
+        return self.config.flush_interval
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one export may take."""
+        return self.config.timeout
+
+    @property
+    def git_repo(self) -> str | None:
+        """The repository stamped on spans, as configured (detected ones are in `git`)."""
+        return self.config.git_repo
+
+    @property
+    def git_ref(self) -> str | None:
+        """The commit stamped on spans, as configured (detected ones are in `git`)."""
+        return self.config.git_ref
+
     def _start(self) -> None:
         problem = sdk_disabled_problem()
         if problem is not None and not self.config.shown_before:

@@ -424,6 +424,11 @@ def to_output_value(value: Any, limit: int = 32768) -> AttributeValue:
     (an integer beyond 64 bits too)."""
     if isinstance(value, str):
         return _text(value, limit)
+    if isinstance(value, bytes | bytearray) and len(value) <= 4 * limit:
+        try:  # text in bytes is that text, as 0.5.0 sends it; other bytes are JSON below
+            return _text(bytes(value).decode("utf-8"), limit)
+        except UnicodeDecodeError:
+            pass
     if isinstance(value, bool) or (isinstance(value, int) and INT64_MIN <= value <= INT64_MAX):
         return value
     if isinstance(value, float):
