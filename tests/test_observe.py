@@ -833,3 +833,33 @@ def test_a_program_written_for_0_5_0_runs_unchanged(
     assert agent.attributes["traceroot.span.type"] == "agent"
     assert json.loads(agent.attributes["traceroot.span.metadata"]) == {"v": 1}
     assert list(agent.attributes["traceroot.span.tags"]) == ["t"]
+
+
+PROMPT_TEMPLATE_BLOCK = r"""
+from traceroot import observe, using_attributes
+
+@observe
+def fill():
+    return "ok"
+
+with using_attributes(
+    user_id="u1",
+    prompt_template="Hello {name}",
+    prompt_template_version="v1",
+    prompt_template_variables={"name": "Ann"},
+):
+    fill()
+fill()  # outside the block: none of it
+"""
+
+
+def test_using_attributes_takes_0_5_0_prompt_template_arguments(
+    run_python, receiver: OTLPReceiver, traceroot_env
+) -> None:
+    _, spans = run_traced(run_python, receiver, traceroot_env, PROMPT_TEMPLATE_BLOCK, expect=2)
+    inside, outside = sorted(spans.named("fill"), key=lambda s: s.start_ns)
+    assert inside.attributes["llm.prompt_template.template"] == "Hello {name}"
+    assert inside.attributes["llm.prompt_template.version"] == "v1"
+    assert json.loads(inside.attributes["llm.prompt_template.variables"]) == {"name": "Ann"}
+    assert inside.attributes["user.id"] == "u1"
+    assert not any(k.startswith("llm.prompt_template") for k in outside.attributes)

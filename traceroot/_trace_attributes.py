@@ -41,14 +41,29 @@ def context_attributes(ctx: context_api.Context | None = None) -> dict[str, Any]
 
 logger = logging.getLogger("traceroot")
 
-_CONTEXT_KEYS = (attr.USER_ID, attr.SESSION_ID, attr.METADATA, attr.TAG_TAGS)
+# OpenInference's keys for the prompt template a block's LLM calls fill in (0.5.0's
+# `using_attributes(prompt_template=...)`); its instrumentors read them from the context too.
+PROMPT_TEMPLATE = "llm.prompt_template.template"
+PROMPT_TEMPLATE_VERSION = "llm.prompt_template.version"
+PROMPT_TEMPLATE_VARIABLES = "llm.prompt_template.variables"
+
+_CONTEXT_KEYS = (
+    attr.USER_ID,
+    attr.SESSION_ID,
+    attr.METADATA,
+    attr.TAG_TAGS,
+    PROMPT_TEMPLATE,
+    PROMPT_TEMPLATE_VERSION,
+    PROMPT_TEMPLATE_VARIABLES,
+)
 
 
 class using_attributes:  # noqa: N801 - lowercase, as in the SDK docs and OpenInference
     """Attach user, session, tags and metadata to every span started inside the block.
 
     Works as `with`, `async with` and as a decorator. Nested blocks merge: inner
-    values win, metadata dicts are merged, tags are added.
+    values win, metadata dicts are merged, tags are added. `prompt_template`, its
+    `prompt_template_version` and `prompt_template_variables` (a dict) go on the spans too.
     """
 
     def __init__(
@@ -57,11 +72,15 @@ class using_attributes:  # noqa: N801 - lowercase, as in the SDK docs and OpenIn
         session_id: str | None = None,
         tags: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        prompt_template: str | None = None,
+        prompt_template_version: str | None = None,
+        prompt_template_variables: dict[str, Any] | None = None,
     ) -> None:
         self._user_id = user_id
         self._session_id = session_id
         self._tags = tags
         self._metadata = metadata
+        self._prompt = (prompt_template, prompt_template_version, prompt_template_variables)
         self._tokens: list[object] = []
 
     def _context(self) -> context_api.Context:
@@ -82,6 +101,14 @@ class using_attributes:  # noqa: N801 - lowercase, as in the SDK docs and OpenIn
             merged_meta = {**outer_meta, **to_jsonable(dict(given))}  # type: ignore[dict-item]
             ctx = context_api.set_value(_METADATA_DICT_KEY, merged_meta, ctx)
             ctx = context_api.set_value(attr.METADATA, json.dumps(merged_meta), ctx)
+        template, version, variables = self._prompt
+        if template is not None:
+            ctx = context_api.set_value(PROMPT_TEMPLATE, str(template), ctx)
+        if version is not None:
+            ctx = context_api.set_value(PROMPT_TEMPLATE_VERSION, str(version), ctx)
+        if variables is not None:
+            text = json.dumps(to_jsonable(variables))
+            ctx = context_api.set_value(PROMPT_TEMPLATE_VARIABLES, text, ctx)
         return ctx
 
     def __enter__(self) -> using_attributes:
@@ -131,4 +158,6 @@ class using_attributes:  # noqa: N801 - lowercase, as in the SDK docs and OpenIn
 
     def _copy(self) -> using_attributes:
         # A fresh manager per call keeps concurrent calls' tokens apart.
-        return using_attributes(self._user_id, self._session_id, self._tags, self._metadata)
+        return using_attributes(
+            self._user_id, self._session_id, self._tags, self._metadata, *self._prompt
+        )
