@@ -457,7 +457,7 @@ def test_multiprocessing_children(
 def start(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*launcher(), *args],
-        env=dict(env),
+        env={**env, "PYTHONFAULTHANDLER": "1"},  # stacks on SIGABRT, should one hang
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -553,11 +553,69 @@ def serve_and_collect_pids(
 
 
 def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM the server and wait for it; a server that does not stop fails with where it
+    and its workers wait (their signal state, and their Python stacks by faulthandler)."""
     proc.send_signal(signal.SIGTERM)
     try:
         return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        tree = [proc.pid, *descendants(proc.pid)]
+        states = "\n".join(signal_state(pid) for pid in tree)
+        for pid in reversed(tree):  # faulthandler (PYTHONFAULTHANDLER) dumps every thread
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except OSError:
+                pass
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            err = "(no output after SIGABRT)"
+        pytest.fail(f"the server did not stop within 30 s of SIGTERM\n{states}\n{err[-12000:]}")
     finally:
         proc.kill()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (from /proc), parents before children."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def signal_state(pid: int) -> str:
+    """A process's and its threads' state, pending and blocked signals and kernel wait."""
+    lines = []
+    for task in (
+        sorted(Path(f"/proc/{pid}/task").glob("*")) if Path(f"/proc/{pid}").exists() else []
+    ):
+        try:
+            status = dict(
+                line.split(":\t", 1)
+                for line in (task / "status").read_text().splitlines()
+                if ":\t" in line
+            )
+            wchan = (task / "wchan").read_text()
+        except OSError:
+            continue
+        keys = ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "SigCgt")
+        lines.append(
+            f"{pid}/{task.name} "
+            + " ".join(f"{k}={status.get(k, '?').strip()}" for k in keys)
+            + f" wchan={wchan}"
+        )
+    return "\n".join(lines)
 
 
 def assert_spans_from(receiver: OTLPReceiver, pids: set[int]) -> None:
