@@ -175,6 +175,28 @@ def test_sigterm_with_the_backend_down_reports_the_loss(
     assert elapsed < 1 + 3, f"exit took {elapsed:.1f}s with a 1s timeout"
 
 
+@pytest.mark.parametrize("own_handler", [True, False])
+def test_sigterm_caught_inside_traceroot_neither_hangs_nor_loses_spans(
+    receiver: OTLPReceiver, traceroot_env: dict, tmp_path: Path, own_handler: bool
+) -> None:
+    # A signal handler runs on the main thread between two steps of the code it interrupts:
+    # the flush it started once waited for ever on the lock that queuing a span held (about
+    # half such runs hung, and a uvicorn --reload server once did not stop in CI).
+    traceroot_env["TRACEROOT_FLUSH_INTERVAL"] = "60"
+    args = ["--handler"] if own_handler else []
+    done = run_app("launcher", "sigterm_storm.py", args, traceroot_env, tmp_path, timeout=60)
+    assert done.stderr == "", done.stderr
+    if not own_handler:
+        assert done.returncode == -signal.SIGTERM  # still dies by the first one
+        assert receiver.wait_for_spans(1, timeout=15)
+        return
+    assert done.returncode == 0
+    made, caught = (int(n) for n in done.stdout.split()[1::2])
+    assert caught > 0
+    spans = receiver.wait_for_spans(made, timeout=30)
+    assert len({s.span_id for s in spans}) == made
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -56,6 +56,9 @@ _WRAPPED = "__traceroot_wrapped__"
 # How much longer than the allowance a SIGTERM waits for the shutdown it started in a thread
 # (which could be stuck behind a lock the interrupted code holds).
 _GRACE = 0.5
+_POSTPONE = 0.002  # seconds before a signal caught in our own code is sent again
+_MAX_POSTPONED = 100  # then handled where it is: 0.2 s at most, and the exit stays bounded
+_OBSERVE = "traceroot._observe"
 _WAIT_SLICE = 0.1  # seconds an idle pool worker waits for a task before running Python again
 
 
@@ -137,6 +140,7 @@ class _ExitState:
         self.shutdowns: list[Callable[[], None]] = []
         self.running = False
         self.deferred_signal: int | None = None
+        self.postponed = 0  # times in a row a signal was caught in our code and sent again
         self.hooked = False
 
 
@@ -181,6 +185,7 @@ def _after_fork_in_child() -> None:
     exit_allowance.reset()
     _state.running = False
     _state.deferred_signal = None
+    _state.postponed = 0
     _register_mp_finalizer()
     _release_sigterm_after_fork()  # last: a pending SIGTERM now finds our state reset
 
@@ -249,20 +254,89 @@ def _exit_by_signal(signum: int) -> None:
     The shutdown runs in a thread, joined for at most the allowance: the code the signal
     interrupted may hold a lock the shutdown needs, and the exit must stay bounded.
     """
-    import threading
-
     exit_allowance.begin()
     if _state.running:  # our shutdown is what the signal interrupted: let it finish first
         _state.deferred_signal = signum
         return
+    _run_in_thread(run_exit_shutdown, "traceroot-exit")
+    _die_by(signum)
+
+
+def _postponed(signum: int, frame: FrameType | None) -> bool:
+    """Whether the signal, caught in traceroot's own code, is sent again in a moment.
+
+    Python runs a handler between two steps of the code it interrupts: ours perhaps
+    queuing a span inside a lock that the flush needs. Sent again a few milliseconds later
+    it finds the program's code (our critical sections take microseconds); a program that
+    spends nearly all its time in ours is handled where it is after a few tries.
+    """
+    if _state.running or _state.postponed >= _MAX_POSTPONED:
+        _state.postponed = 0
+        return False
+    if not _interrupted_inside_traceroot(frame):
+        _state.postponed = 0
+        return False
+    import threading
+    import time
+
+    def send_again() -> None:
+        time.sleep(_POSTPONE)
+        _signal_main_thread(signum)
+
     try:
-        worker = threading.Thread(target=run_exit_shutdown, name="traceroot-exit", daemon=True)
+        start_thread(threading.Thread(target=send_again, name="traceroot-signal", daemon=True))
+    except RuntimeError:  # no new threads at interpreter shutdown
+        return False
+    _state.postponed += 1
+    return True
+
+
+def _run_in_thread(work: Callable[[], None], name: str) -> None:
+    """Run a signal handler's `work` in a thread of ours, waited for at most the exit
+    allowance (and a little grace).
+
+    The handler runs on the main thread between two steps of whatever it interrupted,
+    perhaps inside a lock: the same work run there would wait on that lock for ever. In a
+    thread it waits at most as long as the allowance; the program then goes on, releases
+    the lock, and the work finishes (or the exit delivers what it could not).
+    """
+    import threading
+
+    try:
+        worker = threading.Thread(target=work, name=name, daemon=True)
         start_thread(worker)
     except RuntimeError:  # no new threads at interpreter shutdown
-        run_exit_shutdown()
+        work()
     else:
         worker.join(exit_allowance.left() + _GRACE)
-    _die_by(signum)
+
+
+def _interrupted_inside_traceroot(frame: FrameType | None) -> bool:
+    """Whether a signal interrupted the main thread inside traceroot's code, which may hold
+    one of its locks: anywhere in the stack, with a library's or our own handler's frames
+    above. The wrapper `@observe` puts around a function holds none while it runs."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("traceroot.") and module != _OBSERVE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _signal_main_thread(signum: int) -> None:
+    """Send `signum` to the main thread, which runs Python's handlers: sent to the process,
+    it could reach another thread and leave the main one waiting in a blocking call."""
+    import threading
+
+    ident = threading.main_thread().ident
+    signals = compat.signal_module()
+    try:
+        if ident is not None and hasattr(signals, "pthread_kill"):
+            signals.pthread_kill(ident, signum)
+        else:
+            os.kill(os.getpid(), signum)
+    except (OSError, ValueError):
+        os.kill(os.getpid(), signum)
 
 
 # Faults are raised in the thread that caused them; every other signal should reach the
@@ -367,7 +441,8 @@ def _register_now() -> None:
 
 
 def _on_sigterm_in_pool_worker(signum: int, frame: FrameType | None) -> None:
-    _exit_by_signal(signum)
+    if not _postponed(signum, frame):
+        _exit_by_signal(signum)
 
 
 def _worker_waiting() -> None:
@@ -483,6 +558,7 @@ class SigtermFlush:
     def __init__(self, flush: Callable[[], None]) -> None:
         self._flush = flush
         self._user_handler: Handler = SIG_DFL
+        self._flushing = False  # a second SIGTERM during our flush only reaches the program
 
     def install(self) -> None:
         """Only on the main thread, and only when the handler is still the default.
@@ -526,20 +602,29 @@ class SigtermFlush:
         return _real_getsignal(signum)  # type: ignore[no-any-return]
 
     def _handle(self, signum: int, frame: FrameType | None) -> Any:
+        if _postponed(signum, frame):
+            return None
         handler = self._user_handler
         if not callable(handler) and handler != SIG_IGN:
             _exit_by_signal(signum)  # the default disposition: the process ends here
             return None
         if callable(handler):
             exit_allowance.begin()  # the program is most likely ending: bound what follows
-        if not _state.running:  # else our shutdown, which it interrupted, flushes already
-            try:
-                self._flush()
-            except Exception as exc:  # the program's shutdown matters more than our spans
-                _logger().debug("traceroot: flush on SIGTERM failed: %r", exc)
+        # Else our shutdown (or flush), which it interrupted, delivers them already.
+        if not _state.running and not self._flushing:
+            self._flushing = True
+            _run_in_thread(self._flush_quietly, "traceroot-sigterm-flush")
         if callable(handler):
             return handler(signum, frame)
         return None
+
+    def _flush_quietly(self) -> None:
+        try:
+            self._flush()
+        except Exception as exc:  # the program's shutdown matters more than our spans
+            _logger().debug("traceroot: flush on SIGTERM failed: %r", exc)
+        finally:
+            self._flushing = False
 
 
 def _as_handler(value: Handler) -> Handler:
