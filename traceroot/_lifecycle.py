@@ -237,6 +237,11 @@ def run_exit_shutdown() -> None:
                 shutdown()
             except Exception as exc:
                 _logger().debug("traceroot: shutdown at exit failed: %r", exc)
+    except KeyboardInterrupt:  # a second Ctrl-C while the exit waits: stop waiting
+        _logger().warning(
+            "traceroot: the exit was interrupted (Ctrl-C) while spans were being sent; "
+            "those not sent yet are lost."
+        )
     finally:
         _state.running = False
         if interrupted:  # what the shutdown imported must not change the exit status

@@ -107,6 +107,7 @@ class Batcher:
         self._last_export_ok = True  # nothing has failed yet
         self._failed_exports = 0
         self._gave_up_waiting = False
+        self._warned_fault = False
 
     def after_fork_in_child(self) -> None:
         """The parent exports what was queued; the child starts empty, with its own thread."""
@@ -240,9 +241,24 @@ class Batcher:
         while True:
             self._wake.wait(self._interval)
             self._wake.clear()
-            self._drain()
+            try:
+                self._drain()
+            except Exception as exc:  # a fault of ours must not end the export for good
+                self._recover(exc)
             if self._stopping and not self._queue:
                 return
+
+    def _recover(self, exc: Exception) -> None:
+        """After an export round failed unexpectedly: nothing left in flight, one warning."""
+        with self._idle:
+            self._in_flight = 0
+            self._idle.notify_all()
+        if not self._warned_fault:
+            self._warned_fault = True
+            logger.warning(
+                "traceroot: exporting spans failed unexpectedly (%s); the export goes on.",
+                in_words(exc),
+            )
 
     def _drain(self) -> None:
         while self._queue:
@@ -267,11 +283,24 @@ class Batcher:
     def _take(self) -> tuple[list[ReadableSpan], int]:
         """Up to a batch of spans off the queue, and their text size."""
         with self._count_lock:  # the two queues move together
+            if len(self._sizes) != len(self._queue):
+                self._measure_again()
             count = min(len(self._queue), self._batch_size)
             pop, pop_size = self._queue.popleft, self._sizes.popleft
             batch = [pop() for _ in range(count)]
             text = sum([pop_size() for _ in range(count)])
         return batch, text
+
+    def _measure_again(self) -> None:
+        """Size every queued span again (under _count_lock, nothing in flight).
+
+        A KeyboardInterrupt raised on the program's thread between the two appends of
+        `add` (Python raises it between any two steps) leaves the queues apart: a program
+        that catches it and goes on (an agent's Ctrl-C to cancel a step) goes on with
+        them apart, and taking a batch would fail. They are made to match again.
+        """
+        self._sizes = collections.deque(text_size(span) for span in self._queue)
+        self._queued_text = sum(self._sizes)
 
     def _export(self, batch: list[ReadableSpan]) -> None:
         try:
