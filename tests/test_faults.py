@@ -188,7 +188,13 @@ def test_signals_caught_inside_traceroot_neither_hang_nor_lose_spans(
     traceroot_env["TRACEROOT_SHUTDOWN_TIMEOUT"] = "30"  # tens of thousands of spans, loaded CI
     args = {"SIGTERM, own handler": ["--handler"], "SIGTERM": [], "SIGINT, caught": ["--sigint"]}
     done = run_app("launcher", "signal_storm.py", args[storm], traceroot_env, tmp_path, 60)
-    assert done.stderr == "", done.stderr
+    if storm.startswith("SIGINT"):
+        # What a Ctrl-C can still break inside the interpreter's own code (a thread's start
+        # waits in a Condition) must come out as a warning in words, never a traceback.
+        lines = done.stderr.splitlines()
+        assert all(line.startswith("traceroot: ") for line in lines), done.stderr
+    else:
+        assert done.stderr == "", done.stderr
     if storm == "SIGTERM":
         assert done.returncode == -signal.SIGTERM  # still dies by the first one
         assert receiver.wait_for_spans(1, timeout=15)
@@ -199,6 +205,9 @@ def test_signals_caught_inside_traceroot_neither_hang_nor_lose_spans(
     spans = receiver.wait_for_spans(made, timeout=30)
     # A call interrupted after its span ended adds one the program did not count.
     assert made <= len({s.span_id for s in spans}) <= made + caught
+    # Each call its own trace: a Ctrl-C inside the wrapper once left its span current, and
+    # every later call became its child.
+    assert [s.parent_span_id for s in spans if s.parent_span_id] == []
 
 
 def test_ctrl_c_during_the_exit_flush_stops_it_in_one_line(

@@ -192,14 +192,14 @@ class _Observed:
 
     def _start(
         self, client: TraceRootClient, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[Span, context_api.Context]:
-        """The call's span and the context it is current in."""
+    ) -> tuple[Span, context_api.Context, context_api.Context]:
+        """The call's span, the context it is current in, and the one it was started in."""
         # The current context is read once: the parent, sampling and stamping all use it.
         parent_context = run_parents.current_context()
         parent = trace.get_current_span(parent_context)
         skipped = client.unsampled_child(parent)
         if skipped is not None:  # inside an unsampled trace: nothing to capture
-            return skipped, trace.set_span_in_context(skipped, parent_context)
+            return skipped, trace.set_span_in_context(skipped, parent_context), parent_context
         # One attribute dict at start: each separate set_attribute call costs a lock
         # and a validation pass in the OpenTelemetry SDK.
         attributes = self.static.copy()
@@ -212,7 +212,7 @@ class _Observed:
         except Exception as exc:  # capture is best-effort; the call itself must go ahead
             logger.debug("traceroot: capturing the input of %s failed: %r", self.name, exc)
         span = client.start_span(self.name, attributes, parent_context, parent)
-        return span, trace.set_span_in_context(span, parent_context)
+        return span, trace.set_span_in_context(span, parent_context), parent_context
 
     def _bound_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         names = self.positional_names
@@ -287,11 +287,16 @@ class _Observed:
                 return func(*args, **kwargs)
             scope = _Scope(self, client, args, kwargs)
             try:
+                scope.attach()  # in the try: a Ctrl-C right after it still gives it back
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 scope.close(exc)
                 raise
-            scope.close(None, result)
+            try:
+                scope.close(None, result)
+            except BaseException:  # a Ctrl-C as it began: the span is still current
+                scope.give_back()
+                raise
             return result
 
         return sync_wrapper
@@ -305,11 +310,16 @@ class _Observed:
                 return await func(*args, **kwargs)
             scope = _Scope(self, client, args, kwargs)
             try:
+                scope.attach()  # in the try: a Ctrl-C right after it still gives it back
                 result = await func(*args, **kwargs)
             except BaseException as exc:
                 scope.close(exc)
                 raise
-            scope.close(None, result)
+            try:
+                scope.close(None, result)
+            except BaseException:  # a Ctrl-C as it began: the span is still current
+                scope.give_back()
+                raise
             return result
 
         return async_wrapper
@@ -321,7 +331,7 @@ class _Observed:
             client = get_client()
             if not client.enabled:
                 return (yield from func(*args, **kwargs))
-            scope = _Scope(self, client, args, kwargs, attach=False)
+            scope = _Scope(self, client, args, kwargs)
             inner = func(*args, **kwargs)
             send: Any = None
             thrown: BaseException | None = None
@@ -362,7 +372,7 @@ class _Observed:
                 async for item in func(*args, **kwargs):
                     yield item
                 return
-            scope = _Scope(self, client, args, kwargs, attach=False)
+            scope = _Scope(self, client, args, kwargs)
             inner = func(*args, **kwargs)
             send: Any = None
             thrown: BaseException | None = None
@@ -401,7 +411,7 @@ class _Scope:
     """One traced call: start the span, attach it, record the error or capture the output,
     detach, end. Written once; the wrappers above only add their call's syntax."""
 
-    __slots__ = ("observed", "client", "span", "context", "token", "items")
+    __slots__ = ("observed", "client", "span", "context", "parent_context", "token", "items")
 
     def __init__(
         self,
@@ -409,12 +419,11 @@ class _Scope:
         client: TraceRootClient,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        attach: bool = True,
     ) -> None:
         self.observed = observed
         self.client = client
-        self.span, self.context = observed._start(client, args, kwargs)
-        self.token: object | None = context_api.attach(self.context) if attach else None
+        self.span, self.context, self.parent_context = observed._start(client, args, kwargs)
+        self.token: object | None = None  # attach() makes it current, inside the wrapper's try
         self.items: list[Any] | None = None
 
     def attach(self) -> None:
@@ -440,7 +449,24 @@ class _Scope:
         finally:
             token, self.token = self.token, None  # detach(), inline: this runs at every call
             if token is not None:
-                context_api.detach(token)  # type: ignore[arg-type]
+                try:
+                    context_api.detach(token)  # type: ignore[arg-type]
+                except BaseException:
+                    # A Ctrl-C raised before the context was given back: every later span
+                    # would have been this one's child. Given back now, then it goes on.
+                    if context_api.get_current() is self.context:
+                        context_api.detach(token)  # type: ignore[arg-type]
+                    raise
+            elif error is not None and context_api.get_current() is self.context:
+                # A Ctrl-C raised in attach() once it had made the span current, before it
+                # returned the token: the context the span started in is current again.
+                context_api.attach(self.parent_context)
+            self.span.end()
+
+    def give_back(self) -> None:
+        """After close() was cut short at its start: the context given back, the span ended."""
+        self.detach()
+        if self.span.is_recording():
             self.span.end()
 
     def keep(self, item: Any) -> None:
