@@ -319,13 +319,20 @@ def _run_in_thread(work: Callable[[], None], name: str) -> None:
 def _interrupted_inside_traceroot(frame: FrameType | None) -> bool:
     """Whether a signal interrupted the main thread inside traceroot's code, which may hold
     one of its locks: anywhere in the stack, with a library's or our own handler's frames
-    above. The wrapper `@observe` puts around a function holds none while it runs."""
+    above (the innermost of ours decides). The wrapper `@observe` puts around a function
+    holds none while it runs."""
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module.startswith("traceroot.") and module != _OBSERVE:
-            return True
+            # An idle pool worker waits in our code for its next task, holding only the
+            # task queue's lock: its SIGTERM (Pool.terminate) is handled at once.
+            return frame.f_code not in _waits_holding_none_of_ours()
         frame = frame.f_back
     return False
+
+
+def _waits_holding_none_of_ours() -> tuple[object, ...]:
+    return (compat.simple_queue_get.__code__, _Inbox.get.__code__)
 
 
 def _signal_main_thread(signum: int) -> None:
