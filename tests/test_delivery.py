@@ -433,6 +433,40 @@ def test_a_span_refused_as_too_large_is_not_blamed_on_time_at_exit(
     assert "Exit waits" not in done.stderr
 
 
+RECOVERED_THEN_SLOW = """
+import time
+import traceroot
+from traceroot import observe
+
+observe(name="first")(lambda: None)()
+print(traceroot.flush(), flush=True)  # a 503, then accepted when sent again
+time.sleep(1)  # the backend now stops answering
+observe(name="second")(lambda: None)()
+"""
+
+
+def test_the_exit_report_blames_what_failed_last_not_an_error_since_healed(
+    receiver: OTLPReceiver, traceroot_env: dict[str, str], run_python: RunPython
+) -> None:
+    # The report named the 503 that a retry had long since got past ("last error: ... 503")
+    # for a span the backend then simply did not answer in time.
+    receiver.script([503])
+
+    def stop_answering() -> None:
+        receiver.wait_for_requests(2, timeout=30)  # the 503 and the retry it got past
+        receiver.delay = 30
+
+    slow = threading.Thread(target=stop_answering, daemon=True)
+    slow.start()
+    done = run_python(RECOVERED_THEN_SLOW, env={**traceroot_env, "TRACEROOT_SHUTDOWN_TIMEOUT": "1"})
+    slow.join(30)
+    assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr
+    exit_report = done.stderr.strip().splitlines()[-1]
+    assert "1 span(s) were not delivered" in exit_report, done.stderr
+    assert "the backend had not answered in time" in exit_report, exit_report
+    assert "503" not in exit_report, exit_report
+
+
 FLUSH_EACH_REQUEST = """
 import json, time
 import traceroot

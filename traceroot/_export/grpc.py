@@ -247,6 +247,7 @@ class GRPCExporter(SpanExporter):
             return SpanExportResult.FAILURE
         if result is SpanExportResult.SUCCESS:
             self.unreachable = False
+            self.last_error = None  # an earlier failure no longer explains what is undelivered
             self._verified = True
             self.delivered_in_last_export = len(spans)
             return result

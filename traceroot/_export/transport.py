@@ -554,6 +554,8 @@ class OTLPHTTPExporter(SpanExporter):
                 status = self._post(body, remaining)
                 self.unreachable = self.final = False
                 self.last_status = status
+                if status < 300:  # an earlier failure no longer explains what is undelivered
+                    self.last_error = None
                 return status
             except _Attempt as failed:
                 failure = failed.failure
