@@ -186,6 +186,9 @@ def test_signals_caught_inside_traceroot_neither_hang_nor_lose_spans(
     # export thread with a traceback, and every later span was lost.
     traceroot_env["TRACEROOT_FLUSH_INTERVAL"] = "60"
     traceroot_env["TRACEROOT_SHUTDOWN_TIMEOUT"] = "30"  # tens of thousands of spans, loaded CI
+    # Room for every span: the program's thread never waits in a Condition for room, where
+    # a Ctrl-C can break CPython's own lock handling (see the closing notes).
+    traceroot_env["TRACEROOT_MAX_QUEUE_SIZE"] = "1000000"
     args = {"SIGTERM, own handler": ["--handler"], "SIGTERM": [], "SIGINT, caught": ["--sigint"]}
     done = run_app("launcher", "signal_storm.py", args[storm], traceroot_env, tmp_path, 60)
     if storm.startswith("SIGINT"):
@@ -216,15 +219,17 @@ def test_ctrl_c_during_the_exit_flush_stops_it_in_one_line(
     # A second Ctrl-C while the exit waits for a slow backend printed our stack
     # ("Exception ignored in atexit callback ... KeyboardInterrupt").
     env = {"TRACEROOT_API_KEY": "k", "TRACEROOT_HOST_URL": hanging_url}
-    env["TRACEROOT_SHUTDOWN_TIMEOUT"] = "20"
+    env["TRACEROOT_SHUTDOWN_TIMEOUT"] = env["TRACEROOT_TIMEOUT"] = "20"
+    # Ctrl-C half a second into the exit: the program's atexit hook, registered after ours,
+    # runs just before it.
     program = (
-        "import os, signal, threading, time\n"
+        "import atexit, os, signal, threading, time\n"
         "from traceroot import observe\n"
         "observe(name='work')(lambda: None)()\n"
         "def press():\n"
-        "    time.sleep(1)\n"
+        "    time.sleep(0.5)\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "threading.Thread(target=press, daemon=True).start()\n"
+        "atexit.register(lambda: threading.Thread(target=press, daemon=True).start())\n"
         "print('done', flush=True)\n"
     )
     started = time.monotonic()

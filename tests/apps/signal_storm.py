@@ -18,7 +18,7 @@ from traceroot import observe
 
 SIGNUM = signal.SIGINT if "--sigint" in sys.argv else signal.SIGTERM
 # Fewer Ctrl-Cs: each is waited for until caught, and a few hundred find every window.
-SIGNALS = 200 if SIGNUM == signal.SIGINT else 600
+SIGNALS = 100 if SIGNUM == signal.SIGINT else 600
 
 
 @observe(name="step")

@@ -37,10 +37,6 @@ _DROP_WARNING_EVERY = 60.0
 # spans with a 32 kB prompt each would otherwise hold 1 GB.
 MAX_QUEUE_TEXT = 64 * 1024 * 1024
 DEFAULT_QUEUE_WAIT = 2.0
-# How often the program's threads look again while they wait for room or for a flush. Not a
-# Condition: a Ctrl-C raised inside Condition.wait (Python raises it between any two steps)
-# can leave the lock released twice, or held for ever, and the next span would hang.
-_POLL = 0.001
 
 
 def text_size(span: ReadableSpan) -> int:
@@ -98,14 +94,16 @@ class Batcher:
         self._queued_text = 0  # characters (by text_size) queued or being sent
         self._count_lock = threading.Lock()
         self._wake = threading.Event()
-        self._flight_lock = threading.Lock()  # the queue and what is in flight, read together
+        self._idle = threading.Condition()
         self._in_flight = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._last_drop_warning = -_DROP_WARNING_EVERY
         self._flushing = False
-        # Backpressure: whether waiting for room can help.
+        # Backpressure: threads waiting for room, and whether waiting can help.
+        self._room = threading.Condition(threading.Lock())
+        self._waiting = 0
         self._last_export_ok = True  # nothing has failed yet
         self._failed_exports = 0
         self._gave_up_waiting = False
@@ -176,18 +174,29 @@ class Batcher:
         )
 
     def _wait_for_room(self, span: ReadableSpan, size: int) -> bool:
-        """Wait (bounded) for the export thread to make room, then queue `span`.
-
-        Polled, holding no lock while it sleeps (see `_POLL`)."""
+        """Wait (bounded) for the export thread to make room, then queue `span`."""
         deadline = time.monotonic() + self._queue_wait
         self._wake.set()
-        while not self._offer(span, size):
-            if time.monotonic() >= deadline or self._stopping or self._gave_up_waiting:
-                # The backend is not keeping up: drop without waiting until an export succeeds.
-                self._gave_up_waiting = True
-                return False
-            time.sleep(_POLL)
-        return True
+        with self._room:
+            self._waiting += 1
+            try:
+                while True:
+                    if self._offer(span, size):
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._stopping or self._gave_up_waiting:
+                        break
+                    self._room.wait(min(remaining, 0.05))
+            finally:
+                self._waiting -= 1
+        # The backend is not keeping up: drop without waiting until an export succeeds.
+        self._gave_up_waiting = True
+        return False
+
+    def _made_room(self) -> None:
+        if self._waiting:
+            with self._room:
+                self._room.notify_all()
 
     def _warn_dropped(self) -> None:
         now = time.monotonic()
@@ -241,8 +250,9 @@ class Batcher:
 
     def _recover(self, exc: Exception) -> None:
         """After an export round failed unexpectedly: nothing left in flight, one warning."""
-        with self._flight_lock:
+        with self._idle:
             self._in_flight = 0
+            self._idle.notify_all()
         if not self._warned_fault:
             self._warned_fault = True
             logger.warning(
@@ -252,19 +262,23 @@ class Batcher:
 
     def _drain(self) -> None:
         while self._queue:
-            # Taken and marked in flight at once, so flush() never sees a gap.
-            with self._flight_lock:
+            with self._idle:  # taken and marked in flight at once, so flush() never sees a gap
                 batch, text = self._take()
                 self._in_flight = len(batch)
+            self._made_room()
             try:
                 self._export(batch)
             finally:
                 with self._count_lock:  # its text counts against the budget until it is sent
                     self._queued_text -= text
-                with self._flight_lock:
+                with self._idle:
                     self._in_flight = 0
+                    self._idle.notify_all()
+                self._made_room()
             if len(self._queue) < self._flush_at and not self._stopping and not self._flushing:
                 break
+        with self._idle:
+            self._idle.notify_all()
 
     def _take(self) -> tuple[list[ReadableSpan], int]:
         """Up to a batch of spans off the queue, and their text size."""
@@ -321,19 +335,16 @@ class Batcher:
         try:
             self._wake.set()
             self._drain_here_if_not_started(deadline)
-            while self._busy():
-                if time.monotonic() >= deadline or getattr(self._exporter, "unreachable", False):
-                    return False
-                time.sleep(_POLL)  # polled: see _POLL
-                if not self._wake.is_set():
+            with self._idle:
+                while self._queue or self._in_flight:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or getattr(self._exporter, "unreachable", False):
+                        return False
+                    self._idle.wait(min(remaining, 0.05))
                     self._wake.set()
             return self._failed_exports == failures  # refused (401...) is not delivered
         finally:
             self._flushing = False
-
-    def _busy(self) -> bool:
-        with self._flight_lock:
-            return bool(self._queue or self._in_flight)
 
     def _drain_here_if_not_started(self, deadline: float) -> None:
         """Export from this thread when the export thread is made but never starts.
