@@ -224,6 +224,7 @@ def test_ctrl_c_during_the_exit_flush_stops_it_in_one_line(
     # runs just before it.
     program = (
         "import atexit, os, signal, threading, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # as in a terminal
         "from traceroot import observe\n"
         "observe(name='work')(lambda: None)()\n"
         "def press():\n"

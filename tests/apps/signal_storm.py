@@ -17,6 +17,9 @@ import time
 from traceroot import observe
 
 SIGNUM = signal.SIGINT if "--sigint" in sys.argv else signal.SIGTERM
+# As in a terminal: a process started in the background by a shell (CI) inherits SIGINT
+# ignored, and Python then raises no KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 # Fewer Ctrl-Cs: each is waited for until caught, and a few hundred find every window.
 SIGNALS = 100 if SIGNUM == signal.SIGINT else 600
 
@@ -50,8 +53,9 @@ def storm() -> None:
     stopped.set()
 
 
+step(0)  # tracing starts with the first span: the storm is about spans, not start-up
+made = 1
 threading.Thread(target=storm, daemon=True).start()
-made = 0
 while True:
     try:
         back_in_loop.set()
