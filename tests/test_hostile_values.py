@@ -245,6 +245,10 @@ def test_media_in_an_argument_becomes_a_placeholder() -> None:
     assert to_output_value(encoded) == placeholder
     wav = base64.b64encode(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(range(256)) * 8).decode()
     assert to_output_value(wav) == f"[media audio/wav, {16 + 256 * 8} bytes]"
+    # Shorter than the sample read, its padding included: still media.
+    small = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 5).decode()
+    assert small.endswith("==") and len(small) < 4096
+    assert to_jsonable({"image": small}) == {"image": "[media image/png, 1288 bytes]"}
     # Long text that is not base64 is cut as before; a long hex digest is not media.
     assert to_output_value("word " * 1000, 100).startswith("word word")  # type: ignore[union-attr]
     assert to_output_value("ab12" * 500) == "ab12" * 500
