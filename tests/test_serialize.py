@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import datetime
 import enum
 import json
 import math
+import random
 import re
 import types
 import uuid
@@ -122,6 +124,47 @@ def test_plain_arguments_are_exactly_json_dumps() -> None:
         {"self": "x", "key with spaces": ""},
     ):
         assert to_json(value) == json.dumps(value)
+
+
+PNG_BASE64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 5).decode()
+LEAVES = ["", "plain", 'quo"te\\', "✓ ünï", "\ud800", "x" * 1023, PNG_BASE64, 0, -(2**70), True,
+          False, None, 1.5, math.nan, -math.inf, b"bytes", PurePosixPath("/p"), {1, 2}]  # fmt: skip
+ODD_KEYS = ["k", True, None, 7, 1.5, "é"]
+
+
+def _random_tree(rng: random.Random, depth: int = 0) -> object:
+    """A JSON-like value with the edge cases the quick path must hand to the walk."""
+    if depth >= 10 or rng.random() >= 0.7 / (depth + 1):
+        return rng.choice(LEAVES)
+    size = rng.choice([0, 1, 3, 3, 70 if depth < 2 else 2])
+    if rng.random() < 0.5:
+        keys = ODD_KEYS if rng.random() < 0.1 else ["a", "b", "é\n"]
+        names = [f"{rng.choice(keys)}{i}" if i % 5 else rng.choice(keys) for i in range(size)]
+        return {name: _random_tree(rng, depth + 1) for name in names}
+    items = [_random_tree(rng, depth + 1) for _ in range(size)]
+    return tuple(items) if rng.random() < 0.2 else items
+
+
+def test_small_values_take_a_quick_path_with_the_walks_very_answer() -> None:
+    rng = random.Random(20261204)
+    checked = 0
+    for _ in range(3000):
+        value = _random_tree(rng)
+        if rng.random() < 0.05 and isinstance(value, list):
+            value.append(value)  # a cycle
+        for limit in (60, 2000, 32768):
+            text = to_json(value, limit)
+            assert len(text) <= limit
+            walked = json.dumps(to_jsonable(value, limit), allow_nan=False)
+            if len(walked) <= limit and "truncated" not in walked and "more items" not in walked:
+                assert text == walked, value
+                checked += 1
+            else:
+                assert MARKER.search(text) or "items not read" in text, text[-80:]
+    assert checked > 1000
+    # What JSON writes differently from the walk is never taken as it is.
+    assert to_json({True: 1, None: 2}) == '{"True": 1, "None": 2}'
+    assert to_json({"n": [math.nan]}) == '{"n": ["NaN"]}'
 
 
 def test_nan_and_infinity_become_strings() -> None:

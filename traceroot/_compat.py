@@ -45,7 +45,7 @@ def module_initializing(module: ModuleType) -> bool:
 
 
 def plain_json_encoder() -> Callable[[Any], str]:
-    """`json.dumps` with its defaults for values holding no container, built once.
+    """`json.dumps` with its defaults for values known to hold no cycle, built once.
 
     `json.dumps` builds a C encoder per call; `json.encoder.c_make_encoder` (private)
     gives one to reuse. Without it, `json.dumps` itself.
@@ -57,7 +57,7 @@ def plain_json_encoder() -> Callable[[Any], str]:
     if make is None:
         return json.dumps
     try:
-        # markers (no cycle check: no containers), default, string encoder, indent,
+        # markers (no cycle check: the caller rules cycles out), default, string encoder, indent,
         # separators, sort_keys, skipkeys, allow_nan: what json.dumps passes by default.
         encoder = make(
             None,

@@ -374,29 +374,59 @@ def _slot_names(cls: type) -> list[str]:
     return [n for n in names if n not in ("__dict__", "__weakref__")]
 
 
-_PLAIN = (str, int, bool, type(None))
+# A value the walk would copy unchanged: dicts with string keys, lists and tuples, holding
+# at most this many values in all, this deep, of strings too short to be media, ints,
+# finite floats, bools and None. Such a value is its JSON as it is, encoded in C at once.
+_PLAIN_ITEMS = 64
+_PLAIN_DEPTH = 8
 
 
-def _plain_dict(value: Any, limit: int) -> bool:
-    """A dict of short strings, ints, bools and None: JSON as it is, nothing to convert."""
-    if type(value) is not dict or len(value) > 32:
-        return False
-    for key, item in value.items():
-        kind = type(item)
-        if type(key) is not str or kind not in _PLAIN or (kind is str and len(item) > limit):
+def _plain_tree(value: Any) -> bool:
+    """Whether `value` holds only what the walk copies unchanged (see `_PLAIN_ITEMS`)."""
+    todo = [(value, 0)]
+    left = _PLAIN_ITEMS
+    while todo:
+        node, depth = todo.pop()
+        if type(node) is dict:
+            for key in node:
+                if type(key) is not str:  # the walk writes True as "True", JSON as "true"
+                    return False
+            items: Any = node.values()
+        elif type(node) is list or type(node) is tuple:
+            items = node
+        else:
             return False
+        left -= len(items)
+        if left < 0 or depth >= _PLAIN_DEPTH:
+            return False
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                if len(item) >= MEDIA_MIN_LENGTH:  # the walk may make it a media placeholder
+                    return False
+            elif kind is dict or kind is list or kind is tuple:
+                todo.append((item, depth + 1))
+            elif kind is float:
+                if not math.isfinite(item):  # the walk writes "NaN", JSON NaN
+                    return False
+            elif kind is not int and kind is not bool and item is not None:
+                return False
     return True
 
 
-# Plain dicts hold no container, so no cycle to watch for: one encoder serves every call.
+# A plain tree is walked for shape, not for cycles (its item bound ends any cycle as too
+# many items): one encoder, without cycle markers, serves every call.
 _dumps_plain = compat.plain_json_encoder()
 
 
 def to_json(value: Any, limit: int = 32768) -> str:
     """`value` as a JSON string, bounded to `limit` characters."""
-    if _plain_dict(value, limit):  # the common case: a call's arguments
+    if _plain_tree(value):  # the common case: a call's arguments, a tool's small result
         text = _dumps_plain(value)
-        return text if len(text) <= limit else truncate(text, limit)
+        # Within the bound, no string in it was cut and the walk's budget never ran out:
+        # the walk would have made these very characters. Past it, the walk says what went.
+        if len(text) <= limit:
+            return text
     walk = _Walk(limit)
     try:
         text = json.dumps(_convert(value, limit, walk, 0), allow_nan=False)
