@@ -6,6 +6,7 @@ loopback receiver; a "hanging" backend is a port that accepts connections and ne
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,15 +15,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.request import urlopen
 
 import pytest
 from conftest import RunPython
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otlp_receiver import OTLPReceiver, dead_url
 from test_launcher import launcher, program_env
+
+from traceroot._export.batcher import Batcher
 
 APPS = Path(__file__).parent / "apps"
 NOT_DELIVERED = re.compile(r"traceroot: (\d+) span\(s\) were not delivered")
@@ -175,7 +180,9 @@ def test_sigterm_with_the_backend_down_reports_the_loss(
     assert elapsed < 1 + 3, f"exit took {elapsed:.1f}s with a 1s timeout"
 
 
-@pytest.mark.parametrize("storm", ["SIGTERM, own handler", "SIGTERM", "SIGINT, caught"])
+@pytest.mark.parametrize(
+    "storm", ["SIGTERM, own handler", "SIGTERM", "SIGINT, caught", "SIGINT, caught, full queue"]
+)
 def test_signals_caught_inside_traceroot_neither_hang_nor_lose_spans(
     receiver: OTLPReceiver, traceroot_env: dict, tmp_path: Path, storm: str
 ) -> None:
@@ -186,10 +193,14 @@ def test_signals_caught_inside_traceroot_neither_hang_nor_lose_spans(
     # export thread with a traceback, and every later span was lost.
     traceroot_env["TRACEROOT_FLUSH_INTERVAL"] = "60"
     traceroot_env["TRACEROOT_SHUTDOWN_TIMEOUT"] = "30"  # tens of thousands of spans, loaded CI
-    # Room for every span: the program's thread never waits in a Condition for room, where
-    # a Ctrl-C can break CPython's own lock handling (see the closing notes).
-    traceroot_env["TRACEROOT_MAX_QUEUE_SIZE"] = "1000000"
+    # Room for every span, or (full queue) room for few: the program's thread then keeps
+    # waiting for room, where a Ctrl-C inside a threading.Condition's wait could leave its
+    # lock released twice or held (a warning, once a hang), before those waits were polled.
+    full = storm.endswith("full queue")
+    traceroot_env["TRACEROOT_MAX_QUEUE_SIZE"] = "300" if full else "1000000"
+    traceroot_env["TRACEROOT_QUEUE_WAIT"] = "30"  # a loaded machine's export is not a drop
     args = {"SIGTERM, own handler": ["--handler"], "SIGTERM": [], "SIGINT, caught": ["--sigint"]}
+    args["SIGINT, caught, full queue"] = ["--sigint"]
     done = run_app("launcher", "signal_storm.py", args[storm], traceroot_env, tmp_path, 60)
     if storm.startswith("SIGINT"):
         # What a Ctrl-C can still break inside the interpreter's own code (a thread's start
@@ -211,6 +222,100 @@ def test_signals_caught_inside_traceroot_neither_hang_nor_lose_spans(
     # Each call its own trace: a Ctrl-C inside the wrapper once left its span current, and
     # every later call became its child.
     assert [s.parent_span_id for s in spans if s.parent_span_id] == []
+
+
+def _ctrl_c_at(k: int) -> Callable[..., None]:
+    """A profile hook raising KeyboardInterrupt at the k-th point Python checks for signals
+    (entering a function, after a call returns), as a Ctrl-C landing there would."""
+    seen = 0
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        nonlocal seen
+        if event in ("call", "return", "c_return"):
+            seen += 1
+            if seen == k:
+                sys.setprofile(None)
+                raise KeyboardInterrupt
+
+    return profile
+
+
+def test_a_ctrl_c_while_waiting_for_room_in_the_queue_breaks_no_lock() -> None:
+    # The thread ending a span waits for room in a full queue. It once waited in a
+    # threading.Condition and woke the export thread with a threading.Event: a Ctrl-C just
+    # as Condition.__enter__ took the lock left it held for ever (the next span hung), and
+    # one just after Condition.wait released it had it released twice ("release unlocked
+    # lock"). CPython's own windows (python/cpython#78667, #118433).
+    tracer = TracerProvider().get_tracer("test")
+
+    def ended(name: str) -> ReadableSpan:
+        span = tracer.start_span(name)
+        span.end()
+        return span  # type: ignore[return-value]
+
+    def add_interrupted_at(k: int, batcher: Batcher, span: ReadableSpan, out: list[bool]) -> None:
+        try:
+            sys.setprofile(_ctrl_c_at(k))
+            try:
+                batcher.add(span)
+            finally:
+                sys.setprofile(None)
+            out.append(False)
+        except KeyboardInterrupt:
+            out.append(True)
+
+    def add_and_flush(batcher: Batcher, span: ReadableSpan) -> None:
+        batcher.add(span)
+        batcher.flush(10)
+
+    def in_thread(what: str, work: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=work, args=args, daemon=True)
+        thread.start()
+        thread.join(15)
+        assert not thread.is_alive(), what
+
+    interrupted = 0
+    k = quiet = 0
+    while quiet < 20:
+        k += 1
+        exporter = InMemorySpanExporter()
+        batcher = Batcher(
+            exporter, finish=None, flush_at=1000, max_batch_size=1000, flush_interval=60,
+            max_queue_size=1, describe_target="memory", queue_wait=10,
+        )  # fmt: skip
+        batcher.add(ended("first"))  # the queue is full, the export thread started
+        out: list[bool] = []
+        waiting = ended("waiting")
+        in_thread(f"step {k}: a hang", add_interrupted_at, k, batcher, waiting, out)
+        assert out, f"step {k}: not a KeyboardInterrupt"  # a RuntimeError, say
+        interrupted, quiet = (interrupted + 1, 0) if out[0] else (interrupted, quiet + 1)
+        # Whatever was interrupted, the next span and a flush still go through.
+        last = ended("after")
+        in_thread(f"step {k}: a lock left held", add_and_flush, batcher, last)
+        names = [span.name for span in exporter.get_finished_spans()]
+        assert names[0] == "first" and names[-1] == "after", (k, names)
+        batcher.shutdown(1)
+    assert interrupted > 10
+
+
+def test_a_ctrl_c_at_any_step_of_a_call_leaves_tracing_working(
+    receiver: OTLPReceiver, traceroot_env: dict, tmp_path: Path
+) -> None:
+    # Every span wakes the export thread (FLUSH_AT=1), so the wake-up is among the steps
+    # interrupted: a Ctrl-C inside threading.Event.set could leave its lock held, and the
+    # next span waited for it for ever.
+    traceroot_env["TRACEROOT_FLUSH_AT"] = "1"
+    done = run_app("lazy", "ctrl_c_anywhere.py", [], traceroot_env, tmp_path, 90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(line.startswith("traceroot: ") for line in done.stderr.splitlines()), done.stderr
+    counts = json.loads(done.stdout)
+    assert counts["interrupted"] > 50 and counts["completed"] >= 20
+    after = 2 * counts["k"]  # the two calls made after each interrupted or finished one
+    spans = receiver.wait_for_spans(after, timeout=30)
+    followers = [s for s in spans if json.loads(s.attributes["traceroot.span.input"])["i"] >= 10**5]
+    assert len(followers) == after
+    # None became the child of a span a Ctrl-C left current.
+    assert [s for s in followers if s.parent_span_id] == []
 
 
 def test_ctrl_c_during_the_exit_flush_stops_it_in_one_line(

@@ -37,6 +37,37 @@ _DROP_WARNING_EVERY = 60.0
 # spans with a 32 kB prompt each would otherwise hold 1 GB.
 MAX_QUEUE_TEXT = 64 * 1024 * 1024
 DEFAULT_QUEUE_WAIT = 2.0
+# How often the program's threads look again while they wait for room or for a flush. Not a
+# Condition: a Ctrl-C raised inside Condition.wait (Python raises it between any two steps)
+# can leave the lock released twice, or held for ever, and the next span would hang
+# (CPython's own windows, python/cpython#78667 and #118433).
+_POLL = 0.001
+
+
+class _Bell:
+    """Wakes the export thread: `threading.Event` without its Python-level Condition.
+
+    The program's threads ring it, and a Ctrl-C is raised between any two steps of
+    Python code: inside `Event.set` it can leave the Event's lock held for good (raised
+    just as `Condition.__enter__` took it), and the next span would wait for ever. This
+    bell is one lock, used only through single C calls: released is rung, held is quiet.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def ring(self) -> None:
+        if self._lock.locked():
+            try:
+                self._lock.release()
+            except RuntimeError:  # rung by another thread meanwhile
+                pass
+
+    def wait(self, timeout: float) -> None:
+        """Until rung or `timeout` seconds; quiet again after (the export thread only)."""
+        self._lock.acquire(timeout=timeout)
+        # Acquired (rung) or timed out (still held, quiet): either way quiet now.
 
 
 def text_size(span: ReadableSpan) -> int:
@@ -93,17 +124,15 @@ class Batcher:
         self._sizes: collections.deque[int] = collections.deque()
         self._queued_text = 0  # characters (by text_size) queued or being sent
         self._count_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._idle = threading.Condition()
+        self._wake = _Bell()
+        self._flight_lock = threading.Lock()  # the queue and what is in flight, read together
         self._in_flight = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         self._last_drop_warning = -_DROP_WARNING_EVERY
         self._flushing = False
-        # Backpressure: threads waiting for room, and whether waiting can help.
-        self._room = threading.Condition(threading.Lock())
-        self._waiting = 0
+        # Backpressure: whether waiting for room can help.
         self._last_export_ok = True  # nothing has failed yet
         self._failed_exports = 0
         self._gave_up_waiting = False
@@ -148,8 +177,8 @@ class Batcher:
             return
         if self._thread is None:
             self._start_thread()
-        if len(self._queue) >= self._flush_at and not self._wake.is_set():
-            self._wake.set()  # once: setting it again would take its lock on every span
+        if len(self._queue) >= self._flush_at:
+            self._wake.ring()
 
     def _offer(self, span: ReadableSpan, size: int) -> bool:
         """Queue `span` if there is room; whether it was queued."""
@@ -174,29 +203,18 @@ class Batcher:
         )
 
     def _wait_for_room(self, span: ReadableSpan, size: int) -> bool:
-        """Wait (bounded) for the export thread to make room, then queue `span`."""
-        deadline = time.monotonic() + self._queue_wait
-        self._wake.set()
-        with self._room:
-            self._waiting += 1
-            try:
-                while True:
-                    if self._offer(span, size):
-                        return True
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._stopping or self._gave_up_waiting:
-                        break
-                    self._room.wait(min(remaining, 0.05))
-            finally:
-                self._waiting -= 1
-        # The backend is not keeping up: drop without waiting until an export succeeds.
-        self._gave_up_waiting = True
-        return False
+        """Wait (bounded) for the export thread to make room, then queue `span`.
 
-    def _made_room(self) -> None:
-        if self._waiting:
-            with self._room:
-                self._room.notify_all()
+        Polled, holding no lock while it sleeps (see `_POLL`)."""
+        deadline = time.monotonic() + self._queue_wait
+        self._wake.ring()
+        while not self._offer(span, size):
+            if time.monotonic() >= deadline or self._stopping or self._gave_up_waiting:
+                # The backend is not keeping up: drop without waiting until an export succeeds.
+                self._gave_up_waiting = True
+                return False
+            time.sleep(_POLL)
+        return True
 
     def _warn_dropped(self) -> None:
         now = time.monotonic()
@@ -240,7 +258,6 @@ class Batcher:
     def _run(self) -> None:
         while True:
             self._wake.wait(self._interval)
-            self._wake.clear()
             try:
                 self._drain()
             except Exception as exc:  # a fault of ours must not end the export for good
@@ -250,9 +267,8 @@ class Batcher:
 
     def _recover(self, exc: Exception) -> None:
         """After an export round failed unexpectedly: nothing left in flight, one warning."""
-        with self._idle:
+        with self._flight_lock:
             self._in_flight = 0
-            self._idle.notify_all()
         if not self._warned_fault:
             self._warned_fault = True
             logger.warning(
@@ -262,23 +278,19 @@ class Batcher:
 
     def _drain(self) -> None:
         while self._queue:
-            with self._idle:  # taken and marked in flight at once, so flush() never sees a gap
+            # Taken and marked in flight at once, so flush() never sees a gap.
+            with self._flight_lock:
                 batch, text = self._take()
                 self._in_flight = len(batch)
-            self._made_room()
             try:
                 self._export(batch)
             finally:
                 with self._count_lock:  # its text counts against the budget until it is sent
                     self._queued_text -= text
-                with self._idle:
+                with self._flight_lock:
                     self._in_flight = 0
-                    self._idle.notify_all()
-                self._made_room()
             if len(self._queue) < self._flush_at and not self._stopping and not self._flushing:
                 break
-        with self._idle:
-            self._idle.notify_all()
 
     def _take(self) -> tuple[list[ReadableSpan], int]:
         """Up to a batch of spans off the queue, and their text size."""
@@ -333,18 +345,20 @@ class Batcher:
         failures = self._failed_exports
         self._flushing = True
         try:
-            self._wake.set()
+            self._wake.ring()
             self._drain_here_if_not_started(deadline)
-            with self._idle:
-                while self._queue or self._in_flight:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or getattr(self._exporter, "unreachable", False):
-                        return False
-                    self._idle.wait(min(remaining, 0.05))
-                    self._wake.set()
+            while self._busy():
+                if time.monotonic() >= deadline or getattr(self._exporter, "unreachable", False):
+                    return False
+                time.sleep(_POLL)  # polled: see _POLL
+                self._wake.ring()
             return self._failed_exports == failures  # refused (401...) is not delivered
         finally:
             self._flushing = False
+
+    def _busy(self) -> bool:
+        with self._flight_lock:
+            return bool(self._queue or self._in_flight)
 
     def _drain_here_if_not_started(self, deadline: float) -> None:
         """Export from this thread when the export thread is made but never starts.
@@ -367,7 +381,7 @@ class Batcher:
         """Flush within `timeout`, then stop the worker and the exporter's retries."""
         done = self.flush(timeout)
         self._stopping = True  # waiters see it within 50 ms; no lock taken here (see _lifecycle)
-        self._wake.set()
+        self._wake.ring()
         self._exporter.shutdown()
         return done
 
