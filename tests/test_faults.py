@@ -22,6 +22,7 @@ from urllib.request import urlopen
 
 import pytest
 from conftest import RunPython
+from ctrl_c import ctrl_c_at
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from otlp_receiver import OTLPReceiver, dead_url
@@ -224,22 +225,6 @@ def test_signals_caught_inside_traceroot_neither_hang_nor_lose_spans(
     assert [s.parent_span_id for s in spans if s.parent_span_id] == []
 
 
-def _ctrl_c_at(k: int) -> Callable[..., None]:
-    """A profile hook raising KeyboardInterrupt at the k-th point Python checks for signals
-    (entering a function, after a call returns), as a Ctrl-C landing there would."""
-    seen = 0
-
-    def profile(frame: object, event: str, arg: object) -> None:
-        nonlocal seen
-        if event in ("call", "return", "c_return"):
-            seen += 1
-            if seen == k:
-                sys.setprofile(None)
-                raise KeyboardInterrupt
-
-    return profile
-
-
 def test_a_ctrl_c_while_waiting_for_room_in_the_queue_breaks_no_lock() -> None:
     # The thread ending a span waits for room in a full queue. It once waited in a
     # threading.Condition and woke the export thread with a threading.Event: a Ctrl-C just
@@ -255,7 +240,7 @@ def test_a_ctrl_c_while_waiting_for_room_in_the_queue_breaks_no_lock() -> None:
 
     def add_interrupted_at(k: int, batcher: Batcher, span: ReadableSpan, out: list[bool]) -> None:
         try:
-            sys.setprofile(_ctrl_c_at(k))
+            sys.setprofile(ctrl_c_at(k))
             try:
                 batcher.add(span)
             finally:

@@ -11,31 +11,17 @@ program exits 3 naming where) and one here. Prints one JSON line of counts.
 import json
 import sys
 import threading
-from types import FrameType
-from typing import Any
+from pathlib import Path
 
-from traceroot import observe
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the tests' own helpers
+from ctrl_c import ctrl_c_at  # noqa: E402
+
+from traceroot import observe  # noqa: E402
 
 
 @observe(name="step")
 def step(i: int) -> dict[str, int]:
     return {"i": i}
-
-
-def interrupt_at(k: int, where: list[str]) -> Any:
-    seen = 0
-
-    def profile(frame: FrameType, event: str, arg: Any) -> None:
-        nonlocal seen
-        if event in ("call", "return", "c_return"):
-            seen += 1
-            if seen == k:
-                sys.setprofile(None)
-                code = frame.f_code
-                where.append(f"{event} in {code.co_name} ({code.co_filename}:{frame.f_lineno})")
-                raise KeyboardInterrupt
-
-    return profile
 
 
 step(-1)  # tracing starts before the first Ctrl-C
@@ -45,7 +31,7 @@ k = quiet = 0
 while quiet < 20:
     k += 1
     try:
-        sys.setprofile(interrupt_at(k, where))
+        sys.setprofile(ctrl_c_at(k, where))
         try:
             step(k)
         finally:
