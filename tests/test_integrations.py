@@ -390,6 +390,58 @@ def test_otel_instrumentors_two_services_one_trace(
     assert server.trace_id == client.trace_id
 
 
+def test_a_streamed_anthropic_calls_request_is_under_its_llm_span(
+    run_python: RunPython,
+    receiver: OTLPReceiver,
+    traceroot_env: dict[str, str],
+    providers: FakeProviders,
+) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.httpx")
+    # messages.stream() sends its request in the manager's __enter__, once the LLM span was
+    # no longer current: the HTTP client's POST span came out beside it, not under it.
+    script = """
+        import asyncio, sys
+        import traceroot
+        from traceroot import _integrations as integrations
+
+        traceroot.auto_initialize()
+        from opentelemetry import trace
+        integrations.activate_otel_instrumentors(trace.get_tracer_provider())
+        import anthropic
+
+        MSGS = [{"role": "user", "content": "Say hello"}]
+        sync = anthropic.Anthropic(base_url=sys.argv[1], api_key="k", max_retries=0)
+        aio = anthropic.AsyncAnthropic(base_url=sys.argv[1], api_key="k", max_retries=0)
+
+        @traceroot.observe(name="created")
+        def created():
+            return sync.messages.create(model="claude-x", max_tokens=50, messages=MSGS)
+
+        @traceroot.observe(name="streamed")
+        def streamed():
+            with sync.messages.stream(model="claude-x", max_tokens=50, messages=MSGS) as s:
+                return "".join(s.text_stream)
+
+        @traceroot.observe(name="streamed_async")
+        async def streamed_async():
+            async with aio.messages.stream(model="claude-x", max_tokens=50, messages=MSGS) as s:
+                return "".join([t async for t in s.text_stream])
+
+        created()
+        assert streamed() == asyncio.run(streamed_async()) != ""
+        traceroot.shutdown()
+    """
+    result = run_python(textwrap.dedent(script), args=[providers.url], env=traceroot_env)
+    assert result.returncode == 0, result.stderr
+    spans = receiver.wait_for_spans(9)
+    for name in ("created", "streamed", "streamed_async"):
+        (observed,) = [s for s in spans if s.name == name]
+        (llm,) = [s for s in spans if s.parent_span_id == observed.span_id]
+        assert llm.attributes["openinference.span.kind"] == "LLM"
+        (post,) = [s for s in spans if s.parent_span_id == llm.span_id]
+        assert (post.name, post.kind) == ("POST", "CLIENT"), name
+
+
 def test_distro_initializes_traceroot_under_opentelemetry_instrument(
     run_python: RunPython,
     receiver: OTLPReceiver,

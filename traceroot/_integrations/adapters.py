@@ -96,6 +96,7 @@ class AnthropicInstrumentor:
 
     def instrument(self, tracer_provider: TracerProvider) -> None:
         self._inner.instrument(tracer_provider=tracer_provider)
+        _nest_stream_requests()
         if self._ENV not in os.environ:
             os.environ[self._ENV] = "false"
             self._set_env = True
@@ -109,6 +110,64 @@ class AnthropicInstrumentor:
     @property
     def is_instrumented_by_opentelemetry(self) -> bool:
         return bool(self._inner.is_instrumented_by_opentelemetry)
+
+
+# OpenInference's proxies of the managers `messages.stream()` returns (and the beta ones).
+_STREAM_MANAGERS = ("_MessageStreamManager", "_BetaMessageStreamManager")
+_ASYNC_STREAM_MANAGERS = ("_AsyncMessageStreamManager", "_BetaAsyncMessageStreamManager")
+
+
+def _nest_stream_requests() -> None:
+    """Make a stream's LLM span current while the stream's request is sent.
+
+    `messages.stream()` sends nothing: its manager's `__enter__` does, once the
+    instrumentor's span is no longer current, so the HTTP client's span (`POST`) came out
+    beside the LLM span instead of under it, as it is for `messages.create()`.
+    """
+    try:
+        from openinference.instrumentation.anthropic import _wrappers
+    except ImportError:  # laid out differently: a release this shim is not for
+        return
+    for name in _STREAM_MANAGERS:
+        manager = getattr(_wrappers, name, None)
+        enter = vars(manager).get("__enter__") if isinstance(manager, type) else None
+        if enter is not None and not getattr(enter, "_traceroot_nested", False):
+            manager.__enter__ = _entered_under_its_span(enter)  # type: ignore[union-attr]
+    for name in _ASYNC_STREAM_MANAGERS:
+        manager = getattr(_wrappers, name, None)
+        enter = vars(manager).get("__aenter__") if isinstance(manager, type) else None
+        if enter is not None and not getattr(enter, "_traceroot_nested", False):
+            manager.__aenter__ = _async_entered_under_its_span(enter)  # type: ignore[union-attr]
+
+
+def _stream_span(manager: Any) -> Span | None:
+    span = getattr(getattr(manager, "_self_with_span", None), "_span", None)
+    return span if isinstance(span, Span) else None
+
+
+def _entered_under_its_span(enter: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def nested(self: Any) -> Any:
+        span = _stream_span(self)
+        if span is None:
+            return enter(self)
+        # The instrumentor records a failed request itself.
+        with use_span(span, record_exception=False, set_status_on_exception=False):
+            return enter(self)
+
+    nested._traceroot_nested = True  # type: ignore[attr-defined]
+    return nested
+
+
+def _async_entered_under_its_span(enter: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    async def nested(self: Any) -> Any:
+        span = _stream_span(self)
+        if span is None:
+            return await enter(self)
+        with use_span(span, record_exception=False, set_status_on_exception=False):
+            return await enter(self)
+
+    nested._traceroot_nested = True  # type: ignore[attr-defined]
+    return nested
 
 
 class LangChainInstrumentor:
