@@ -11,6 +11,9 @@ import json
 import math
 import random
 import re
+import sys
+import threading
+import time
 import types
 import uuid
 from decimal import Decimal
@@ -376,3 +379,30 @@ def test_a_string_array_is_bounded_in_total() -> None:
     assert bounded[:8] == ["s" * 100] * 8
     assert bounded[8:] == ["...[42 more items]"]
     assert to_output_value(["a", "b"], 100) == ["a", "b"]
+
+
+def test_a_value_another_thread_changes_meanwhile_never_raises() -> None:
+    # A program's thread may change a dict while it is captured as another call's argument:
+    # reading it then raises "dictionary changed size during iteration".
+    shared: dict[str, object] = {f"k{i}": [i, "v"] for i in range(60)}
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            shared[f"x{i % 3}"] = i
+            shared.pop(f"x{(i + 1) % 3}", None)
+            i += 1
+
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            assert to_json({"data": shared}).startswith('{"data": ')
+    finally:
+        sys.setswitchinterval(old_interval)
+        stop.set()
+        worker.join()

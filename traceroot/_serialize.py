@@ -421,12 +421,15 @@ _dumps_plain = compat.plain_json_encoder()
 
 def to_json(value: Any, limit: int = 32768) -> str:
     """`value` as a JSON string, bounded to `limit` characters."""
-    if _plain_tree(value):  # the common case: a call's arguments, a tool's small result
-        text = _dumps_plain(value)
-        # Within the bound, no string in it was cut and the walk's budget never ran out:
-        # the walk would have made these very characters. Past it, the walk says what went.
-        if len(text) <= limit:
-            return text
+    try:
+        if _plain_tree(value):  # the common case: a call's arguments, a tool's small result
+            text = _dumps_plain(value)
+            # Within the bound, no string in it was cut and the walk's budget never ran out:
+            # the walk would have made these very characters. Past it, the walk says what went.
+            if len(text) <= limit:
+                return text
+    except Exception:  # changed by another thread meanwhile: the walk copes with that
+        pass
     walk = _Walk(limit)
     try:
         text = json.dumps(_convert(value, limit, walk, 0), allow_nan=False)
