@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import clean_env
-from fake_providers import COMPLETION_TOKENS, PROMPT_TOKENS, REPLY, FakeProviders
+from fake_providers import COMPLETION_TOKENS, FAIL_MODEL, PROMPT_TOKENS, REPLY, FakeProviders
 from opentelemetry.sdk.trace import TracerProvider
 from otlp_receiver import OTLPReceiver, ReceivedSpan
 
@@ -266,6 +266,13 @@ LITELLM_SCRIPT = """
     async def async_():
         return await litellm.acompletion(**ARGS)
 
+    @observe(name="litellm_fallback")
+    def fallback():  # the first model fails (500), the fallback answers
+        import logging
+        logging.getLogger("LiteLLM").setLevel(logging.CRITICAL)  # its own report of the 500
+        failing = dict(ARGS, model="openai/FAIL_MODEL", num_retries=0)
+        return litellm.completion(**failing, fallbacks=[dict(ARGS, model="openai/gpt-y")])
+
     @observe(name="openai_direct")
     def direct():  # the OpenAI integration still traces the openai client used directly
         client = openai.OpenAI(base_url=URL + "/v1", api_key="k", max_retries=0)
@@ -274,6 +281,7 @@ LITELLM_SCRIPT = """
     assert sync().choices[0].message.content == REPLY
     assert asyncio.run(async_()).choices[0].message.content == REPLY
     assert direct().choices[0].message.content == REPLY
+    assert fallback().choices[0].message.content == REPLY
     traceroot.shutdown()
     assert not REACHED, f"reached beyond loopback: {sorted(set(REACHED))}"
 """
@@ -282,12 +290,25 @@ LITELLM_SCRIPT = """
 @needs_litellm
 def test_litellm_call_is_one_llm_span_with_the_openai_integration_on() -> None:
     # No download of litellm's model cost map: there is no network here.
-    spans = _run(
-        LITELLM_SCRIPT.replace("REPLY", repr(REPLY)), {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    )
+    script = LITELLM_SCRIPT.replace("REPLY", repr(REPLY)).replace("FAIL_MODEL", FAIL_MODEL)
+    spans = _run(script, {"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     for name in ("litellm_sync", "litellm_async"):
         _assert_one_llm_span(spans, name, "openai/gpt-x", f"{_OI}.litellm")
     _assert_one_llm_span(spans, "openai_direct", "gpt-x", f"{_OI}.openai")
+    # With fallbacks, each model tried is an LLM span of its own, under the call's span,
+    # which is a CHAIN: as an LLM span with the answer's token counts, it counted them twice.
+    _, (call,) = _scenario(spans, "litellm_fallback")
+    assert call.attributes["openinference.span.kind"] == "CHAIN"
+    assert not [k for k in call.attributes if k.startswith(("llm.token_count.", "traceroot.int"))]
+    tried = sorted((s for s in spans if s.parent_span_id == call.span_id), key=lambda s: s.start_ns)
+    assert [s.attributes["llm.model_name"] for s in tried] == [
+        f"openai/{FAIL_MODEL}",
+        "openai/gpt-y",
+    ]
+    assert [s.attributes["openinference.span.kind"] for s in tried] == ["LLM", "LLM"]
+    assert [s.status_code for s in tried] == ["ERROR", "OK"]
+    assert tried[1].attributes["llm.token_count.completion"] == COMPLETION_TOKENS
+    assert not [s for s in spans if s.parent_span_id in {t.span_id for t in tried}]
 
 
 # -- LangChain's ChatOpenAI with the OpenAI integration on -------------------------------

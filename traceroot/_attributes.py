@@ -40,6 +40,10 @@ OI_TOKENS_PROMPT = "llm.token_count.prompt"
 OI_TOKENS_COMPLETION = "llm.token_count.completion"
 
 DECORATOR_SCOPE = "traceroot-sdk"
+# Set on an LLM span that turned out to wrap the LLM calls it made (LiteLLM's `completion`
+# with fallbacks: each attempt is an LLM span of its own under it). The export makes it a
+# CHAIN span without token counts, which would count the calls' tokens twice; never sent.
+WRAPS_LLM_CALLS = "traceroot.internal.wraps_llm_calls"
 OI_TOKENS_TOTAL = "llm.token_count.total"
 
 # What the backend needs to place and account a span: never shown to `redact`, never given

@@ -95,6 +95,9 @@ class SpanFinisher:
         """`span` with the rules applied: the same span when they change nothing."""
         # A plain dict (the SDK's attribute mapping copies at C speed) is quicker to walk.
         original: Mapping[str, Any] = _plain_copy(span.attributes)
+        wrapper = attr.WRAPS_LLM_CALLS in original
+        if wrapper:
+            original = _as_chain(original)
         # Without `redact`, cleaning and bounding are one pass over the attributes.
         attributes = self._clean(original) if self._redact is not None else self._finish(original)
         if self._scrubber is not None:
@@ -123,6 +126,7 @@ class SpanFinisher:
         name = self._scrub_name(span.name)
         if (
             self._redact is None
+            and not wrapper
             and bounded is original
             and events is original_events
             and status is original_status
@@ -457,6 +461,17 @@ def _cut(text: str, limit: int, already_cut: int) -> str:
 def _any_too_long(values: tuple[Any, ...], limit: int) -> bool:
     # Attribute arrays are homogeneous: an array of strings has a string first.
     return bool(values) and type(values[0]) is str and max(map(len, values)) > limit
+
+
+def _as_chain(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """An LLM span that wraps LLM calls (``WRAPS_LLM_CALLS``) as the CHAIN span it is."""
+    chain = {
+        k: v
+        for k, v in attributes.items()
+        if k != attr.WRAPS_LLM_CALLS and not k.startswith(("llm.token_count.", "llm.cost."))
+    }
+    chain[attr.OI_SPAN_KIND] = "CHAIN"
+    return chain
 
 
 def _plain_copy(attributes: Mapping[str, Any] | None) -> dict[str, Any]:

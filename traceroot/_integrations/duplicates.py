@@ -24,6 +24,7 @@ from opentelemetry.trace import (
 )
 
 from traceroot import _compat as compat
+from traceroot._attributes import WRAPS_LLM_CALLS
 from traceroot._integrations.registry import OI, Integration
 
 
@@ -58,6 +59,9 @@ class Cover:
     parent_lookup: Callable[[Span], Span | None] | None = None
     """With ``parent_scope``: the live span a remote parent stands for, when the library
     carries the context across in-process (the parent is then a copy that records nothing)."""
+    demote_parent: bool = False
+    """With ``parent_scope``: the span is the real call and is kept; the parent, which only
+    wraps such calls, is marked (``WRAPS_LLM_CALLS``) to be sent as a CHAIN span instead."""
 
 
 def _langchain_run_span(frame: FrameType | None, depth: int = 32) -> Span | None:
@@ -141,6 +145,18 @@ DUPLICATES: dict[str, tuple[Cover, ...]] = {
             parent_lookup=_propagated_span,
         ),
     ),
+    # LiteLLM's `completion` with fallbacks calls `acompletion` once per model it tries, each
+    # an LLM span of its own under the first: that one only wraps them, and its token counts
+    # (the answer's) would count the call twice. The attempts are kept (each its model, the
+    # failed one's error) and the wrapper is sent as a CHAIN span.
+    f"{OI}.litellm": (
+        Cover(
+            Integration.LITELLM,
+            parent_scope=f"{OI}.litellm",
+            parent_kind="LLM",
+            demote_parent=True,
+        ),
+    ),
     # OpenInference marks every method of a LlamaIndex LLM an LLM span, this one included,
     # though it only builds the request of the call that follows.
     f"{OI}.llama_index": (Cover(Integration.LLAMA_INDEX, name_suffix="._prepare_chat_with_tools"),),
@@ -160,8 +176,16 @@ def _called_from(module: str, depth: int = 64) -> FrameType | None:
 
 
 def _has_kind(span: Span, kind: str | None) -> bool:
+    if kind is None:
+        return True
     attributes = getattr(span, "attributes", None) or {}
-    return kind is None or attributes.get("openinference.span.kind") == kind
+    found = attributes.get("openinference.span.kind")
+    if found is None:
+        # OpenInference's span proxy (0.1.72 on) keeps the kind aside, set only as it ends.
+        found = (getattr(span, "_self_important_attributes", None) or {}).get(
+            "openinference.span.kind"
+        )
+    return bool(found == kind)
 
 
 def _caller_span(cover: Cover, frame: FrameType) -> Span | None:
@@ -216,6 +240,9 @@ class _YieldingTracer(Tracer):
                     and getattr(parent, "name", "").startswith(cover.parent_prefix)
                     and _has_kind(parent, cover.parent_kind)
                 ):
+                    if cover.demote_parent:
+                        parent.set_attribute(WRAPS_LLM_CALLS, True)
+                        continue
                     return NonRecordingSpan(parent.get_span_context())
             elif cover.caller_module is not None:
                 frame = _called_from(cover.caller_module)
