@@ -303,6 +303,43 @@ def test_a_ctrl_c_at_any_step_of_a_call_leaves_tracing_working(
     assert [s for s in followers if s.parent_span_id] == []
 
 
+SURVIVES_SIGTERMS = """
+import os, signal, time
+from traceroot import observe
+
+signal.signal(signal.SIGTERM, lambda signum, frame: print("handled", flush=True))
+
+@observe(name="work")
+def work(i):
+    return i
+
+for i in range(3):
+    work(i)
+    if i < 2:
+        os.kill(os.getpid(), signal.SIGTERM)  # our flush waits on the slow backend
+        time.sleep(1.3)  # still running well past the exit allowance: it was not ending
+"""
+
+
+def test_a_program_that_survives_its_sigterms_keeps_its_whole_exit_allowance(
+    receiver: OTLPReceiver, traceroot_env: dict, tmp_path: Path
+) -> None:
+    # Each handled SIGTERM's flush drew on the one exit allowance: after two, the exit
+    # itself had none left, and its last span was reported undelivered. (A backend that
+    # does not answer is still waited for once: see the test below.)
+    receiver.delay = 0.7
+    env = {**traceroot_env, "TRACEROOT_SHUTDOWN_TIMEOUT": "1"}
+    env.update(TRACEROOT_FLUSH_INTERVAL="60", TRACEROOT_FLUSH_AT="1000")  # flushes send
+    done = subprocess.run(
+        [*launcher(), sys.executable, "-c", SURVIVES_SIGTERMS], env=program_env(env),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "handled\nhandled\n", "")
+    spans = receiver.wait_for_spans(3, timeout=5)
+    inputs = sorted(s.attributes["traceroot.span.input"] for s in spans)
+    assert inputs == ['{"i": 0}', '{"i": 1}', '{"i": 2}']
+
+
 def test_ctrl_c_during_the_exit_flush_stops_it_in_one_line(
     hanging_url: str, tmp_path: Path
 ) -> None:

@@ -79,6 +79,9 @@ class ExitAllowance:
         self.exiting = False
         self.pool_worker = False
         self._spent = 0.0
+        # time.monotonic() when the last wait ended with every span delivered; None when
+        # the last one did not (or none ended yet).
+        self._settled_at: float | None = None
         self._wasted_by_workers: mmap.mmap | None = None
 
     def share_with_workers(self) -> None:
@@ -92,6 +95,20 @@ class ExitAllowance:
                 pass
 
     def begin(self) -> None:
+        """The process is most likely ending: its exit, or a SIGTERM it handles.
+
+        A program still running longer than the allowance after its last wait, which
+        delivered everything, was not ending then (it handled that SIGTERM and went on):
+        this ending gets the whole allowance again. Otherwise a program that handles
+        SIGTERM again and again, with a slow backend, would use the allowance up, and its
+        real exit would wait for nothing. After a wait that failed, the account stands:
+        a backend that does not answer is waited for once per process.
+        """
+        import time  # built in: loaded only on the way out
+
+        settled = self._settled_at
+        if self.exiting and settled is not None and time.monotonic() - settled > self.limit:
+            self._spent = 0.0
         self.exiting = True
 
     def left(self) -> float:
@@ -105,6 +122,9 @@ class ExitAllowance:
             return
         seconds = max(0.0, seconds)
         self._spent += seconds
+        import time
+
+        self._settled_at = time.monotonic() if delivered else None
         shared = self._wasted_by_workers
         if self.pool_worker and shared is not None:
             # Not atomic across workers: concurrent exits may each wait; sequential ones
@@ -116,6 +136,7 @@ class ExitAllowance:
         self.exiting = False
         self.pool_worker = False
         self._spent = 0.0
+        self._settled_at = None
 
 
 def _read_seconds(memory: mmap.mmap) -> float:
