@@ -72,7 +72,9 @@ BACKEND_KEYS = frozenset(
         "output.mime_type",
     }
 )
-BACKEND_PREFIXES = ("traceroot.sdk.", "traceroot.git.", "llm.token_count.", "llm.cost.")
+# What a span's LLM usage is counted from: token counts and costs.
+LLM_ACCOUNTING_PREFIXES = ("llm.token_count.", "llm.cost.")
+BACKEND_PREFIXES = ("traceroot.sdk.", "traceroot.git.", *LLM_ACCOUNTING_PREFIXES)
 
 
 def is_backend_key(key: str) -> bool:

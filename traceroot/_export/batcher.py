@@ -47,6 +47,12 @@ _POLL = 0.001
 _FIRST_POLL = 0.00005
 
 
+def _pause(poll: float) -> float:
+    """Sleep `poll` seconds, holding no lock; the next pause, longer up to `_POLL`."""
+    time.sleep(poll)
+    return min(2 * poll, _POLL)
+
+
 class _Bell:
     """Wakes the export thread: `threading.Event` without its Python-level Condition.
 
@@ -217,8 +223,7 @@ class Batcher:
                 # The backend is not keeping up: drop without waiting until an export succeeds.
                 self._gave_up_waiting = True
                 return False
-            time.sleep(poll)
-            poll = min(2 * poll, _POLL)
+            poll = _pause(poll)
         return True
 
     def _warn_dropped(self) -> None:
@@ -356,8 +361,7 @@ class Batcher:
             while self._busy():
                 if time.monotonic() >= deadline or getattr(self._exporter, "unreachable", False):
                     return False
-                time.sleep(poll)  # polled: see _POLL
-                poll = min(2 * poll, _POLL)
+                poll = _pause(poll)
                 self._wake.ring()
             return self._failed_exports == failures  # refused (401...) is not delivered
         finally:

@@ -468,7 +468,7 @@ def _as_chain(attributes: Mapping[str, Any]) -> dict[str, Any]:
     chain = {
         k: v
         for k, v in attributes.items()
-        if k != attr.WRAPS_LLM_CALLS and not k.startswith(("llm.token_count.", "llm.cost."))
+        if k != attr.WRAPS_LLM_CALLS and not k.startswith(attr.LLM_ACCOUNTING_PREFIXES)
     }
     chain[attr.OI_SPAN_KIND] = "CHAIN"
     return chain

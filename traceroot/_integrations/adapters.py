@@ -128,16 +128,15 @@ def _nest_stream_requests() -> None:
         from openinference.instrumentation.anthropic import _wrappers
     except ImportError:  # laid out differently: a release this shim is not for
         return
-    for name in _STREAM_MANAGERS:
-        manager = getattr(_wrappers, name, None)
-        enter = vars(manager).get("__enter__") if isinstance(manager, type) else None
-        if enter is not None and not getattr(enter, "_traceroot_nested", False):
-            manager.__enter__ = _entered_under_its_span(enter)  # type: ignore[union-attr]
-    for name in _ASYNC_STREAM_MANAGERS:
-        manager = getattr(_wrappers, name, None)
-        enter = vars(manager).get("__aenter__") if isinstance(manager, type) else None
-        if enter is not None and not getattr(enter, "_traceroot_nested", False):
-            manager.__aenter__ = _async_entered_under_its_span(enter)  # type: ignore[union-attr]
+    for names, method, nest in (
+        (_STREAM_MANAGERS, "__enter__", _entered_under_its_span),
+        (_ASYNC_STREAM_MANAGERS, "__aenter__", _async_entered_under_its_span),
+    ):
+        for name in names:
+            manager = getattr(_wrappers, name, None)
+            enter = vars(manager).get(method) if isinstance(manager, type) else None
+            if enter is not None and not getattr(enter, "_traceroot_nested", False):
+                setattr(manager, method, nest(enter))
 
 
 def _stream_span(manager: Any) -> Span | None:

@@ -24,7 +24,7 @@ from opentelemetry.trace import (
 )
 
 from traceroot import _compat as compat
-from traceroot._attributes import WRAPS_LLM_CALLS
+from traceroot._attributes import OI_SPAN_KIND, WRAPS_LLM_CALLS
 from traceroot._integrations.registry import OI, Integration
 
 
@@ -179,12 +179,10 @@ def _has_kind(span: Span, kind: str | None) -> bool:
     if kind is None:
         return True
     attributes = getattr(span, "attributes", None) or {}
-    found = attributes.get("openinference.span.kind")
+    found = attributes.get(OI_SPAN_KIND)
     if found is None:
         # OpenInference's span proxy (0.1.72 on) keeps the kind aside, set only as it ends.
-        found = (getattr(span, "_self_important_attributes", None) or {}).get(
-            "openinference.span.kind"
-        )
+        found = (getattr(span, "_self_important_attributes", None) or {}).get(OI_SPAN_KIND)
     return bool(found == kind)
 
 
